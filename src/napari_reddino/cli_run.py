@@ -1,0 +1,238 @@
+"""The working subcommands of ``napari-reddino``: segment, embed, project, propagate, report, run.
+
+Each is a thin layer over the core (``pipeline``, ``distributed``, ``report``, ``propagate``):
+parse paths, drive the core generator under a progress bar, print where results went.
+Exit codes: 0 ok, 1 some smears failed (listed in failures.csv), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._progress import Progress, ProgressGen
+from .cli import drive
+from .pipeline import (
+    PipelineConfig,
+    SmearStatus,
+    find_images,
+    iter_run_smear_file,
+    read_image,
+    read_subject_map,
+)
+
+
+def _say(text: str) -> None:
+    from rich.console import Console
+
+    Console(highlight=False).print(text)
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    from .backbones import DEFAULT_BACKBONE
+
+    return PipelineConfig(
+        backbone=args.backbone or DEFAULT_BACKBONE,
+        method=args.method,
+        pooling=getattr(args, "pooling", "cls_crop"),
+        device=getattr(args, "device", "auto"),
+    )
+
+
+def _print_statuses(statuses: pd.DataFrame, out_dir: Path) -> int:
+    """One line of counts, the failures in full; exit code 1 if any smear failed."""
+    counts = statuses["status"].value_counts().to_dict()
+    _say(f"smears: {counts.get('done', 0)} done, {counts.get('skipped', 0)} already done "
+         f"(skipped), {counts.get('failed', 0)} failed -> {out_dir}")
+    failed = statuses[statuses["status"] == "failed"]
+    for row in failed.itertuples():
+        _say(f"[red]failed[/red] {row.image}: {row.error}")
+    return 1 if len(failed) else 0
+
+
+def _iter_segment_files(images, out_dir: Path, method: str, subjects: dict,
+                        cancel: threading.Event | None = None) -> ProgressGen[list[SmearStatus]]:
+    import tifffile
+
+    from .cells import save_table
+    from .segment import iter_segment
+
+    statuses = []
+    for i, path in enumerate(images):
+        yield Progress(i, len(images), path.name)
+        subject = subjects[path.name]
+        try:
+            image = read_image(path)
+            result = yield from _relabel(iter_segment(
+                image, method=method, image_name=path.name, subject=subject, cancel=cancel,
+            ), i, len(images), path.name)
+        except (ValueError, OSError) as exc:
+            statuses.append(SmearStatus(path.name, subject, str(path), "failed", error=str(exc)))
+            continue
+        tifffile.imwrite(out_dir / f"{path.stem}_labels.tif", result.labels.astype(np.int32),
+                         compression="zlib")
+        save_table(result.features, out_dir / f"{path.stem}_cells.csv")
+        statuses.append(SmearStatus(path.name, subject, str(path), "done", len(result.features)))
+    yield Progress(len(images), len(images), "done")
+    return statuses
+
+
+def _relabel(gen, done: int, total: int, name: str):
+    """Pass an inner generator's result through while showing progress over images."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(done, total, f"{name}: {p.message}")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    images = find_images(args.inputs)
+    subjects = read_subject_map(args.subjects, images)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    statuses = drive(_iter_segment_files(images, out_dir, args.method, subjects), "segment",
+                     quiet=args.quiet)
+    return _print_statuses(pd.DataFrame([s.as_row() for s in statuses]), out_dir)
+
+
+def _iter_embed_files(images, out_dir: Path, config: PipelineConfig, subjects: dict,
+                      cancel=None) -> ProgressGen[list[SmearStatus]]:
+    statuses = []
+    for i, path in enumerate(images):
+        gen = iter_run_smear_file(path, out_dir, config, subject=subjects[path.name],
+                                  cancel=cancel)
+        statuses.append((yield from _relabel(gen, i, len(images), path.name)))
+    yield Progress(len(images), len(images), "done")
+    return statuses
+
+
+def _write_statuses(statuses: list[SmearStatus], out_dir: Path) -> pd.DataFrame:
+    from .distributed import FAILURES_TABLE, RUNS_TABLE
+
+    runs = pd.DataFrame([s.as_row() for s in statuses])
+    runs.to_csv(out_dir / RUNS_TABLE, index=False)
+    runs[runs["status"] == "failed"].to_csv(out_dir / FAILURES_TABLE, index=False)
+    return runs
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    images = find_images(args.inputs)
+    subjects = read_subject_map(args.subjects, images)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    statuses = drive(_iter_embed_files(images, out_dir, _config(args), subjects), "embed",
+                     quiet=args.quiet)
+    return _print_statuses(_write_statuses(statuses, out_dir), out_dir)
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from .distributed import iter_combine
+
+    combined = drive(iter_combine(args.run_dir, projection=args.projection,
+                                  n_clusters=args.clusters), "project", quiet=args.quiet)
+    _say(f"pooled {len(combined.table)} cells of {combined.summary['n_images']} images "
+         f"-> {Path(args.run_dir) / 'cells.parquet'}")
+    return 0
+
+
+def _load_pooled(folder_or_table: str | Path, embeddings_path: str | None = None):
+    """A pooled cell table and the vector of each of its rows."""
+    from .cells import CellEmbeddings, load_table
+
+    path = Path(folder_or_table)
+    table_path = path / "cells.parquet" if path.is_dir() else path
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{path}: no pooled cell table (run `napari-reddino project`)")
+    npz = Path(embeddings_path) if embeddings_path else table_path.parent / "embeddings.npz"
+    if not npz.is_file():
+        raise FileNotFoundError(f"{npz}: embeddings not found (pass --reference-embeddings)")
+    table = load_table(table_path)
+    emb = CellEmbeddings.load(npz)
+    if "embedding_row" in table.columns:
+        rows = table["embedding_row"].to_numpy(dtype=np.int64)
+    else:
+        rows = np.asarray(emb.rows_for(table["image"].to_numpy(), table["label"].to_numpy()))
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(emb.vectors)):
+        raise ValueError(f"{table_path}: embedding_row points outside {npz}")
+    return table, np.asarray(emb.vectors, dtype=np.float32)[rows], emb.backbone
+
+
+def cmd_propagate(args: argparse.Namespace) -> int:
+    from .cells import save_table
+    from .propagate import MANUAL, PROPAGATED, iter_propagate, unlabeled_mask
+
+    ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
+    table, vectors, backbone = _load_pooled(args.run_dir)
+    if "class" not in ref_table.columns or unlabeled_mask(ref_table["class"]).all():
+        raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
+    if ref_backbone != backbone or ref_vectors.shape[1] != vectors.shape[1]:
+        raise ValueError(
+            f"reference embeddings come from {ref_backbone!r} ({ref_vectors.shape[1]}-d), "
+            f"{args.run_dir} from {backbone!r} ({vectors.shape[1]}-d): embed both with one backbone"
+        )
+    own = np.full(len(table), None, dtype=object)
+    if {"class", "class_source"} <= set(table.columns):  # keep this run's own manual labels
+        manual = table["class_source"].astype(str).to_numpy() == MANUAL
+        own[manual] = table["class"].astype(str).to_numpy()[manual]
+    ref_classes = ref_table["class"].astype(object).where(~unlabeled_mask(ref_table["class"]))
+    classes = np.concatenate([ref_classes.to_numpy(dtype=object), own])
+    result = drive(iter_propagate(np.vstack([ref_vectors, vectors]), classes, k=args.k,
+                                  spreading=args.spreading), "propagate", quiet=args.quiet)
+    n_ref = len(ref_table)
+    table["class"] = result.classes[n_ref:].astype(str)
+    table["class_source"] = np.where(pd.isna(own), PROPAGATED, MANUAL)
+    table["confidence"] = result.confidence[n_ref:]
+    save_table(table, Path(args.run_dir) / "cells.parquet")
+    counts = table["class"].value_counts().to_dict()
+    _say(f"{len(table)} cells classified from {int((~unlabeled_mask(ref_classes)).sum())} "
+         f"reference cells: {counts}; mean confidence {table['confidence'].mean():.2f}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import iter_write_report
+
+    index = drive(iter_write_report(args.run_dir, args.out, max_overlays=args.max_overlays),
+                  "report", quiet=args.quiet)
+    _say(f"report: {index.resolve()}")
+    return 0
+
+
+def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subjects: dict,
+                 *, workers=None, scheduler=None, retries=1, projection="umap", clusters=8,
+                 report=True, quiet=False) -> int:
+    """Batch (dask) -> pool/project/cluster/metrics -> HTML report; returns the exit code."""
+    from .distributed import iter_combine, iter_run_batch
+    from .pipeline import cached_backbone
+    from .report import iter_write_report
+
+    cached_backbone(config.backbone, config.device)  # fail early and clearly on a missing model
+    batch = drive(iter_run_batch(images, out_dir, config, subjects=subjects, n_workers=workers,
+                                 scheduler=scheduler, retries=retries), "run", quiet=quiet)
+    code = _print_statuses(batch.runs, out_dir)
+    finished = batch.runs.loc[batch.runs["status"] != "failed", "image"].tolist()
+    if not finished:
+        _say("[red]no smear could be processed[/red]")
+        return 1
+    drive(iter_combine(out_dir, images=finished, projection=projection, n_clusters=clusters),
+          "combine", quiet=quiet)
+    if report:
+        index = drive(iter_write_report(out_dir), "report", quiet=quiet)
+        _say(f"report: {index.resolve()}")
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    images = find_images(args.inputs)
+    subjects = read_subject_map(args.subjects, images)
+    return run_pipeline(images, Path(args.out), _config(args), subjects, workers=args.workers,
+                        scheduler=args.scheduler, retries=args.retries,
+                        projection=args.projection, clusters=args.clusters,
+                        report=not args.no_report, quiet=args.quiet)
+

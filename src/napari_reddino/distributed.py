@@ -1,0 +1,294 @@
+"""dask.distributed execution of the per-smear pipeline over many smears, then one combine step.
+
+One task per smear (:func:`napari_reddino.pipeline.run_smear_file`), on a ``LocalCluster`` of
+single-threaded worker processes or on an existing scheduler. Each task writes its own folder
+and done marker, so a rerun after a crash (of a worker or of the whole run) only does what is
+missing; a smear that fails is recorded in ``failures.csv`` and the others carry on. The pooled
+table, UMAP, clusters and batch metrics are computed once at the end, in the client process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
+from .pipeline import (
+    DONE_MARKER,
+    PipelineConfig,
+    SmearStatus,
+    load_smear_outputs,
+    run_smear_file,
+    smear_dir,
+)
+
+POOLED_TABLE = "cells.parquet"
+POOLED_EMBEDDINGS = "embeddings.npz"
+RUNS_TABLE = "runs.csv"
+FAILURES_TABLE = "failures.csv"
+METRICS_TABLE = "batch_metrics.csv"
+SUMMARY_FILE = "summary.json"
+
+
+def gpu_count() -> int:
+    """Number of CUDA devices this process sees (0 without torch.cuda)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+def start_client(
+    n_workers: int | None = None,
+    *,
+    scheduler: str | None = None,
+    threads_per_worker: int = 1,
+    dashboard_address: str | None = None,
+):
+    """A dask ``Client``: to ``scheduler`` if given, else to a new ``LocalCluster``.
+
+    Local workers are processes with ``threads_per_worker`` threads each (torch and BLAS are
+    capped to it, so workers do not fight for cores). With CUDA devices, each local worker
+    advertises a ``GPU`` resource and smear tasks ask for one, so one smear runs per GPU.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach dask scheduler {scheduler!r}: {exc}") from exc
+    gpus = gpu_count()
+    if n_workers is None:
+        n_workers = gpus or max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
+    threads = str(threads_per_worker)
+    cluster = LocalCluster(
+        n_workers=int(n_workers),
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=dashboard_address,
+        silence_logs=logging.ERROR,
+        resources={"GPU": 1} if gpus else None,
+        env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+    )
+    return Client(cluster)
+
+
+def _smear_task(path: str, out_dir: str, config: PipelineConfig, subject: str, threads: int):
+    """Runs on a worker: pick this worker's GPU (if any) and process one smear."""
+    if config.device == "auto" and gpu_count() > 1:
+        from dataclasses import replace
+
+        from distributed import get_worker
+
+        digits = "".join(ch for ch in str(get_worker().name) if ch.isdigit()) or "0"
+        config = replace(config, device=f"cuda:{int(digits) % gpu_count()}")
+    return run_smear_file(path, out_dir, config, subject=subject, threads=threads)
+
+
+@dataclass
+class BatchResult:
+    """One row per smear: ``image, subject, source, status, n_cells, seconds, error``."""
+
+    runs: pd.DataFrame
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "failed"].reset_index(drop=True)
+
+    def count(self, status: str) -> int:
+        return int((self.runs["status"] == status).sum())
+
+
+def iter_run_batch(
+    images: list[Path],
+    out_dir: str | os.PathLike,
+    config: PipelineConfig,
+    *,
+    subjects: dict[str, str] | None = None,
+    client=None,
+    n_workers: int | None = None,
+    scheduler: str | None = None,
+    retries: int = 1,
+    cancel: threading.Event | None = None,
+) -> ProgressGen[BatchResult]:
+    """Process every smear as one dask task; write ``runs.csv`` and ``failures.csv``.
+
+    Pass ``client`` to reuse one; otherwise one is started (and closed) here.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subjects = subjects or {}
+    own_client = client is None
+    if own_client:
+        yield Progress(0, len(images), "starting dask workers")
+        client = start_client(n_workers, scheduler=scheduler)
+    try:
+        statuses = yield from _iter_submit(
+            client, images, out_dir, config, subjects, retries, cancel
+        )
+    finally:
+        if own_client:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    runs = pd.DataFrame([s.as_row() for s in statuses])
+    runs.to_csv(out_dir / RUNS_TABLE, index=False)
+    result = BatchResult(runs)
+    result.failures.to_csv(out_dir / FAILURES_TABLE, index=False)
+    return result
+
+
+def _iter_submit(client, images, out_dir, config, subjects, retries, cancel):
+    from distributed import as_completed
+
+    threads = 1
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    wants_gpu = any("GPU" in (w.get("resources") or {}) for w in workers.values())
+    futures = {}
+    for path in images:
+        subject = subjects.get(path.name, "unknown")
+        future = client.submit(
+            _smear_task,
+            str(path),
+            str(out_dir),
+            config,
+            subject,
+            threads,
+            key=f"smear-{path.name}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+            retries=retries,
+            resources={"GPU": 1} if wants_gpu else None,
+        )
+        futures[future] = SmearStatus(path.name, subject, str(path), "failed")
+    statuses = []
+    yield Progress(0, len(futures), f"{len(futures)} smears submitted")
+    try:
+        for future in as_completed(futures):
+            check_cancel(cancel)
+            if future.status == "finished":
+                status = future.result()
+            else:  # raised after its retries, or its worker died too often (KilledWorker)
+                status = futures[future]
+                exc = future.exception()
+                status.error = f"{type(exc).__name__}: {exc}"
+            statuses.append(status)
+            yield Progress(len(statuses), len(futures), f"{status.image}: {status.status}")
+    finally:
+        client.cancel(list(futures))
+    return sorted(statuses, key=lambda s: s.image)
+
+
+def run_batch(images, out_dir, config, **kwargs) -> BatchResult:
+    """Sync wrapper of :func:`iter_run_batch`."""
+    return run_to_completion(iter_run_batch(images, out_dir, config, **kwargs))
+
+
+def finished_smears(out_dir: str | os.PathLike, images: list[str] | None = None) -> list[Path]:
+    """Folders of finished smears under ``out_dir`` (restricted to ``images`` if given)."""
+    root = Path(out_dir) / "smears"
+    if images is not None:
+        folders = [smear_dir(out_dir, name) for name in images]
+    else:
+        folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [f for f in folders if (f / DONE_MARKER).is_file()]
+
+
+@dataclass
+class Combined:
+    """The pooled result of a batch: one table, one matrix, batch-effect metrics."""
+
+    table: pd.DataFrame
+    embeddings: object  # cells.CellEmbeddings
+    metrics: pd.DataFrame
+    summary: dict
+
+
+def iter_combine(
+    out_dir: str | os.PathLike,
+    *,
+    images: list[str] | None = None,
+    projection: str = "umap",
+    n_clusters: int = 8,
+    random_state: int = 0,
+    cancel: threading.Event | None = None,
+) -> ProgressGen[Combined]:
+    """Pool finished smears, add ``umap_0/umap_1`` and ``cluster``, compute batch metrics.
+
+    Writes ``cells.parquet``, ``embeddings.npz``, ``batch_metrics.csv`` and ``summary.json``.
+    """
+    from .batch_effects import batch_metrics
+    from .cells import CellEmbeddings, pool_tables, save_table
+    from .cluster import cluster
+    from .project import project
+
+    out_dir = Path(out_dir)
+    folders = finished_smears(out_dir, images)
+    if not folders:
+        raise ValueError(f"{out_dir}: no finished smears to combine")
+    tables, parts, offset = [], [], 0
+    for i, folder in enumerate(folders):
+        check_cancel(cancel)
+        table, emb, _grid, _labels, _marker = load_smear_outputs(folder)
+        table = table.copy()
+        table["embedding_row"] = table["embedding_row"].to_numpy() + offset
+        offset += len(emb.label)
+        tables.append(table)
+        parts.append(emb)
+        yield Progress(i + 1, len(folders) + 3, f"pooled {folder.name}")
+    table = pool_tables(tables).reset_index(drop=True)
+    embeddings = CellEmbeddings.concat(parts)
+    vectors = np.asarray(embeddings.vectors, dtype=np.float32)[table["embedding_row"].to_numpy()]
+    n = len(table)
+    if n < 3:
+        raise ValueError(f"{out_dir}: only {n} cells in total, too few to project or cluster")
+    method = projection if n > 15 else "pca"
+    yield Progress(len(folders), len(folders) + 3, f"{method} of {n} cells")
+    coords = project(vectors, method=method, random_state=random_state)
+    table["umap_0"], table["umap_1"] = coords[:, 0], coords[:, 1]
+    check_cancel(cancel)
+    yield Progress(len(folders) + 1, len(folders) + 3, "clustering")
+    k = int(min(n_clusters, max(2, n // 5)))
+    table["cluster"] = cluster(vectors, method="kmeans", n_clusters=k, random_state=random_state)
+    check_cancel(cancel)
+    yield Progress(len(folders) + 2, len(folders) + 3, "batch-effect metrics")
+    metrics, summary = _metrics(batch_metrics, vectors, table)
+    summary.update({"n_cells": n, "n_images": len(folders), "projection": method, "k": k})
+    summary["n_subjects"] = int(table["subject"].nunique())
+    save_table(table, out_dir / POOLED_TABLE)
+    embeddings.save(out_dir / POOLED_EMBEDDINGS)
+    metrics.to_csv(out_dir / METRICS_TABLE, index=False)
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=_json_default))
+    yield Progress(len(folders) + 3, len(folders) + 3, f"combined {n} cells")
+    return Combined(table, embeddings, metrics, summary)
+
+
+def _metrics(batch_metrics, vectors, table) -> tuple[pd.DataFrame, dict]:
+    """Batch metrics need >= 2 subjects; with one subject say so instead of failing."""
+    subjects = table["subject"].astype(str).to_numpy()
+    if len(set(subjects)) < 2:
+        return pd.DataFrame(), {"batch_metrics": "needs at least 2 subjects"}
+    classes = table["class"].astype(str).to_numpy() if "class" in table.columns else None
+    k = int(min(30, len(subjects) - 1))
+    report = batch_metrics(vectors, subjects, classes, k=k)
+    return report.per_subject.reset_index(names="subject"), dict(report.summary)
+
+
+def _json_default(value):
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def combine(out_dir, **kwargs) -> Combined:
+    """Sync wrapper of :func:`iter_combine`."""
+    return run_to_completion(iter_combine(out_dir, **kwargs))

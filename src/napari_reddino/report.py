@@ -1,0 +1,249 @@
+"""HTML report of a batch run: cell counts per subject and image, PCA overlays, UMAP, batch metrics.
+
+A folder a person opens in any browser: ``index.html`` (plain HTML + CSS, images linked
+relatively), the PNGs under ``images/`` and every table as CSV next to it, so the numbers can
+be taken to a spreadsheet. Reads what :mod:`napari_reddino.distributed` wrote; no Qt.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window (the report runs headless and on workers)
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
+from .distributed import (
+    FAILURES_TABLE,
+    METRICS_TABLE,
+    POOLED_TABLE,
+    SUMMARY_FILE,
+    finished_smears,
+)
+from .pipeline import PipelineInputError, load_smear_outputs, read_image
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #c0392b; padding-bottom: .2em; }
+.meta { color: #666; margin-top: 0; }
+.cards { display: flex; gap: 1em; flex-wrap: wrap; margin: 1em 0; }
+.card { background: #f7f2f2; border-radius: 6px; padding: .6em 1.2em; }
+.card b { display: block; font-size: 1.6em; color: #c0392b; }
+table.data { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
+table.data th, table.data td { padding: .3em .7em; text-align: right;
+                               border-bottom: 1px solid #ddd; }
+table.data th { background: #f0e6e6; } table.data tr:hover td { background: #fbf7f7; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: .85em; color: #555; }
+.fail { color: #c0392b; }
+"""
+
+
+def class_column(table: pd.DataFrame) -> str:
+    """Count by ``class`` where cells have classes, else by ``cluster``."""
+    if "class" in table.columns and table["class"].notna().any() and (table["class"] != "").any():
+        return "class"
+    if "cluster" in table.columns:
+        return "cluster"
+    raise ValueError("cell table has neither a 'class' nor a 'cluster' column to count by")
+
+
+def count_table(table: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
+    """Cells per ``by`` (subject or image) and ``column`` value, with a total column."""
+    unlabeled = {"nan": "unlabeled", "None": "unlabeled", "<NA>": "unlabeled", "": "unlabeled"}
+    values = table[column].astype(str).replace(unlabeled)
+    counts = pd.crosstab(table[by].astype(str), values)
+    counts.columns = [f"{column} {c}" if column == "cluster" else str(c) for c in counts.columns]
+    counts["total"] = counts.sum(axis=1)
+    counts.index.name = by
+    return counts.reset_index()
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def plot_umap(table: pd.DataFrame, color_by: str, path: Path, title: str) -> Path:
+    """Scatter of ``umap_0/umap_1`` colored by a categorical column, legend outside."""
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=100)
+    groups = table[color_by].astype(str)
+    cmap = plt.get_cmap("tab20" if groups.nunique() > 10 else "tab10")
+    for i, (value, rows) in enumerate(table.groupby(groups, sort=True)):
+        ax.scatter(rows["umap_0"], rows["umap_1"], s=8, alpha=0.8, color=cmap(i % cmap.N),
+                   label=f"{value} ({len(rows)})", linewidths=0)
+    ax.set(xlabel="UMAP 1", ylabel="UMAP 2", title=title, xticks=[], yticks=[])
+    ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5),
+              frameon=False, title=color_by, title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_overlay(folder: Path, path: Path, max_side: int = 640) -> Path:
+    """Smear with cell outlines beside its PCA-3 patch-embedding overlay."""
+    from skimage.segmentation import find_boundaries
+
+    from .embed import pca_rgb
+
+    _table, _emb, grid, labels, marker = load_smear_outputs(folder)
+    try:
+        image = read_image(marker.get("source", ""))
+    except PipelineInputError:  # source moved: show the overlay on a gray background
+        image = np.full((*labels.shape, 3), 200, np.uint8)
+    rgb = np.asarray(pca_rgb(grid), dtype=np.float32)
+    patch = int(marker.get("patch_size") or np.ceil(image.shape[0] / grid.shape[0]))
+    big = np.repeat(np.repeat(rgb, patch, axis=0), patch, axis=1)
+    canvas = np.zeros((*image.shape[:2], 3), np.float32)
+    h, w = min(big.shape[0], image.shape[0]), min(big.shape[1], image.shape[1])
+    canvas[:h, :w] = big[:h, :w]
+    blend = 0.45 * image.astype(np.float32) / 255 + 0.55 * canvas
+    outlined = image.copy()
+    outlined[find_boundaries(labels, mode="inner")] = (0, 0, 0)
+    scale = max(image.shape[:2]) / max_side
+    fig, axes = plt.subplots(1, 2, figsize=(2 * image.shape[1] / scale / 100 + 0.4,
+                                            image.shape[0] / scale / 100 + 0.5), dpi=100)
+    for ax, shown, title in zip(axes, (outlined, blend), ("cells", "PCA-3 of patch tokens")):
+        ax.imshow(shown, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _html_table(df: pd.DataFrame, float_format: str = "{:.3f}") -> str:
+    if df.empty:
+        return "<p><i>none</i></p>"
+    return df.to_html(index=False, border=0, classes="data", escape=True,
+                      float_format=lambda v: float_format.format(v), na_rep="")
+
+
+def iter_write_report(
+    run_dir: str | os.PathLike,
+    report_dir: str | os.PathLike | None = None,
+    *,
+    max_overlays: int = 12,
+    cancel: threading.Event | None = None,
+) -> ProgressGen[Path]:
+    """Write the report folder for a combined run; return the path of its ``index.html``."""
+    run_dir = Path(run_dir)
+    pooled = run_dir / POOLED_TABLE
+    if not pooled.is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: no {POOLED_TABLE}; run `napari-reddino run` (or combine) there first"
+        )
+    from .cells import load_table
+
+    report_dir = Path(report_dir) if report_dir else run_dir / "report"
+    images_dir = report_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    table = load_table(pooled)
+    folders = finished_smears(run_dir, sorted(table["image"].astype(str).unique()))
+    n_overlays = min(max_overlays, len(folders))
+    total = 2 + n_overlays
+    column = class_column(table)
+    by_subject = count_table(table, "subject", column)
+    by_image = count_table(table, "image", column)
+    metrics = _read_csv(run_dir / METRICS_TABLE)
+    failures = _read_csv(run_dir / FAILURES_TABLE)
+    summary_path = run_dir / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    for name, df in (("counts_by_subject", by_subject), ("counts_by_image", by_image),
+                     ("batch_metrics", metrics), ("failures", failures)):
+        df.to_csv(report_dir / f"{name}.csv", index=False)
+    yield Progress(0, total, "UMAP plots")
+    figures = [
+        plot_umap(table, column, images_dir / f"umap_{column}.png", f"Cells by {column}"),
+        plot_umap(table, "subject", images_dir / "umap_subject.png", "Cells by subject"),
+    ]
+    yield Progress(1, total, "PCA overlays")
+    overlays = []
+    for i, folder in enumerate(folders[:n_overlays]):
+        check_cancel(cancel)
+        png = plot_overlay(folder, images_dir / f"pca_{_safe_name(folder.name)}.png")
+        overlays.append((folder.name, png))
+        yield Progress(2 + i, total, f"overlay {folder.name}")
+    page = _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
+                 [f.relative_to(report_dir) for f in figures],
+                 [(n, p.relative_to(report_dir)) for n, p in overlays], len(folders))
+    index = report_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    yield Progress(total, total, f"report written to {index}")
+    return index
+
+
+def write_report(run_dir, report_dir=None, **kwargs) -> Path:
+    """Sync wrapper of :func:`iter_write_report`."""
+    return run_to_completion(iter_write_report(run_dir, report_dir, **kwargs))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
+          figures, overlays, n_images) -> str:
+    esc = html.escape
+    cards = [("cells", len(table)), ("images", n_images),
+             ("subjects", table["subject"].nunique()), ("failed smears", len(failures))]
+    card_html = "".join(f'<div class="card"><b>{v}</b>{esc(k)}</div>' for k, v in cards)
+    summary_rows = pd.DataFrame(
+        [{"metric": k, "value": v} for k, v in summary.items() if not isinstance(v, dict)]
+    )
+    fig_html = "".join(
+        f'<figure><img src="{esc(str(f))}" alt="{esc(f.stem)}"><figcaption>{esc(f.stem)}'
+        "</figcaption></figure>" for f in figures
+    )
+    overlay_html = "".join(
+        f'<figure><img src="{esc(str(p))}" alt="{esc(n)}"><figcaption>{esc(n)}'
+        "</figcaption></figure>" for n, p in overlays
+    )
+    more = n_images - len(overlays)
+    fail_html = (f'<p class="fail">{len(failures)} smear(s) could not be processed:</p>'
+                 + _html_table(failures[["image", "error"]]) if len(failures) else "<p>none</p>")
+    counted = ("class (manual or propagated)" if column == "class"
+               else "k-means cluster of embeddings")
+    shown_note = f" First {len(overlays)} of {n_images} images shown." if more > 0 else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>napari-reddino report</title>
+<style>{CSS}</style></head><body>
+<h1>Red-blood-cell smear report</h1>
+<p class="meta">{esc(str(run_dir.resolve()))} &middot; {esc(time.strftime("%Y-%m-%d %H:%M"))}
+&middot; cells counted by {esc(counted)}</p>
+<div class="cards">{card_html}</div>
+<h2>Cells per subject</h2>{_html_table(by_subject)}
+<p>Tables as CSV: <a href="counts_by_subject.csv">per subject</a>,
+<a href="counts_by_image.csv">per image</a>, <a href="batch_metrics.csv">batch metrics</a>,
+<a href="failures.csv">failures</a>.</p>
+<h2>Embedding map (UMAP)</h2><div class="figs">{fig_html}</div>
+<h2>Batch effects</h2>
+<p>Per-subject silhouette near 0 and high subject mixing (iLISI) mean the embedding groups cells by
+morphology rather than by who the smear came from.</p>
+{_html_table(metrics)}{_html_table(summary_rows, "{:.4g}") if len(summary_rows) else ""}
+<h2>Cells per image</h2>{_html_table(by_image)}
+<h2>PCA overlays</h2>
+<p>The first three principal components of each smear's patch tokens as RGB: regions the model
+sees alike share a color.{shown_note}</p>
+<div class="figs">{overlay_html}</div>
+<h2>Failed smears</h2>{fail_html}
+</body></html>
+"""

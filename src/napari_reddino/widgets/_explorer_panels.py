@@ -1,0 +1,132 @@
+"""Side panels of the explorer dock: the hovered cell, the legend, batch-effect metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_reddino.widgets._coloring import Coloring
+
+THUMBNAIL_PX = 96
+SHOWN_FEATURES = ("image", "subject", "label", "class", "confidence", "cluster", "area",
+                  "eccentricity", "solidity")
+
+
+def _hex(color) -> str:
+    r, g, b = (int(255 * float(c)) for c in np.asarray(color)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def legend_html(coloring: Coloring, column: str) -> str:
+    """A compact legend: coloured squares per category, or the numeric range."""
+    if coloring.categories:
+        items = [
+            f"<span style='color:{_hex(c)}'>&#9632;</span>&nbsp;{name or '(none)'}"
+            for name, c in list(coloring.categories.items())[:40]
+        ]
+        return f"<b>{column}</b>: " + " &nbsp; ".join(items)
+    if coloring.value_range is not None:
+        low, high = coloring.value_range
+        return f"<b>{column}</b> ({coloring.colormap}): {low:.4g} &rarr; {high:.4g}"
+    return ""
+
+
+class HoverPanel(QWidget):
+    """Thumbnail and features of the cell under the mouse in the scatter plot."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.thumbnail = QLabel()
+        self.thumbnail.setFixedSize(THUMBNAIL_PX, THUMBNAIL_PX)
+        self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.details = QLabel("Hover a point to see its cell")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.thumbnail)
+        layout.addWidget(self.details, 1)
+
+    def show_cell(self, crop: np.ndarray | None, row: pd.Series | None) -> None:
+        if row is None:
+            self.thumbnail.clear()
+            self.details.setText("Hover a point to see its cell")
+            return
+        lines = []
+        for name in SHOWN_FEATURES:
+            if name in row.index and not pd.isna(row[name]):
+                value = row[name]
+                text = f"{value:.3g}" if isinstance(value, float | np.floating) else str(value)
+                lines.append(f"<b>{name}</b>: {text}")
+        self.details.setText("<br>".join(lines))
+        if crop is None:
+            self.thumbnail.setText("no image")
+            return
+        height, width = crop.shape[:2]
+        image = QImage(crop.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+        self.thumbnail.setPixmap(
+            QPixmap.fromImage(image).scaled(
+                THUMBNAIL_PX, THUMBNAIL_PX, Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
+
+
+class TablePanel(QGroupBox):
+    """A titled table with an "Export CSV" button (batch metrics, class counts)."""
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(title, parent)
+        self.frame: pd.DataFrame | None = None
+        self.table = QTableWidget()
+        self.table.setMinimumHeight(110)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.export_button = QPushButton("Export CSV...")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(lambda: self.export_csv())
+        self.body = QVBoxLayout(self)
+        self.body.addWidget(self.summary)
+        self.body.addWidget(self.table)
+        self.body.addWidget(self.export_button)
+
+    def show_frame(self, frame: pd.DataFrame, summary: str = "") -> None:
+        self.frame = frame.reset_index() if frame.index.name else frame.reset_index(drop=True)
+        shown = self.frame
+        self.table.setRowCount(len(shown))
+        self.table.setColumnCount(len(shown.columns))
+        self.table.setHorizontalHeaderLabels([str(c) for c in shown.columns])
+        for r, values in enumerate(shown.itertuples(index=False)):
+            for c, value in enumerate(values):
+                text = f"{value:.3g}" if isinstance(value, float | np.floating) else str(value)
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.summary.setText(summary)
+        self.export_button.setEnabled(True)
+
+    def export_csv(self, path: str | Path | None = None) -> Path | None:
+        """Write the shown table; asks for a file name when ``path`` is None."""
+        if self.frame is None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export table", "", "CSV (*.csv)")
+            if not path:
+                return None
+        path = Path(path)
+        self.frame.to_csv(path, index=False)
+        return path

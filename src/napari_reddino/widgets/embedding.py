@@ -1,0 +1,335 @@
+"""The "Embed smear (RedDino)" dock: patch-token PCA overlay and per-cell embeddings.
+
+Thin over :mod:`napari_reddino.embed`: loads the chosen backbone, runs
+``iter_patch_grid`` (for the overlay, or for ``patch_mean`` pooling) and
+``iter_cell_embeddings`` (when a Labels layer is chosen) in one worker. The overlay is
+an RGB Image layer ``"<image> RedDino PCA"`` placed with ``embed.overlay_transform``;
+the cell embeddings go to the Labels layer's ``metadata["reddino_embeddings"]`` and an
+``embedding_row`` column of its ``features`` (the contract in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, PushButton
+from napari.layers import Image, Labels
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
+
+from napari_reddino._progress import Progress
+from napari_reddino.widgets._workers import TaskRunner, layer_combo, notify_error
+from napari_reddino.widgets.segmentation import image_key, layer_image
+
+TASK = "Embedding"
+EMBEDDINGS_KEY = "reddino_embeddings"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+POOLINGS = ("cls_crop", "patch_mean")
+
+
+@dataclass
+class EmbedOutcome:
+    """What one run produced (built in the worker, shown on the main thread)."""
+
+    backbone: Any
+    rgb: np.ndarray | None = None
+    scale: tuple[float, float] | None = None
+    translate: tuple[float, float] | None = None
+    cells: Any = None
+
+
+def overlay_name(image_layer: Image) -> str:
+    return f"{image_layer.name} RedDino PCA"
+
+
+def embeddings_path(image_layer: Image) -> Path:
+    """Default ``.npz`` for an image's cell embeddings: next to its file, else the cwd."""
+    source = getattr(image_layer.source, "path", None)
+    folder = Path(source).parent if source else Path.cwd()
+    return folder / f"{image_key(image_layer)}.reddino.npz"
+
+
+def attach_embeddings(labels_layer: Labels, cells: Any, image_name: str) -> None:
+    """Store ``cells`` in the layer's metadata and point each feature row at its vector."""
+    features = labels_layer.features.copy()
+    if "label" not in features.columns:
+        raise ValueError(f"layer {labels_layer.name!r} has no cell table; segment it first")
+    rows = cells.rows_for(image_name, features["label"].to_numpy())
+    features["embedding_row"] = np.asarray(rows, dtype=np.int64)
+    labels_layer.metadata = {**labels_layer.metadata, EMBEDDINGS_KEY: cells}
+    labels_layer.features = features
+
+
+class EmbeddingWidget(QWidget):
+    """Pick a backbone, an image (and its Labels layer); get an overlay and cell vectors."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        from napari_reddino import backbones
+
+        self.viewer = napari_viewer
+        self._extra_sources: list[str] = []
+        self._backbone_cache: Any = None  # (source, device, Backbone) of the last run
+        self.backbone = ComboBox(
+            label="backbone", choices=self._backbone_choices, value=backbones.DEFAULT_BACKBONE
+        )
+        self.browse_folder = PushButton(text="Browse folder...")
+        self.browse_pth = PushButton(text="Browse .pth...")
+        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
+        self.pooling = ComboBox(label="cell pooling", choices=list(POOLINGS), value="cls_crop")
+        self.image_combo = layer_combo(napari_viewer, Image, label="image")
+        self.labels_combo = layer_combo(
+            napari_viewer, Labels, label="cells (labels)", optional=True
+        )
+        self.overlay = CheckBox(text="PCA overlay", value=True)
+        self.opacity = FloatSlider(label="overlay opacity", min=0.0, max=1.0, value=0.6)
+        self.foreground_only = CheckBox(text="fit PCA on cells only", value=False)
+        self.form = Container(
+            widgets=[
+                self.backbone,
+                self.device,
+                self.pooling,
+                self.image_combo,
+                self.labels_combo,
+                self.overlay,
+                self.opacity,
+                self.foreground_only,
+            ],
+            labels=True,
+        )
+        self.save_button = PushButton(text="Save embeddings...")
+        self.load_button = PushButton(text="Load embeddings...")
+        self.runner = TaskRunner("Embed")
+
+        browse_row = QHBoxLayout()
+        browse_row.addWidget(self.browse_folder.native)
+        browse_row.addWidget(self.browse_pth.native)
+        io_row = QHBoxLayout()
+        io_row.addWidget(self.save_button.native)
+        io_row.addWidget(self.load_button.native)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addLayout(browse_row)
+        layout.addWidget(self.runner)
+        layout.addLayout(io_row)
+        layout.addStretch(1)
+
+        self.browse_folder.changed.connect(self._browse_folder)
+        self.browse_pth.changed.connect(self._browse_pth)
+        self.image_combo.changed.connect(self._labels_for_image)
+        napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.overlay.changed.connect(self._sync_overlay)
+        self.opacity.changed.connect(self._sync_overlay)
+        self.save_button.changed.connect(lambda *_: self.save_embeddings())
+        self.load_button.changed.connect(lambda *_: self.load_embeddings())
+        self.runner.run_button.clicked.connect(self.run)
+        self._labels_for_image()
+
+    # -- backbone choice -------------------------------------------------------------
+    def _backbone_choices(self, _widget: Any = None) -> list[str]:
+        from napari_reddino import backbones
+
+        return [*backbones.BACKBONES, *self._extra_sources]
+
+    def set_backbone_source(self, source: str) -> None:
+        """Add a local folder (``local-dir:...``) or ``.pth`` file to the list and select it."""
+        if source not in self._extra_sources:
+            self._extra_sources.append(source)
+        self.backbone.reset_choices()
+        self.backbone.value = source
+
+    def _browse_folder(self, *_: Any) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Backbone folder (timm export)")
+        if folder:
+            self.set_backbone_source(f"local-dir:{folder}")
+
+    def _browse_pth(self, *_: Any) -> None:
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Backbone checkpoint", "", "PyTorch checkpoint (*.pth *.pt)"
+        )
+        if path:
+            self.set_backbone_source(path)
+
+    # -- layers ------------------------------------------------------------------------
+    def _labels_for_image(self, *_: Any) -> None:
+        """Preselect ``"<image> labels"`` when the image changes and such a layer exists."""
+        image = self.image_combo.value
+        name = None if image is None else f"{image.name} labels"
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
+            self.labels_combo.value = self.viewer.layers[name]
+
+    def _on_layer_inserted(self, *_: Any) -> None:
+        if self.labels_combo.value is None:
+            self._labels_for_image()
+
+    def _overlay_layer(self) -> Image | None:
+        image = self.image_combo.value
+        if image is None or overlay_name(image) not in self.viewer.layers:
+            return None
+        return self.viewer.layers[overlay_name(image)]
+
+    def _sync_overlay(self, *_: Any) -> None:
+        layer = self._overlay_layer()
+        if layer is not None:
+            layer.visible = self.overlay.value
+            layer.opacity = self.opacity.value
+
+    # -- running -----------------------------------------------------------------------
+    def _load_backbone(self, source: str, device: str) -> Any:
+        """Load (or reuse) a backbone; a ``.pth`` is converted once to a timm folder beside it."""
+        from napari_reddino import backbones
+
+        cached = self._backbone_cache
+        if cached is not None and cached[:2] == (source, device):
+            return cached[2]
+        if source.endswith((".pth", ".pt")):
+            checkpoint = Path(source)
+            folder = checkpoint.with_name(f"{checkpoint.stem}-timm")
+            if not (folder / "config.json").is_file():
+                backbones.convert_dinov2_checkpoint(checkpoint, folder)
+            source = f"local-dir:{folder}"
+        return backbones.load_backbone(source, device=device)
+
+    def run(self, *_: Any) -> None:
+        """Embed the chosen image (the Run button)."""
+        image_layer = self.image_combo.value
+        labels_layer = self.labels_combo.value
+        if not isinstance(image_layer, Image):
+            notify_error(TASK, ValueError("choose an image layer (open an image or a sample)"))
+            return
+        pixels = layer_image(image_layer)
+        labels = None
+        if labels_layer is not None:
+            labels = np.asarray(labels_layer.data)
+            if labels.shape != tuple(pixels.shape[:2]):
+                notify_error(
+                    TASK,
+                    ValueError(
+                        f"labels {labels_layer.name!r} {labels.shape} do not match image "
+                        f"{image_layer.name!r} {tuple(pixels.shape[:2])}"
+                    ),
+                )
+                return
+        if self.foreground_only.value and labels is None:
+            notify_error(TASK, ValueError("'fit PCA on cells only' needs a labels layer"))
+            return
+        source, device = self.backbone.value, self.device.value
+        pooling, want_overlay = self.pooling.value, self.overlay.value
+        mask = labels > 0 if (self.foreground_only.value and labels is not None) else None
+        image_name = image_key(image_layer)
+
+        def job(cancel: Any) -> Any:
+            from napari_reddino import embed, segment
+
+            image = segment.validate_image(np.asarray(pixels))
+            yield Progress(0, 1, f"loading backbone {source}")
+            backbone = self._load_backbone(source, device)
+            out = EmbedOutcome(backbone=backbone)
+            grid = None
+            if want_overlay or pooling == "patch_mean":
+                grid = yield from embed.iter_patch_grid(image, backbone, cancel=cancel)
+            if want_overlay:
+                fit_mask = None if mask is None else embed.grid_mask(mask, backbone.patch_size)
+                out.rgb = embed.pca_rgb(grid, mask=fit_mask)
+                out.scale, out.translate = embed.overlay_transform(backbone)
+            if labels is not None:
+                out.cells = yield from embed.iter_cell_embeddings(
+                    image,
+                    labels,
+                    backbone,
+                    pooling=pooling,
+                    grid=grid,
+                    image_name=image_name,
+                    cancel=cancel,
+                )
+            return out
+
+        def on_result(out: EmbedOutcome) -> None:
+            self._backbone_cache = (source, device, out.backbone)
+            if out.rgb is not None:
+                self._show_overlay(image_layer, out)
+            if out.cells is not None:
+                attach_embeddings(labels_layer, out.cells, image_name)
+
+        self.runner.start(job, on_result, task=TASK)
+
+    def _show_overlay(self, image_layer: Image, out: EmbedOutcome) -> Image:
+        """Add or refresh the PCA layer, placed in the image layer's world coordinates."""
+        image_scale = np.asarray(image_layer.scale[-2:], dtype=float)
+        image_translate = np.asarray(image_layer.translate[-2:], dtype=float)
+        scale = image_scale * np.asarray(out.scale, dtype=float)
+        translate = image_translate + image_scale * np.asarray(out.translate, dtype=float)
+        name = overlay_name(image_layer)
+        rgb = np.asarray(out.rgb, dtype=np.float32)
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = rgb
+            layer.scale, layer.translate = scale, translate
+        else:
+            layer = self.viewer.add_image(
+                rgb,
+                name=name,
+                rgb=True,
+                scale=scale,
+                translate=translate,
+                opacity=self.opacity.value,
+                blending="translucent",
+                contrast_limits=(0.0, 1.0),
+                metadata={"image_layer": image_layer.name, "backbone": out.backbone.name},
+            )
+        layer.visible = self.overlay.value
+        return layer
+
+    # -- save / load -------------------------------------------------------------------
+    def _chosen_pair(self) -> tuple[Image, Labels]:
+        image_layer, labels_layer = self.image_combo.value, self.labels_combo.value
+        if image_layer is None or labels_layer is None:
+            raise ValueError("choose an image and its labels layer first")
+        return image_layer, labels_layer
+
+    def save_embeddings(self, path: str | Path | None = None) -> Path | None:
+        """Write the labels layer's embeddings to ``.npz`` (asks where when ``path`` is None)."""
+        try:
+            image_layer, labels_layer = self._chosen_pair()
+            cells = labels_layer.metadata.get(EMBEDDINGS_KEY)
+            if cells is None:
+                raise ValueError(f"{labels_layer.name!r} has no embeddings yet; run Embed first")
+            if path is None:
+                path, _filter = QFileDialog.getSaveFileName(
+                    self,
+                    "Save cell embeddings",
+                    str(embeddings_path(image_layer)),
+                    "Embeddings (*.npz)",
+                )
+                if not path:
+                    return None
+            path = Path(path)
+            cells.save(path)
+        except (OSError, ValueError) as exc:
+            notify_error("Saving embeddings", exc)
+            return None
+        return path
+
+    def load_embeddings(self, path: str | Path | None = None) -> bool:
+        """Read ``.npz`` embeddings into the chosen labels layer (asks when ``path`` is None)."""
+        from napari_reddino.cells import CellEmbeddings
+
+        try:
+            image_layer, labels_layer = self._chosen_pair()
+            if path is None:
+                path, _filter = QFileDialog.getOpenFileName(
+                    self,
+                    "Load cell embeddings",
+                    str(embeddings_path(image_layer)),
+                    "Embeddings (*.npz)",
+                )
+                if not path:
+                    return False
+            cells = CellEmbeddings.load(Path(path))
+            attach_embeddings(labels_layer, cells, image_key(image_layer))
+        except (OSError, ValueError, KeyError) as exc:
+            notify_error("Loading embeddings", exc)
+            return False
+        return True

@@ -1,0 +1,401 @@
+"""Explorer dock: every cell of every embedded smear in one linked scatter plot.
+
+Thin over the core: ``session.CellPool`` pools the Labels layers, ``project`` maps the
+embeddings to 2-D (written back as ``umap_0``/``umap_1``), ``cluster`` writes
+``cluster``, ``batch_effects`` measures subject mixing. Selections flow both ways
+through the viewer's :class:`~napari_reddino.session.SharedSession`, which the labeling
+dock shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Labels
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_reddino._progress import Progress
+from napari_reddino.session import POOL_COLUMNS, CellPool, SessionError, session_for
+from napari_reddino.widgets import _linking
+from napari_reddino.widgets._coloring import color_by
+from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
+from napari_reddino.widgets._scatter import MODES, ScatterCanvas
+from napari_reddino.widgets._workers import TaskRunner, notify_error
+
+PROJECTIONS = {"UMAP": "umap", "PCA": "pca", "t-SNE": "tsne"}
+CLUSTERINGS = {"k-means": "kmeans", "HDBSCAN": "hdbscan"}
+COORDS = ("umap_0", "umap_1")
+HIDDEN_COLUMNS = {*POOL_COLUMNS, "index", "embedding_row", *COORDS}
+
+
+class ExplorerWidget(QWidget):
+    """UMAP/PCA/t-SNE scatter of all pooled cells, linked to their Labels layers."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.highlighter = _linking.SelectionHighlighter(napari_viewer)
+        self._linked_layers: list[Labels] = []
+
+        self.cells_label = QLabel("No cells loaded")
+        self.cells_label.setWordWrap(True)
+        self.refresh_button = QPushButton("Refresh cells")
+        self.refresh_button.clicked.connect(self.refresh)
+
+        self.method = QComboBox()
+        self.method.addItems(list(PROJECTIONS))
+        self.project_runner = TaskRunner("Project")
+        self.project_runner.run_button.clicked.connect(self.run_projection)
+
+        self.cluster_method = QComboBox()
+        self.cluster_method.addItems(list(CLUSTERINGS))
+        self.n_clusters = QSpinBox()
+        self.n_clusters.setRange(2, 200)
+        self.n_clusters.setValue(8)
+        self.cluster_runner = TaskRunner("Cluster")
+        self.cluster_runner.run_button.clicked.connect(self.run_clustering)
+
+        self.color_column = QComboBox()
+        self.color_column.currentTextChanged.connect(lambda _text: self.recolor())
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+
+        self.scatter = ScatterCanvas()
+        self.scatter.selection_changed.connect(self._on_scatter_selection)
+        self.scatter.hovered.connect(self._on_hover)
+        self.mode_buttons = QButtonGroup(self)
+        mode_row = QHBoxLayout()
+        for mode in MODES:
+            button = QToolButton()
+            button.setText(mode.capitalize())
+            button.setCheckable(True)
+            button.setChecked(mode == "pan")
+            button.clicked.connect(lambda _checked, m=mode: setattr(self.scatter, "mode", m))
+            self.mode_buttons.addButton(button)
+            mode_row.addWidget(button)
+        reset = QToolButton()
+        reset.setText("Fit")
+        reset.clicked.connect(self.scatter.reset_view)
+        mode_row.addWidget(reset)
+        self.group_click = QCheckBox("Click selects its whole group")
+        self.group_click.setToolTip(
+            "Clicking one point selects every cell with the same value of the colour column "
+            "(e.g. a whole cluster)"
+        )
+
+        self.selection_label = QLabel("Selected: 0")
+        self.goto_button = QPushButton("Go to cell")
+        self.goto_button.clicked.connect(self.go_to_selected)
+        self.to_layer_button = QPushButton("Selection → Labels")
+        self.to_layer_button.clicked.connect(self.selection_to_layer)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(lambda: self.session.select([]))
+        self.hover_panel = HoverPanel()
+
+        self.batch_panel = TablePanel("Batch effects (by subject)")
+        self.batch_runner = TaskRunner("Compute batch metrics")
+        self.batch_runner.run_button.clicked.connect(self.run_batch_metrics)
+        self.batch_panel.body.insertWidget(0, self.batch_runner)
+
+        self._build_layout(mode_row)
+        self.session.pool_changed.connect(self._on_pool)
+        self.session.selection_changed.connect(self._on_selection)
+        self.session.columns_changed.connect(self._on_columns)
+        self._click = _linking.click_callback(lambda: self.session.pool, self._on_cell_clicked)
+        self.viewer.mouse_drag_callbacks.append(self._click)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        if self.session.pool is not None:
+            self._on_pool(self.session.pool)
+        else:
+            self.refresh(quiet=True)
+
+    def _build_layout(self, mode_row: QHBoxLayout) -> None:
+        top = QHBoxLayout()
+        top.addWidget(self.cells_label, 1)
+        top.addWidget(self.refresh_button)
+        projection = QGroupBox("Projection")
+        form = QFormLayout(projection)
+        form.addRow("Method", self.method)
+        form.addRow(self.project_runner)
+        clusters = QGroupBox("Clusters")
+        cform = QFormLayout(clusters)
+        cform.addRow("Method", self.cluster_method)
+        cform.addRow("k (k-means)", self.n_clusters)
+        cform.addRow(self.cluster_runner)
+        color_row = QFormLayout()
+        color_row.addRow("Colour by", self.color_column)
+        actions = QHBoxLayout()
+        for widget in (self.selection_label, self.goto_button, self.to_layer_button,
+                       self.clear_button):
+            actions.addWidget(widget)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.addLayout(top)
+        layout.addWidget(projection)
+        layout.addWidget(clusters)
+        layout.addLayout(color_row)
+        layout.addWidget(self.legend)
+        layout.addLayout(mode_row)
+        layout.addWidget(self.scatter.native, 1)
+        layout.addWidget(self.group_click)
+        layout.addLayout(actions)
+        layout.addWidget(self.hover_panel)
+        layout.addWidget(self.batch_panel)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(380)
+
+    # --- pool -------------------------------------------------------------------------
+    @property
+    def pool(self) -> CellPool | None:
+        return self.session.pool
+
+    def refresh(self, quiet: bool = False) -> CellPool | None:
+        """Re-pool every embedded Labels layer of the viewer."""
+        try:
+            pool = CellPool.from_layers(self.viewer.layers)
+        except SessionError as err:
+            self.cells_label.setText(str(err) if not quiet else "No embedded cells yet")
+            if not quiet:
+                show_warning(str(err))
+            self.session.set_pool(None)
+            return None
+        self.session.set_pool(pool)
+        return pool
+
+    def _on_layers_changed(self, event: Any) -> None:
+        layer = event.value
+        if _linking.OVERLAY_KEY in getattr(layer, "metadata", {}):
+            return
+        if isinstance(layer, Labels) and (
+            any(layer is pooled for pooled in self._linked_layers)
+            or layer.metadata.get("reddino_embeddings") is not None
+        ):
+            self.refresh(quiet=True)
+
+    def _on_pool(self, pool: CellPool | None) -> None:
+        for layer in self._linked_layers:
+            layer.events.selected_label.disconnect(self._on_selected_label)
+        self._linked_layers = [] if pool is None else list(pool.layers)
+        for layer in self._linked_layers:
+            layer.events.selected_label.connect(self._on_selected_label)
+        if pool is None:
+            self.scatter.set_points(np.zeros((0, 2), np.float32))
+            return
+        text = f"{len(pool)} cells in {len(pool.layers)} smear(s)"
+        if pool.skipped:
+            text += f" ({pool.skipped} without embedding left out)"
+        self.cells_label.setText(text)
+        self._update_color_choices()
+        self._show_coordinates()
+
+    def _show_coordinates(self) -> None:
+        pool = self.pool
+        if pool is None:
+            return
+        if not set(COORDS) <= set(pool.table.columns):
+            self.scatter.set_points(np.zeros((0, 2), np.float32))
+            self.legend.setText("Run a projection to see the cells")
+            return
+        xy = pool.table[list(COORDS)].to_numpy(dtype=np.float32)
+        self.scatter.set_points(np.nan_to_num(xy, nan=0.0))
+        self.recolor()
+
+    def _update_color_choices(self) -> None:
+        pool = self.pool
+        current = self.color_column.currentText()
+        columns = [c for c in pool.table.columns if c not in HIDDEN_COLUMNS] if pool else []
+        self.color_column.blockSignals(True)
+        self.color_column.clear()
+        self.color_column.addItems(columns)
+        default = current if current in columns else ("subject" if "subject" in columns else "")
+        if default:
+            self.color_column.setCurrentText(default)
+        self.color_column.blockSignals(False)
+
+    def recolor(self) -> None:
+        """Colour points by the chosen features column (class colours come from the labels)."""
+        pool, column = self.pool, self.color_column.currentText()
+        if pool is None or column not in pool.table.columns:
+            return
+        if len(self.scatter.points) != len(pool):
+            return
+        fixed = self.session.class_colors if column == "class" else None
+        coloring = color_by(pool.table[column], fixed=fixed)
+        self.scatter.set_colors(coloring.rgba)
+        self.legend.setText(legend_html(coloring, column))
+
+    def _on_columns(self, columns: list[str]) -> None:
+        if self.pool is None:
+            return
+        if set(COORDS) & set(columns):
+            self._show_coordinates()
+        self._update_color_choices()
+        if self.color_column.currentText() in columns:
+            self.recolor()
+
+    # --- selection ----------------------------------------------------------------------
+    def _on_scatter_selection(self, indices: np.ndarray) -> None:
+        pool, column = self.pool, self.color_column.currentText()
+        if (self.group_click.isChecked() and len(indices) == 1 and pool is not None
+                and column in pool.table.columns):
+            values = pool.table[column].astype(str).to_numpy()
+            indices = np.flatnonzero(values == values[indices[0]])
+        self.session.select(indices)
+
+    def _on_selection(self, indices: np.ndarray) -> None:
+        pool = self.pool
+        if pool is None:
+            return
+        if not np.array_equal(self.scatter.selection, indices) and len(self.scatter.points):
+            self.scatter.select(indices, emit=False)
+        self.highlighter.show(pool, indices)
+        self.selection_label.setText(f"Selected: {len(indices)}")
+
+    def _on_selected_label(self, event: Any) -> None:
+        """Image -> plot: the label picked in a layer's controls selects its point."""
+        if self.pool is None:
+            return
+        layer = event.source
+        self.session.select(self.pool.indices_for(layer, [int(layer.selected_label)]))
+
+    def _on_cell_clicked(self, index: int, add: bool) -> None:
+        selection = np.union1d(self.session.selection, [index]) if add else [index]
+        self.session.select(selection)
+
+    def go_to_selected(self) -> None:
+        """Centre the viewer on the first selected cell."""
+        if self.pool is None or self.session.selection.size == 0:
+            show_info("Select a cell first (click a point or a cell)")
+            return
+        _linking.go_to_cell(self.viewer, self.pool, int(self.session.selection[0]))
+
+    def selection_to_layer(self) -> list[Labels]:
+        """New Labels layer(s) with only the selected cells."""
+        if self.pool is None or self.session.selection.size == 0:
+            show_info("Nothing selected")
+            return []
+        return _linking.selection_to_labels(self.viewer, self.pool, self.session.selection)
+
+    def _on_hover(self, index: int) -> None:
+        pool = self.pool
+        if pool is None or index < 0 or index >= len(pool):
+            self.hover_panel.show_cell(None, None)
+            return
+        layer = pool.layers[int(pool.table["_layer"].iloc[index])]
+        image_layer = _linking.image_layer_for(self.viewer, layer)
+        crop = _linking.cell_crop(image_layer, pool, index)
+        self.hover_panel.show_cell(crop, pool.table.iloc[index])
+
+    # --- long work ------------------------------------------------------------------------
+    def _require_pool(self) -> CellPool | None:
+        pool = self.pool or self.refresh()
+        if pool is None:
+            return None
+        if len(pool) < 3:
+            show_warning(f"only {len(pool)} cell(s): need at least 3 to project or cluster")
+            return None
+        return pool
+
+    def run_projection(self) -> None:
+        """Project the pooled embeddings in a worker; writes ``umap_0``/``umap_1``."""
+        from napari_reddino import project
+
+        pool = self._require_pool()
+        if pool is None:
+            return
+        method = PROJECTIONS[self.method.currentText()]
+        vectors = pool.vectors
+
+        def job(cancel):
+            return (yield from project.iter_project(vectors, method, cancel=cancel))
+
+        def on_result(coords: np.ndarray) -> None:
+            if self.pool is not pool:
+                raise SessionError("the cells changed while projecting; run it again")
+            self.session.write_columns({"umap_0": coords[:, 0], "umap_1": coords[:, 1]})
+
+        self.project_runner.start(job, on_result, task=f"{self.method.currentText()} projection")
+
+    def run_clustering(self) -> None:
+        """Cluster the embeddings in a worker; writes ``cluster`` and colours by it."""
+        from napari_reddino import cluster
+
+        pool = self._require_pool()
+        if pool is None:
+            return
+        method = CLUSTERINGS[self.cluster_method.currentText()]
+        params = {"n_clusters": self.n_clusters.value()} if method == "kmeans" else {}
+        vectors = pool.vectors
+
+        def job(cancel):
+            yield Progress(0, 1, f"{method} on {len(vectors)} cells")
+            return cluster.cluster(vectors, method, **params)
+
+        def on_result(ids: np.ndarray) -> None:
+            if self.pool is not pool:
+                raise SessionError("the cells changed while clustering; run it again")
+            self.session.write_columns({"cluster": np.asarray(ids, dtype=np.int64)})
+            self.color_column.setCurrentText("cluster")
+
+        self.cluster_runner.start(job, on_result, task="clustering")
+
+    def run_batch_metrics(self) -> None:
+        """Batch-effect metrics by subject (and class when labelled) in a worker."""
+        from napari_reddino import batch_effects
+
+        pool = self._require_pool()
+        if pool is None:
+            return
+        if "subject" not in pool.table.columns or pool.table["subject"].nunique() < 2:
+            show_warning("batch metrics need cells from at least 2 subjects")
+            return
+        vectors = pool.vectors
+        subjects = pool.table["subject"].astype(str).to_numpy()
+        classes = None
+        if "class" in pool.table.columns and pool.table["class"].notna().all():
+            classes = pool.table["class"].astype(str).to_numpy()
+        k = int(min(30, max(len(vectors) // 4, 2)))
+
+        def job(cancel):
+            yield Progress(0, 1, "batch-effect metrics")
+            return batch_effects.batch_metrics(vectors, subjects, classes, k=k)
+
+        def on_result(report: Any) -> None:
+            summary = ", ".join(
+                f"{key}: {value:.3g}" if isinstance(value, float) else f"{key}: {value}"
+                for key, value in report.summary.items()
+            )
+            self.batch_panel.show_frame(report.per_subject, summary)
+
+        self.batch_runner.start(job, on_result, task="batch metrics")
+
+    def closeEvent(self, event: Any) -> None:
+        try:
+            self.viewer.mouse_drag_callbacks.remove(self._click)
+        except ValueError as err:
+            notify_error("closing the explorer", err)
+        super().closeEvent(event)

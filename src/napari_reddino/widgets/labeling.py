@@ -1,0 +1,405 @@
+"""Labeling dock: label a few cells, propagate to all smears, review the uncertain ones.
+
+Labels live in each Labels layer's ``features`` (``class``, ``class_source``,
+``confidence``) through the viewer's shared :class:`~napari_reddino.session.SharedSession`,
+so whatever the explorer selects (a lasso, a whole cluster with one click) can be labelled
+here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation runs
+``propagate.iter_propagate`` in a worker; ``labels_io`` exports, imports and autosaves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_reddino import labels_io, propagate
+from napari_reddino.classes import recode
+from napari_reddino.session import CellPool, SessionError, session_for
+from napari_reddino.widgets import _linking
+from napari_reddino.widgets._class_list import ClassListEditor
+from napari_reddino.widgets._explorer_panels import TablePanel
+from napari_reddino.widgets._review import CLASS_COLUMNS, LabelBook, class_counts
+from napari_reddino.widgets._workers import TaskRunner
+
+SHORTCUT_KEYS = tuple(str(i) for i in range(1, 10))
+
+
+class LabelingWidget(QWidget):
+    """Class set, assign / undo / redo, propagation, review queue, counts, import / export."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.book = LabelBook(self.session)
+        self.autosaver: labels_io.Autosaver | None = None
+        self._bound_keys: list[tuple[Any, str]] = []
+        self.review_position = -1
+        self.reviewed: int | None = None  # pooled index of the cell under review
+
+        self.classes = ClassListEditor(self._class_column, self._recode)
+        self.classes.class_set_changed.connect(self._on_class_set)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.assign_button = QPushButton("Label selection")
+        self.assign_button.clicked.connect(lambda: self.assign_selection())
+        self.clear_button = QPushButton("Clear label")
+        self.clear_button.clicked.connect(lambda: self.assign_selection(None))
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.clicked.connect(self.redo)
+        self.click_to_label = QCheckBox("Clicking a cell labels it with the active class")
+        self.show_classes = QCheckBox("Show class colours on the smears")
+        self.show_classes.toggled.connect(lambda _on: self.update_class_view())
+
+        self.k = QSpinBox()
+        self.k.setRange(1, 100)
+        self.k.setValue(15)
+        self.spreading = QCheckBox("Label spreading along the cell graph")
+        self.propagate_runner = TaskRunner("Propagate")
+        self.propagate_runner.run_button.clicked.connect(self.run_propagation)
+
+        self.next_button = QPushButton("Next uncertain")
+        self.next_button.clicked.connect(self.next_uncertain)
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.clicked.connect(lambda: self.accept_review())
+        self.change_button = QPushButton("Set active class")
+        self.change_button.clicked.connect(lambda: self.accept_review(self.classes.active_class))
+        self.review_label = QLabel("Propagate, then review the least confident cells")
+        self.review_label.setWordWrap(True)
+
+        self.counts_panel = TablePanel("Cells per class (per subject and image)")
+        refresh_counts = QPushButton("Update counts")
+        refresh_counts.clicked.connect(self.update_counts)
+        self.counts_panel.body.insertWidget(0, refresh_counts)
+        self.export_button = QPushButton("Export labels...")
+        self.export_button.clicked.connect(lambda: self.export_labels())
+        self.import_button = QPushButton("Import labels...")
+        self.import_button.clicked.connect(lambda: self.import_labels())
+        self.autosave_button = QPushButton("Autosave to...")
+        self.autosave_button.clicked.connect(lambda: self.set_autosave())
+
+        self._build_layout()
+        self._click = _linking.click_callback(lambda: self.session.pool, self._on_cell_clicked)
+        self.viewer.mouse_drag_callbacks.append(self._click)
+        self.session.pool_changed.connect(self._on_pool)
+        self.session.selection_changed.connect(self._on_selection)
+        self.session.columns_changed.connect(self._on_columns)
+        if self.session.pool is None:
+            self._load_pool()
+        self._on_class_set(self.classes.class_set)
+        self._on_pool(self.session.pool)
+
+    def _build_layout(self) -> None:
+        def row(*widgets: QWidget) -> QHBoxLayout:
+            line = QHBoxLayout()
+            for widget in widgets:
+                line.addWidget(widget)
+            return line
+
+        classes = QGroupBox("Classes (keys 1-9 label the selection)")
+        QVBoxLayout(classes).addWidget(self.classes)
+        labeling = QGroupBox("Label")
+        llayout = QVBoxLayout(labeling)
+        llayout.addLayout(row(self.assign_button, self.clear_button))
+        llayout.addLayout(row(self.undo_button, self.redo_button))
+        llayout.addWidget(self.click_to_label)
+        llayout.addWidget(self.show_classes)
+        llayout.addWidget(self.status)
+        spread = QGroupBox("Propagate to every loaded smear")
+        form = QFormLayout(spread)
+        form.addRow("Neighbours k", self.k)
+        form.addRow(self.spreading)
+        form.addRow(self.propagate_runner)
+        review = QGroupBox("Review queue")
+        rlayout = QVBoxLayout(review)
+        rlayout.addLayout(row(self.next_button, self.accept_button, self.change_button))
+        rlayout.addWidget(self.review_label)
+        files = QGroupBox("Files")
+        QVBoxLayout(files).addLayout(
+            row(self.export_button, self.import_button, self.autosave_button)
+        )
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        for group in (classes, labeling, spread, review, self.counts_panel, files):
+            layout.addWidget(group)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(340)
+
+    # --- pool and classes --------------------------------------------------------------
+    @property
+    def pool(self) -> CellPool | None:
+        return self.session.pool
+
+    def _load_pool(self) -> None:
+        try:
+            self.session.set_pool(CellPool.from_layers(self.viewer.layers))
+        except SessionError as err:
+            self.status.setText(str(err))
+
+    def _class_column(self):
+        return [] if self.pool is None else self.book.classes()
+
+    def _recode(self, old: str, new: str) -> None:
+        if self.pool is not None and "class" in self.pool.table.columns:
+            renamed = recode(self.pool.table["class"].astype(object), old, new).to_numpy()
+            self.book.edit(np.arange(len(self.pool)), {"class": renamed}, f"rename {old}")
+
+    def _on_class_set(self, class_set) -> None:
+        self.session.class_colors = class_set.color_map
+        self._bind_keys()
+        self.session.columns_changed.emit(["class"])  # recolour plots and class view
+
+    def _on_pool(self, pool: CellPool | None) -> None:
+        self.book.undo_stack.clear()
+        self.book.redo_stack.clear()
+        self.review_position, self.reviewed = -1, None
+        self._bind_keys()
+        if pool is not None:
+            self.status.setText(f"{len(pool)} cells in {len(pool.layers)} smear(s)")
+            self.update_class_view()
+
+    def _on_selection(self, indices: np.ndarray) -> None:
+        self.assign_button.setText(f"Label selection ({len(indices)})")
+
+    def _on_columns(self, columns: list[str]) -> None:
+        if "class" in columns:
+            self.update_class_view()
+
+    def _bind_keys(self) -> None:
+        """Keys 1-9: make that class active and label the current selection with it.
+
+        Bound on the viewer and on each pooled Labels layer (a layer's own number keys,
+        its paint/fill modes, would win otherwise while it is the active layer).
+        """
+        names = self.classes.class_set.shortcuts
+        targets = [self.viewer, *(self.pool.layers if self.pool is not None else [])]
+        for target, key in self._bound_keys:
+            if key not in names:
+                target.bind_key(key, None)
+        self._bound_keys = []
+        for target in targets:
+            for key, name in names.items():
+                target.bind_key(key, self._shortcut(name), overwrite=True)
+                self._bound_keys.append((target, key))
+
+    def _shortcut(self, name: str):
+        def label_with(_viewer_or_layer: Any = None) -> None:
+            self.classes.set_active(name)
+            if self.session.selection.size:
+                self.assign_selection(name)
+
+        return label_with
+
+    # --- labeling ------------------------------------------------------------------------
+    def assign_selection(self, class_name: str | bool | None = False) -> bool:
+        """Label the explorer's selection with the active class (``None`` clears)."""
+        name = self.classes.active_class if class_name is False else class_name
+        return self._assign(self.session.selection, name)
+
+    def _assign(self, indices, name: str | None) -> bool:
+        try:
+            change = self.book.assign(indices, name)
+        except SessionError as err:
+            show_warning(str(err))
+            return False
+        self._after_edit(change.description)
+        return True
+
+    def _on_cell_clicked(self, index: int, add: bool) -> None:
+        if self.click_to_label.isChecked():
+            self._assign([index], self.classes.active_class)
+
+    def undo(self) -> None:
+        change = self.book.undo()
+        self._after_edit(f"undid: {change.description}" if change else "nothing to undo")
+
+    def redo(self) -> None:
+        change = self.book.redo()
+        self._after_edit(f"redid: {change.description}" if change else "nothing to redo")
+
+    def _after_edit(self, message: str) -> None:
+        self.status.setText(message)
+        if self.autosaver is not None and self.pool is not None:
+            self.autosaver.sync(self.pool.public_table())
+
+    def update_class_view(self) -> None:
+        """One overlay per smear colouring each labelled cell with its class colour."""
+        pool = self.pool
+        if pool is None or not self.show_classes.isChecked():
+            for layer in [] if pool is None else pool.layers:
+                overlay = _linking.overlay_layer(self.viewer, layer, "classes", create=False)
+                if overlay is not None:
+                    overlay.visible = False
+            return
+        colors = self.classes.class_set.color_map
+        classes = self.book.classes()
+        layer_of = pool.table["_layer"].to_numpy()
+        labels = pool.table["label"].to_numpy()
+        for layer_index, layer in enumerate(pool.layers):
+            mine = (layer_of == layer_index) & np.isin(classes, list(colors))
+            overlay = _linking.overlay_layer(self.viewer, layer, "classes")
+            overlay.visible = True
+            overlay.colormap = _linking.label_colormap(
+                {int(lab): colors[c] for lab, c in zip(labels[mine], classes[mine])}
+            )
+
+    # --- propagation and review ----------------------------------------------------------
+    def run_propagation(self) -> None:
+        """k-NN propagation of the manual labels to every pooled cell, in a worker."""
+        if self.pool is None:
+            self._load_pool()
+        pool = self.pool
+        if pool is None:
+            show_warning("no embedded cells to propagate over")
+            return
+        classes = self.book.classes()
+        source = (pool.table["class_source"].astype(str).to_numpy()
+                  if "class_source" in pool.table.columns else np.full(len(pool), ""))
+        manual = np.where(source == propagate.MANUAL, classes, None)
+        vectors, k, spreading = pool.vectors, self.k.value(), self.spreading.isChecked()
+        names = self.classes.class_set.names
+
+        def job(cancel):
+            return (yield from propagate.iter_propagate(
+                vectors, manual, k=k, spreading=spreading, class_names=names, cancel=cancel))
+
+        def on_result(result) -> None:
+            if self.pool is not pool:
+                raise SessionError("the cells changed while propagating; run it again")
+            self.book.apply_propagation(result)
+            self.review_position, self.reviewed = -1, None
+            self._after_edit(f"propagated {int((~propagate.unlabeled_mask(manual)).sum())} "
+                             f"manual labels to {len(pool)} cells")
+            self.update_counts()
+
+        self.propagate_runner.start(job, on_result, task="propagation")
+
+    def next_uncertain(self) -> int | None:
+        """Select and go to the next propagated cell, lowest confidence first."""
+        if self.pool is None:
+            return None
+        queue = self.book.review_queue()
+        if queue.size == 0:
+            show_info("no propagated cells to review: run Propagate first")
+            return None
+        self.review_position = (self.review_position + 1) % queue.size
+        index = int(queue[self.review_position])
+        self.reviewed = index
+        self.session.select([index])
+        _linking.go_to_cell(self.viewer, self.pool, index)
+        row = self.pool.table.iloc[index]
+        self.review_label.setText(
+            f"cell {self.review_position + 1}/{queue.size}: {row['image']} label {row['label']}"
+            f" is <b>{row['class']}</b> (confidence {float(row['confidence']):.2f})"
+        )
+        return index
+
+    def accept_review(self, class_name: str | None = None) -> bool:
+        """Confirm (or change) the reviewed cell's class as manual, then re-propagate."""
+        if self.reviewed is None or self.pool is None:
+            show_info("press Next uncertain first")
+            return False
+        name = class_name or str(self.pool.table["class"].iloc[self.reviewed])
+        if not self._assign([self.reviewed], name):
+            return False
+        self.review_position -= 1  # the queue shrank by this cell
+        self.run_propagation()
+        return True
+
+    def update_counts(self) -> None:
+        if self.pool is not None:
+            self.counts_panel.show_frame(class_counts(self.pool.table))
+
+    # --- files ---------------------------------------------------------------------------
+    def export_labels(self, path: str | Path | None = None) -> Path | None:
+        if self.pool is None:
+            show_warning("no cells to export")
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export labels", "",
+                                                  "Tables (*.csv *.parquet)")
+            if not path:
+                return None
+        try:
+            return labels_io.export_labels(self.pool.public_table(), path)
+        except (ValueError, OSError) as err:
+            show_error(f"export failed: {err}")
+            return None
+
+    def import_labels(self, path: str | Path | None = None) -> bool:
+        """Merge a label table by (image, label); unknown cells are reported, never lost."""
+        if self.pool is None:
+            show_warning("load and embed the smears before importing their labels")
+            return False
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import labels", "",
+                                                  "Tables (*.csv *.parquet)")
+            if not path:
+                return False
+        try:
+            result = labels_io.import_labels(path, self.pool.public_table(),
+                                             class_names=self.classes.class_set.names)
+        except (ValueError, OSError) as err:
+            show_error(f"import failed: {err}")
+            return False
+        merged = result.table
+        columns = {name: merged[name].to_numpy(dtype=object) for name in CLASS_COLUMNS}
+        self.book.edit(np.arange(len(self.pool)), columns, f"import {Path(path).name}")
+        (show_warning if len(result.missing) else show_info)(result.message)
+        self._after_edit(result.message)
+        return True
+
+    def set_autosave(self, path: str | Path | None = None) -> bool:
+        """Autosave manual labels to ``path``; labels already saved there are restored first."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Autosave labels to", "", "CSV (*.csv)")
+            if not path:
+                return False
+        try:
+            saver = labels_io.Autosaver(path)
+        except (ValueError, OSError) as err:
+            show_error(f"autosave: {err}")
+            return False
+        if len(saver) and self.pool is not None:
+            try:
+                result = labels_io.merge_labels(self.pool.public_table(), saver.frame(),
+                                                class_names=self.classes.class_set.names)
+            except ValueError as err:
+                show_error(f"autosave file {saver.path.name} not restored: {err}")
+                return False
+            columns = {name: result.table[name].to_numpy(dtype=object) for name in CLASS_COLUMNS}
+            self.book.edit(np.arange(len(self.pool)), columns, "restore autosave")
+            show_info(f"restored from autosave: {result.message}")
+        self.autosaver = saver
+        self._after_edit(f"autosaving manual labels to {saver.path}")
+        return True
+
+    def closeEvent(self, event: Any) -> None:
+        if self._click in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._click)
+        super().closeEvent(event)

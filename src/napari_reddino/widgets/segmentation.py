@@ -1,0 +1,203 @@
+"""The "Segment cells" dock: image layer in, Labels layer with a cell table out.
+
+Thin over :func:`napari_reddino.segment.iter_segment`: the dock collects the method
+and its parameters, runs the core generator in a worker (:mod:`._workers`) and adds
+(or refreshes) a Labels layer ``"<image> labels"`` whose ``features`` is the core's
+cell table and whose ``metadata`` says which image, subject and method made it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+
+from napari_reddino.widgets._workers import TaskRunner, layer_combo, notify_error
+
+TASK = "Segmentation"
+GPU_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
+def layer_image(layer: Image) -> Any:
+    """The full-resolution pixel array of an Image layer (level 0 when multiscale)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def image_key(layer: Image) -> str:
+    """The name a cell table uses for this image: its metadata ``image`` or the layer name."""
+    return str(layer.metadata.get("image") or layer.name)
+
+
+class SegmentationWidget(QWidget):
+    """Pick an image layer and a method (classical / cellpose), run, get a Labels layer."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.image_combo = layer_combo(napari_viewer, Image, label="image")
+        self.method = ComboBox(label="method", choices=["classical", "cellpose"], value="classical")
+        self.subject = LineEdit(label="subject", value="unknown")
+
+        self.min_area = SpinBox(label="min area (px, 0 = auto)", min=0, max=10**7, value=0)
+        self.max_area = SpinBox(label="max area (px, 0 = auto)", min=0, max=10**7, value=0)
+        self.exclude_border = CheckBox(text="exclude cells touching the border", value=True)
+        self.classical_box = Container(widgets=[self.min_area, self.max_area], labels=True)
+
+        self.cp_model = LineEdit(label="model (name or file)", value="cpsam")
+        self.cp_browse = PushButton(text="Browse model file...")
+        self.diameter = FloatSpinBox(label="diameter (px, 0 = auto)", min=0, max=1000, value=0)
+        self.flow_threshold = FloatSpinBox(
+            label="flow threshold", min=0.0, max=3.0, step=0.05, value=0.4
+        )
+        self.cellprob_threshold = FloatSpinBox(
+            label="cell-prob threshold", min=-6.0, max=6.0, step=0.25, value=0.0
+        )
+        self.gpu = ComboBox(label="GPU", choices=list(GPU_CHOICES), value="auto")
+        self.cellpose_box = Container(
+            widgets=[
+                self.cp_model,
+                self.cp_browse,
+                self.diameter,
+                self.flow_threshold,
+                self.cellprob_threshold,
+                self.gpu,
+            ],
+            labels=True,
+        )
+        self.form = Container(
+            widgets=[
+                self.image_combo,
+                self.method,
+                self.subject,
+                self.exclude_border,
+                self.classical_box,
+                self.cellpose_box,
+            ],
+            labels=True,
+        )
+        self.runner = TaskRunner("Segment")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.runner)
+        layout.addStretch(1)
+
+        self.method.changed.connect(self._show_method_params)
+        self.image_combo.changed.connect(self._subject_from_layer)
+        self.cp_browse.changed.connect(self._browse_model)
+        self.runner.run_button.clicked.connect(self.run)
+        self._show_method_params()
+        self._subject_from_layer()
+
+    # -- parameters ----------------------------------------------------------------
+    def _show_method_params(self, *_: Any) -> None:
+        classical = self.method.value == "classical"
+        self.classical_box.visible = classical
+        self.cellpose_box.visible = not classical
+
+    def _subject_from_layer(self, *_: Any) -> None:
+        layer = self.image_combo.value
+        if layer is not None:
+            self.subject.value = str(layer.metadata.get("subject", "unknown"))
+
+    def _browse_model(self, *_: Any) -> None:
+        path, _filter = QFileDialog.getOpenFileName(self, "Cellpose model file")
+        if path:
+            self.cp_model.value = path
+
+    def params(self) -> dict[str, Any]:
+        """The core keyword arguments for the chosen method (0 means "let the core choose")."""
+        if self.method.value == "classical":
+            return {
+                "min_area": self.min_area.value or None,
+                "max_area": self.max_area.value or None,
+                "exclude_border": self.exclude_border.value,
+            }
+        return {
+            "exclude_border": self.exclude_border.value,
+            "model": self.cp_model.value.strip() or "cpsam",
+            "diameter": self.diameter.value or None,
+            "flow_threshold": self.flow_threshold.value,
+            "cellprob_threshold": self.cellprob_threshold.value,
+            "gpu": GPU_CHOICES[self.gpu.value],
+        }
+
+    # -- running -------------------------------------------------------------------
+    def run(self, *_: Any) -> None:
+        """Start segmenting the chosen image layer (the Run button)."""
+        layer = self.image_combo.value
+        if not isinstance(layer, Image):
+            notify_error(TASK, ValueError("choose an image layer (open an image or a sample)"))
+            return
+        from napari_reddino import segment
+
+        method = self.method.value
+        params = self.params()
+        image_name = image_key(layer)
+        subject = self.subject.value.strip() or "unknown"
+        pixels = layer_image(layer)
+
+        def job(cancel: Any) -> Any:
+            image = segment.validate_image(np.asarray(pixels))
+            return (
+                yield from segment.iter_segment(
+                    image,
+                    method,
+                    cancel=cancel,
+                    image_name=image_name,
+                    subject=subject,
+                    **params,
+                )
+            )
+
+        def on_result(result: Any) -> None:
+            self._show_result(layer, result, method=method, subject=subject, params=params)
+
+        self.runner.start(job, on_result, task=TASK)
+
+    def _show_result(
+        self,
+        image_layer: Image,
+        result: Any,
+        *,
+        method: str,
+        subject: str,
+        params: dict[str, Any],
+    ) -> Labels:
+        features = result.features.copy()
+        features["index"] = features["label"].to_numpy()  # napari keys Labels rows by 'index'
+        metadata = {
+            "image": image_key(image_layer),
+            "image_layer": image_layer.name,
+            "subject": subject,
+            "method": method,
+            "params": params,
+        }
+        name = f"{image_layer.name} labels"
+        labels = np.asarray(result.labels)
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
+            out = self.viewer.layers[name]
+            out.metadata = metadata  # a new segmentation invalidates old embeddings
+            out.data = labels
+            out.features = features
+            return out
+        ndim = labels.ndim
+        return self.viewer.add_labels(
+            labels,
+            name=name,
+            features=features,
+            metadata=metadata,
+            scale=tuple(image_layer.scale)[-ndim:],
+            translate=tuple(image_layer.translate)[-ndim:],
+        )

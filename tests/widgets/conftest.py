@@ -1,0 +1,42 @@
+"""Fixtures for the dock tests: every test here drives a real napari.Viewer under Xvfb."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from napari.utils.notifications import NotificationSeverity, notification_manager
+
+WORKER_TIMEOUT_MS = 120_000
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.widget)
+
+
+@pytest.fixture
+def error_messages():
+    """A callable returning the error notifications shown since the test started."""
+    start = len(notification_manager.records)
+
+    def messages() -> list[str]:
+        return [
+            str(n.message)
+            for n in notification_manager.records[start:]
+            if n.severity == NotificationSeverity.ERROR
+        ]
+
+    return messages
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """Wait until a dock's TaskRunner has finished its worker (and handled the result)."""
+
+    def wait(runner, timeout: int = WORKER_TIMEOUT_MS) -> None:
+        qtbot.waitUntil(lambda: not runner.is_running, timeout=timeout)
+
+    return wait

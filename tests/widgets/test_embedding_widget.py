@@ -1,0 +1,174 @@
+"""The "Embed smear (RedDino)" dock: backbone from a local folder, PCA overlay, cell vectors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from napari.layers import Image
+from qtpy.QtCore import Qt
+
+from napari_reddino import segment, synthetic
+from napari_reddino.cells import CellEmbeddings
+from napari_reddino.widgets import embedding as embedding_module
+from napari_reddino.widgets.embedding import EmbeddingWidget
+
+PATCH = 14  # the tiny test backbone is a ViT/14
+DIM = 192
+
+
+def _click(qtbot, button) -> None:
+    qtbot.mouseClick(getattr(button, "native", button), Qt.MouseButton.LeftButton)
+
+
+def _open_dock(viewer) -> EmbeddingWidget:
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
+    return widget
+
+
+def _segmented_smear(viewer, shape, seed, name="smear", **layer_kwargs):
+    """An image layer and its ``"<name> labels"`` layer, as the segmentation dock makes them."""
+    smear = synthetic.synthetic_smear(shape, seed=seed, name=name)
+    result = segment.segment(smear.image, "classical", image_name=name, subject="s1")
+    image = viewer.add_image(smear.image, name=name, metadata=dict(smear.metadata),
+                             **layer_kwargs)
+    labels = viewer.add_labels(result.labels, name=f"{name} labels", features=result.features,
+                               **layer_kwargs)
+    return image, labels
+
+
+def _choose_local_folder(qtbot, widget, folder, monkeypatch) -> None:
+    """Browse folder... -> the user picks the exported backbone folder."""
+    monkeypatch.setattr(embedding_module.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: str(folder))
+    _click(qtbot, widget.browse_folder)
+    assert widget.backbone.value == f"local-dir:{folder}"
+
+
+def test_overlay_and_cell_embeddings_from_a_local_backbone(
+    make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, monkeypatch, tmp_path
+):
+    viewer = make_napari_viewer()
+    image, labels = _segmented_smear(viewer, (280, 322), seed=2)
+    n_cells = len(labels.features)
+    assert n_cells >= 5
+    widget = _open_dock(viewer)
+    assert widget.image_combo.value is image
+    assert widget.labels_combo.value is labels  # "<image> labels" preselected
+    _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
+    widget.device.value = "cpu"
+    widget.pooling.value = "patch_mean"
+
+    _click(qtbot, widget.runner.run_button)
+    wait_idle(widget.runner)
+
+    overlay = viewer.layers["smear RedDino PCA"]
+    assert isinstance(overlay, Image) and overlay.rgb
+    assert overlay.data.shape == (math.ceil(280 / PATCH), math.ceil(322 / PATCH), 3)
+    assert 0.0 <= overlay.data.min() and overlay.data.max() <= 1.0
+    np.testing.assert_allclose(overlay.scale, (PATCH, PATCH))
+    np.testing.assert_allclose(overlay.translate, ((PATCH - 1) / 2, (PATCH - 1) / 2))
+    # grid cell (i, j) is drawn centred on image pixels [i*p, (i+1)*p) x [j*p, (j+1)*p)
+    centre = np.asarray(overlay.data_to_world((3, 5)))
+    np.testing.assert_allclose(image.world_to_data(centre), (3 * PATCH + 6.5, 5 * PATCH + 6.5))
+
+    cells = labels.metadata["reddino_embeddings"]
+    assert isinstance(cells, CellEmbeddings)
+    assert cells.vectors.shape == (n_cells, DIM)
+    assert cells.pooling == "patch_mean"
+    assert set(cells.image) == {image.metadata["image"]}
+    rows = labels.features["embedding_row"].to_numpy()
+    np.testing.assert_array_equal(cells.label[rows], labels.features["label"].to_numpy())
+
+    widget.opacity.value = 0.25
+    assert overlay.opacity == pytest.approx(0.25)
+    widget.overlay.value = False
+    assert not overlay.visible
+
+    saved = tmp_path / "smear.reddino.npz"
+    monkeypatch.setattr(embedding_module.QFileDialog, "getSaveFileName",
+                        lambda *args, **kwargs: (str(saved), ""))
+    _click(qtbot, widget.save_button)
+    assert saved.is_file()
+    labels.metadata = {}
+    labels.features = labels.features.drop(columns="embedding_row")
+    monkeypatch.setattr(embedding_module.QFileDialog, "getOpenFileName",
+                        lambda *args, **kwargs: (str(saved), ""))
+    _click(qtbot, widget.load_button)
+    np.testing.assert_array_equal(labels.metadata["reddino_embeddings"].vectors, cells.vectors)
+    np.testing.assert_array_equal(labels.features["embedding_row"].to_numpy(), rows)
+
+
+def test_cls_crop_on_a_scaled_layer_fitting_pca_on_cells(
+    make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, monkeypatch
+):
+    viewer = make_napari_viewer()
+    image, labels = _segmented_smear(viewer, (196, 196), seed=4, name="scaled",
+                                     scale=(0.5, 0.5), translate=(10.0, 20.0))
+    widget = _open_dock(viewer)
+    _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
+    widget.device.value = "cpu"
+    widget.foreground_only.value = True
+    _click(qtbot, widget.runner.run_button)
+    wait_idle(widget.runner)
+
+    overlay = viewer.layers["scaled RedDino PCA"]
+    assert overlay.data.shape == (14, 14, 3)
+    np.testing.assert_allclose(overlay.scale, (7.0, 7.0))  # image scale x patch size
+    np.testing.assert_allclose(overlay.translate, (10.0 + 3.25, 20.0 + 3.25))
+    # the overlay covers exactly the smear: outer pixel corners coincide in world coordinates
+    np.testing.assert_allclose(overlay.data_to_world((-0.5, -0.5)),
+                               image.data_to_world((-0.5, -0.5)))
+    np.testing.assert_allclose(overlay.data_to_world((13.5, 13.5)),
+                               image.data_to_world((195.5, 195.5)))
+    cells = labels.metadata["reddino_embeddings"]
+    assert cells.pooling == "cls_crop"
+    assert cells.vectors.shape == (len(labels.features), DIM)
+    assert np.isfinite(cells.vectors).all()
+
+
+def test_cancel_embedding_leaves_layers_untouched(
+    make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, monkeypatch
+):
+    viewer = make_napari_viewer()
+    _image, labels = _segmented_smear(viewer, (448, 448), seed=5)
+    widget = _open_dock(viewer)
+    _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
+    widget.device.value = "cpu"
+    outcomes = []
+    widget.runner.finished.connect(outcomes.append)
+    _click(qtbot, widget.runner.run_button)
+    _click(qtbot, widget.runner.cancel_button)
+    wait_idle(widget.runner)
+    assert outcomes == ["cancelled"]
+    assert "smear RedDino PCA" not in viewer.layers
+    assert "reddino_embeddings" not in labels.metadata
+    assert "embedding_row" not in labels.features.columns
+
+
+def test_bad_choices_give_notifications(
+    make_napari_viewer, qtbot, wait_idle, error_messages, tmp_path
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="plain")
+    widget = _open_dock(viewer)
+    widget.foreground_only.value = True
+    _click(qtbot, widget.runner.run_button)
+    assert error_messages() == ["Embedding failed: 'fit PCA on cells only' needs a labels layer"]
+
+    widget.foreground_only.value = False
+    widget.labels_combo.value = viewer.add_labels(np.zeros((32, 32), np.int32), name="other")
+    _click(qtbot, widget.runner.run_button)
+    assert "do not match image" in error_messages()[-1]
+
+    widget.labels_combo.value = None
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    widget.set_backbone_source(str(broken))
+    _click(qtbot, widget.runner.run_button)
+    wait_idle(widget.runner)
+    assert error_messages()[-1].startswith("Embedding failed: ")
+    assert "broken.pth" in error_messages()[-1]
+    assert "plain RedDino PCA" not in viewer.layers
+    assert len(error_messages()) == 3

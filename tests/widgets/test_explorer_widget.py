@@ -1,0 +1,178 @@
+"""The explorer dock driven as a user would, on synthetic smears with known truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from napari.utils._proxies import ReadOnlyWrapper
+from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+from napari_reddino.widgets.explorer import ExplorerWidget
+
+from ._cell_layers import add_smears
+
+
+@pytest.fixture
+def explorer(make_napari_viewer, qtbot, wait_idle):
+    """Two smears of two subjects, PCA already run through the dock's own button."""
+    viewer = make_napari_viewer()
+    smears = add_smears(viewer)
+    widget = ExplorerWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.method.setCurrentText("PCA")
+    widget.project_runner.run_button.click()
+    wait_idle(widget.project_runner)
+    return viewer, widget, smears
+
+
+def _truth_table(widget):
+    table = widget.pool.table
+    return table["image"].to_numpy(), table["label"].to_numpy()
+
+
+def test_projection_writes_coordinates_into_every_layer(explorer):
+    _viewer, widget, smears = explorer
+    total = sum(len(layer.features) for _, layer, _ in smears)
+    assert widget.cells_label.text().startswith(f"{total} cells in 2 smear(s)")
+    for _, layer, _ in smears:
+        coords = layer.features[["umap_0", "umap_1"]].to_numpy()
+        assert np.isfinite(coords).all()
+    assert len(widget.scatter.points) == total
+    # the plot shows exactly the coordinates written back to the layers
+    pooled = np.concatenate([layer.features[["umap_0", "umap_1"]] for _, layer, _ in smears])
+    np.testing.assert_allclose(np.sort(widget.scatter.points, axis=0),
+                               np.sort(pooled.astype(np.float32), axis=0))
+
+
+def test_rectangle_selection_highlights_exactly_those_cells(explorer):
+    _viewer, widget, smears = explorer
+    points = widget.scatter.points
+    low, high = np.percentile(points, 20, axis=0), np.percentile(points, 70, axis=0)
+    widget.scatter.select_rectangle(low, high)
+    inside = np.flatnonzero(np.all((points >= low) & (points <= high), axis=1))
+    assert 0 < inside.size < len(points)
+    images, labels = _truth_table(widget)
+    for _, layer, _ in smears:
+        expected = np.sort(labels[inside][images[inside] == layer.metadata["image"]])
+        np.testing.assert_array_equal(widget.highlighter.highlighted(layer), expected)
+    assert widget.selection_label.text() == f"Selected: {inside.size}"
+
+
+def test_lasso_selects_points_inside_polygon(explorer):
+    _viewer, widget, _ = explorer
+    points = widget.scatter.points.astype(np.float64)
+    centre = np.median(points, axis=0)
+    radius = np.abs(points - centre).sum(axis=1).max() * 0.5
+    diamond = centre + radius * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
+    widget.scatter.select_polygon(diamond)
+    expected = np.flatnonzero(np.abs(points - centre).sum(axis=1) < radius)
+    np.testing.assert_array_equal(widget.session.selection, expected)
+
+
+def test_picking_a_label_selects_exactly_its_point(explorer):
+    _viewer, widget, smears = explorer
+    _, layer, _ = smears[1]
+    label = int(layer.features["label"].iloc[3])
+    layer.selected_label = label
+    images, labels = _truth_table(widget)
+    (index,) = widget.scatter.selection
+    assert (images[index], labels[index]) == (layer.metadata["image"], label)
+
+
+def test_clicking_a_cell_in_the_image_selects_its_point(explorer, MouseEvent):
+    viewer, widget, smears = explorer
+    _, layer, _ = smears[0]
+    smears[1][1].visible = False  # the smears lie on top of each other: show the first one
+    label = int(layer.features["label"].iloc[5])
+    # a pixel that belongs to the cell, in world coordinates
+    y, x = np.argwhere(np.asarray(layer.data) == label)[0]
+
+    @dataclass
+    class Click(MouseEvent):
+        modifiers: tuple = ()
+
+    for kind in ("mouse_press", "mouse_release"):
+        event = ReadOnlyWrapper(Click(type=kind, position=(float(y), float(x)), button=1))
+        (mouse_press_callbacks if kind == "mouse_press" else mouse_release_callbacks)(
+            viewer, event
+        )
+    images, labels = _truth_table(widget)
+    (index,) = widget.session.selection
+    assert (images[index], labels[index]) == (layer.metadata["image"], label)
+    np.testing.assert_array_equal(widget.highlighter.highlighted(layer), [label])
+
+
+def test_color_by_subject_uses_the_subject_column(explorer):
+    _viewer, widget, _ = explorer
+    widget.color_column.setCurrentText("subject")
+    subjects = widget.pool.table["subject"].to_numpy()
+    colors = widget.scatter.colors
+    per_subject = {s: np.unique(colors[subjects == s], axis=0) for s in np.unique(subjects)}
+    assert all(len(c) == 1 for c in per_subject.values())
+    first, second = per_subject.values()
+    assert not np.allclose(first, second)
+    for subject in per_subject:
+        assert subject in widget.legend.text()
+
+
+def test_numeric_column_uses_a_colormap(explorer):
+    _viewer, widget, _ = explorer
+    widget.color_column.setCurrentText("area")
+    area = widget.pool.table["area"].to_numpy()
+    colors = widget.scatter.colors
+    # viridis: the biggest cell is brighter (yellow) than the smallest (purple)
+    assert colors[area.argmax()][:3].sum() > colors[area.argmin()][:3].sum()
+    assert "viridis" in widget.legend.text()
+
+
+def test_go_to_cell_centres_the_camera(explorer):
+    viewer, widget, smears = explorer
+    _, layer, _ = smears[1]
+    row = layer.features.iloc[2]
+    layer.selected_label = int(row["label"])
+    widget.go_to_selected()
+    np.testing.assert_allclose(viewer.camera.center[-2:], (row["centroid_y"], row["centroid_x"]))
+    assert viewer.camera.zoom > 1
+
+
+def test_selection_becomes_a_labels_layer(explorer):
+    _viewer, widget, smears = explorer
+    _, layer, _ = smears[0]
+    chosen = layer.features["label"].to_numpy()[[0, 4, 7]]
+    widget.session.select(widget.pool.indices_for(layer, chosen))
+    (made,) = widget.selection_to_layer()
+    np.testing.assert_array_equal(np.unique(made.data)[1:], np.sort(chosen))
+    assert sorted(made.features["label"]) == sorted(chosen)
+
+
+def test_hover_shows_the_cell_thumbnail_and_features(explorer):
+    _viewer, widget, _smears = explorer
+    widget.scatter.set_hovered(7)
+    row = widget.pool.table.iloc[7]
+    assert f"<b>label</b>: {row['label']}" in widget.hover_panel.details.text()
+    assert not widget.hover_panel.thumbnail.pixmap().isNull()
+
+
+def test_refresh_without_embedded_layers_warns_clearly(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((8, 8), dtype=np.int32), name="plain")
+    widget = ExplorerWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.refresh() is None
+    assert "no Labels layer with cell features and embeddings" in widget.cells_label.text()
+    widget.project_runner.run_button.click()  # must not raise
+    assert widget.pool is None
+
+
+def test_batch_metrics_table_and_csv(explorer, wait_idle, tmp_path):
+    _viewer, widget, _smears = explorer
+    widget.batch_runner.run_button.click()
+    wait_idle(widget.batch_runner)
+    frame = widget.batch_panel.frame
+    assert frame is not None and widget.batch_panel.table.rowCount() == 2
+    path = widget.batch_panel.export_csv(tmp_path / "batch.csv")
+    written = pd.read_csv(path)
+    assert len(written) == 2 and list(written.columns) == list(frame.columns)

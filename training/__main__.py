@@ -1,0 +1,96 @@
+"""``python -m training`` / ``torchrun -m training``: train, export, patches, eval.
+
+Examples::
+
+    torchrun --nproc_per_node 8 -m training train --config vits14_reddino data.patch_dirs=[/data]
+    python -m training train --config tiny_cpu run.output_dir=runs/tiny
+    python -m training export runs/tiny --out exported/tiny
+    python -m training patches /smears --out patches/ --size 224
+    python -m training eval ...          (forwarded to training.eval)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.train import train
+
+    cfg = load_config(args.config, args.overrides)
+    last = train(cfg)
+    print(f"finished at step {last}; output in {cfg.run.output_dir}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export_teacher
+
+    folder = export_teacher(
+        args.checkpoint, args.out, img_size=args.img_size, state_dict_path=args.state_dict,
+        tag=args.tag,
+    )
+    print(f"exported teacher backbone to {folder} (load with 'local-dir:{folder}')")
+    return 0
+
+
+def _patches(args: argparse.Namespace) -> int:
+    from training.data.patches import extract_patches
+
+    count = extract_patches(
+        args.sources, args.out, size=args.size, min_foreground=args.min_foreground,
+        scale=args.scale,
+    )
+    print(f"wrote {count} patches to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="pretrain a DINOv2/RedDino backbone")
+    train.add_argument("--config", required=True, help="YAML path or bundled name (tiny_cpu, ...)")
+    train.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    train.set_defaults(func=_train)
+
+    export = sub.add_parser("export", help="teacher backbone -> timm/napari-reddino model folder")
+    export.add_argument("checkpoint", help="checkpoint file or run folder (newest checkpoint)")
+    export.add_argument("--out", required=True, help="folder to write")
+    export.add_argument("--img-size", type=int, default=224)
+    export.add_argument("--state-dict", default=None, help="also write a plain timm state dict")
+    export.add_argument("--tag", default=None)
+    export.set_defaults(func=_export)
+
+    patches = sub.add_parser("patches", help="tile smears into non-empty training patches")
+    patches.add_argument("sources", nargs="+", help="image files or folders (recursive)")
+    patches.add_argument("--out", required=True)
+    patches.add_argument("--size", type=int, default=224)
+    patches.add_argument("--min-foreground", type=float, default=0.1)
+    patches.add_argument("--scale", type=float, default=1.0, help="resize smears first")
+    patches.set_defaults(func=_patches)
+
+    sub.add_parser("eval", help="evaluation harness (see python -m training eval -h)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "eval":
+        from training.eval import main as eval_main
+
+        return eval_main(argv[1:]) or 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Training configuration: YAML files -> typed dataclasses, plus ``section.key=value`` overrides.
+
+One dataclass per concern so a config file reads like the DINOv2 / RedDino recipe it mirrors,
+and a typo in a key fails loudly instead of silently training the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be turned into a :class:`TrainConfig`."""
+
+
+@dataclass
+class ModelConfig:
+    """The ViT backbone: a timm architecture name plus the knobs DINOv2 trains with."""
+
+    arch: str = "vit_small_patch14_dinov2"
+    embed_dim: int | None = None  # None: the architecture's own width
+    depth: int | None = None
+    num_heads: int | None = None
+    patch_size: int = 14
+    num_register_tokens: int = 0
+    drop_path_rate: float = 0.0
+    layerscale_init: float | None = 1e-5
+    init_from: str | None = None  # None: scratch; else a napari_reddino.backbones name / timm id
+    attn: str = "sdpa"  # "sdpa" (fused attention) or "eager"
+
+
+@dataclass
+class HeadConfig:
+    """DINO / iBOT projection heads (prototypes = out_dim)."""
+
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    nlayers: int = 3
+    ibot_separate_head: bool = False  # RedDino shares one head between DINO and iBOT
+    ibot_out_dim: int | None = None
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and the teacher-centering method."""
+
+    dino_weight: float = 1.0
+    ibot_weight: float = 1.0
+    koleo_weight: float = 0.1
+    centering: str = "sinkhorn_knopp"  # or "ema"
+    student_temp: float = 0.1
+
+
+@dataclass
+class MaskConfig:
+    """iBOT masking of the student's global crops."""
+
+    probability: float = 0.5
+    ratio_min: float = 0.1
+    ratio_max: float = 0.5
+
+
+@dataclass
+class TeacherConfig:
+    """EMA teacher: momentum schedule and temperature warmup."""
+
+    momentum_start: float = 0.994
+    momentum_end: float = 1.0
+    temp_warmup_start: float = 0.04
+    temp: float = 0.07
+    temp_warmup_iters: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with cosine lr / wd schedules and DINOv2's parameter-group multipliers."""
+
+    base_lr: float = 2e-4
+    lr_scaling: str = "sqrt"  # "sqrt" | "linear" | "none" (relative to reference_batch)
+    reference_batch: int = 1024
+    min_lr: float = 1e-6
+    warmup_iters: int = 0
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    clip_grad: float | None = 3.0
+    layerwise_decay: float = 0.9
+    patch_embed_lr_mult: float = 0.2
+    freeze_last_layer_iters: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are augmented into DINO crops."""
+
+    patch_dirs: list[str] = field(default_factory=list)
+    synthetic: bool = False
+    synthetic_fraction: float = 0.5  # share of samples from the generator when both sources exist
+    synthetic_shape: int = 512
+    synthetic_tile: int = 224  # side of the tiles cut from generated smears (match patch_dirs)
+    batch_size_per_gpu: int = 8
+    num_workers: int = 0
+    global_crop_size: int = 224
+    global_crop_scale: tuple[float, float] = (0.32, 1.0)
+    local_crops_number: int = 0
+    local_crop_size: int = 98
+    local_crop_scale: tuple[float, float] = (0.05, 0.32)
+    pixel_transforms: int = 4  # how many of the 33 pixel-level transforms per sample (A.SomeOf n)
+
+
+@dataclass
+class RunConfig:
+    """Run length, output, checkpointing, precision and distribution."""
+
+    output_dir: str = "runs/train"
+    seed: int = 0
+    iters: int = 1000  # schedule length
+    stop_after: int | None = None  # stop early at this step (schedules still span `iters`)
+    max_minutes: float | None = None  # wall-clock cap; a checkpoint is written when it hits
+    checkpoint_every: int = 100  # iterations
+    checkpoint_every_minutes: float | None = None
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp32"
+    compile: bool = False
+    strategy: str = "ddp"  # "ddp" | "fsdp"
+    threads: int | None = None  # torch.set_num_threads on CPU
+    nan_abort_after: int = 10  # consecutive non-finite steps before giving up
+
+
+@dataclass
+class TrainConfig:
+    """The whole run; every section maps to one key of the YAML file."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(section: str, name: str, value: Any, template: Any) -> Any:
+    if isinstance(template, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(template):
+            raise ConfigError(f"{section}.{name} must be a list of {len(template)} numbers")
+        return tuple(float(v) for v in value)
+    if isinstance(template, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{section}.{name} must be true/false, got {value!r}")
+    if isinstance(template, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(template, list) and isinstance(value, str):
+        return [value]
+    return value
+
+
+def _build_section(cls: type, section: str, values: dict[str, Any]) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section!r} must be a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in section {section!r}; known: {sorted(known)}"
+        )
+    default = cls()
+    kwargs = {
+        k: _coerce(section, k, v, getattr(default, k)) for k, v in values.items()
+    }
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested dicts (a parsed YAML file)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("a training config must be a mapping of sections")
+    sections = {f.name: f.default_factory for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(sections)}")
+    built = {
+        name: _build_section(type(factory()), name, data.get(name, {}) or {})
+        for name, factory in sections.items()
+    }
+    return TrainConfig(**built)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings (values parsed as YAML) to a nested config dict."""
+    data = {k: dict(v or {}) for k, v in (data or {}).items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override key {dotted!r} must be section.key (e.g. optim.base_lr)")
+        section, key = parts
+        data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw != "" else None
+    return data
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """Accept a path or the bare name of a bundled config (``tiny_cpu`` -> configs/tiny_cpu.yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    if bundled.is_file():
+        return bundled
+    choices = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(name_or_path)!r} not found; bundled configs: {choices}")
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (path or bundled name), apply overrides, return a :class:`TrainConfig`."""
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    return config_from_dict(apply_overrides(data or {}, list(overrides or [])))
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config next to a run so it can be reproduced exactly."""
+    data = config.to_dict()
+    for section in data.values():
+        for key, value in section.items():
+            if isinstance(value, tuple):
+                section[key] = list(value)
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,1 @@
+"""Training data: smear patches, RedDino augmentations, and the sharded streaming loader."""

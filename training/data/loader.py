@@ -1,0 +1,194 @@
+"""Streaming batches of DINO crops + iBOT masks, sharded by rank and data-loader worker.
+
+Every sample is a pure function of ``(seed, global sample index)`` and every mask set a pure
+function of ``(seed, step)``. That makes three things exact rather than approximate: a resumed
+run continues from the very batch it stopped at (the loader position is just the step), N ranks
+see together the same global batch one process would, and workers can run ahead in parallel.
+Rank r of w takes samples ``[r*B, (r+1)*B)`` of each global batch of ``w*B``; worker k of n
+builds steps ``start + k, start + k + n, ...`` (PyTorch hands worker outputs back round-robin,
+so the order is preserved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from training.data.augment import CropSpec, RedDinoAugmentation
+from training.data.patches import as_rgb_uint8, list_images
+from training.masking import sample_masks
+
+SAMPLES_PER_SYNTHETIC_SMEAR = 8
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """iBOT masking of the global crops (grid = tokens per side)."""
+
+    grid: int
+    probability: float = 0.5
+    ratio_range: tuple[float, float] = (0.1, 0.5)
+
+
+@lru_cache(maxsize=4)
+def _synthetic_smear_image(seed: int, size: int) -> np.ndarray:
+    """One generated smear (its image only); cached because several samples crop the same one."""
+    from napari_reddino.synthetic import make_subject_styles, synthetic_smear
+
+    style = make_subject_styles(1, seed=seed)[0]
+    return synthetic_smear(shape=(size, size), seed=seed, style=style).image
+
+
+class SmearCropStream(IterableDataset):
+    """Endless stream of this rank's collated batches, starting at ``start_step``."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        *,
+        batch_size: int,
+        crops: CropSpec,
+        masks: MaskSpec,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+        synthetic: bool = False,
+        synthetic_fraction: float = 0.5,
+        synthetic_shape: int = 512,
+        tile_size: int = 224,
+        n_pixel_transforms: int = 4,
+    ):
+        super().__init__()
+        if not files and not synthetic:
+            raise ValueError(
+                "no training images: give data.patch_dirs with image files or set data.synthetic"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.files = list(files)
+        self.batch_size = batch_size
+        self.crops = crops
+        self.masks = masks
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start_step = start_step
+        self.synthetic = synthetic
+        self.synthetic_fraction = synthetic_fraction if files else 1.0
+        self.synthetic_shape = synthetic_shape
+        self.tile_size = tile_size
+        self.augment = RedDinoAugmentation(crops, n_pixel_transforms)
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def _image(self, sample_index: int, rng: np.random.Generator) -> np.ndarray:
+        use_synthetic = self.synthetic and rng.random() < self.synthetic_fraction
+        if not use_synthetic:
+            return as_rgb_uint8(iio.imread(self.files[int(rng.integers(len(self.files)))]))
+        smear_seed = self.seed * 1_000_003 + sample_index // SAMPLES_PER_SYNTHETIC_SMEAR
+        smear = _synthetic_smear_image(smear_seed, self.synthetic_shape)
+        tile = min(self.tile_size, *smear.shape[:2])
+        y = int(rng.integers(smear.shape[0] - tile + 1))
+        x = int(rng.integers(smear.shape[1] - tile + 1))
+        return smear[y : y + tile, x : x + tile]
+
+    def sample(self, sample_index: int) -> dict[str, torch.Tensor]:
+        """The augmented crops of one global sample index (identical on every rank and run)."""
+        rng = np.random.default_rng([self.seed, sample_index])
+        image = self._image(sample_index, rng)
+        return self.augment(image, seed=int(rng.integers(2**31)))
+
+    def step_masks(self, step: int) -> torch.Tensor:
+        """This rank's (2*B, N) bool masks, cut from the masks of the step's global batch."""
+        generator = torch.Generator().manual_seed(self.seed * 7919 + step)
+        n_global = 2 * self.global_batch
+        grid = (self.masks.grid, self.masks.grid)
+        all_masks, _, _ = sample_masks(
+            n_global, grid, self.masks.probability, self.masks.ratio_range, generator
+        )
+        all_masks = all_masks.reshape(n_global, -1)
+        b, lo = self.batch_size, self.rank * self.batch_size
+        # rows are [view 0 of every sample, view 1 of every sample], as the crops are collated
+        return torch.cat([all_masks[lo : lo + b], all_masks[self.global_batch + lo :][:b]])
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """Collated batch of ``step`` for this rank: views stacked view-major like DINOv2."""
+        first = step * self.global_batch + self.rank * self.batch_size
+        samples = [self.sample(first + i) for i in range(self.batch_size)]
+        global_crops = torch.stack([s["global"] for s in samples], dim=1)  # (2, B, 3, S, S)
+        local_crops = torch.stack([s["local"] for s in samples], dim=1)  # (L, B, 3, s, s)
+        return {
+            "step": torch.tensor(step),
+            "global_crops": global_crops.flatten(0, 1),
+            "local_crops": local_crops.flatten(0, 1),
+            "masks": self.step_masks(step),
+        }
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        step = self.start_step + worker
+        while True:
+            yield self.batch(step)
+            step += n_workers
+
+
+def build_loader(stream: SmearCropStream, *, num_workers: int = 0, pin_memory: bool = False):
+    """DataLoader over pre-collated batches with persistent workers (and pinned memory on CUDA)."""
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if num_workers > 0 else None,
+    )
+
+
+def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: int,
+                       world_size: int, start_step: int) -> SmearCropStream:
+    """Build the stream a :class:`training.config.TrainConfig` describes."""
+    files = list_images(data_cfg.patch_dirs) if data_cfg.patch_dirs else []
+    if data_cfg.patch_dirs and not files:
+        raise ValueError(f"no image files found under data.patch_dirs={data_cfg.patch_dirs}")
+    crops = CropSpec(
+        global_size=data_cfg.global_crop_size,
+        global_scale=tuple(data_cfg.global_crop_scale),
+        local_number=data_cfg.local_crops_number,
+        local_size=data_cfg.local_crop_size,
+        local_scale=tuple(data_cfg.local_crop_scale),
+    )
+    if data_cfg.global_crop_size % patch_size:
+        raise ValueError(
+            f"data.global_crop_size {data_cfg.global_crop_size} is not a multiple of the "
+            f"patch size {patch_size}"
+        )
+    masks = MaskSpec(
+        grid=data_cfg.global_crop_size // patch_size,
+        probability=mask_cfg.probability,
+        ratio_range=(mask_cfg.ratio_min, mask_cfg.ratio_max),
+    )
+    return SmearCropStream(
+        files,
+        batch_size=data_cfg.batch_size_per_gpu,
+        crops=crops,
+        masks=masks,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        start_step=start_step,
+        synthetic=data_cfg.synthetic,
+        synthetic_fraction=data_cfg.synthetic_fraction,
+        synthetic_shape=data_cfg.synthetic_shape,
+        tile_size=data_cfg.synthetic_tile,
+        n_pixel_transforms=data_cfg.pixel_transforms,
+    )

@@ -1,0 +1,115 @@
+"""torchrun environment -> process group, device, and the DDP / FSDP wrapping of the student.
+
+``torchrun`` exports RANK / WORLD_SIZE / LOCAL_RANK; NCCL is used on CUDA and Gloo on CPU, so the
+same command trains on a laptop, a CPU box with several processes, or a GPU node.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+
+def _pick_device(local_rank: int, device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(device)
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Join the torchrun process group if there is one; a single plain process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch_device = _pick_device(local_rank, device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        dist.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(minutes=30),
+        )
+    return DistEnv(rank, world_size, local_rank, torch_device)
+
+
+def cleanup() -> None:
+    """Leave the process group (torchrun expects a clean exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_student(module: nn.Module, env: DistEnv, strategy: str = "ddp") -> nn.Module:
+    """The module to call in the training step: plain, DDP, or FSDP2 (``fully_shard``).
+
+    DDP replicates the student and averages gradients; FSDP shards parameters, gradients and
+    optimizer state block by block, which is what lets ViT-L/g fit per GPU.
+    """
+    if strategy not in ("ddp", "fsdp"):
+        raise ValueError(f"run.strategy must be 'ddp' or 'fsdp', got {strategy!r}")
+    if not env.distributed:
+        return module
+    if strategy == "ddp":
+        device_ids = [env.local_rank] if env.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+    from torch.distributed.fsdp import fully_shard
+
+    for block in module.backbone.blocks:
+        fully_shard(block)
+    fully_shard(module)
+    return module
+
+
+def broadcast_flag(flag: bool, env: DistEnv) -> bool:
+    """Rank 0's decision for every rank (wall-clock stops and checkpoints must agree)."""
+    if not env.distributed:
+        return flag
+    value = torch.tensor([int(flag)], device=env.device if env.device.type == "cuda" else "cpu")
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True if ``flag`` is True on any rank (a NaN on one rank must skip the step on all)."""
+    if not env.distributed:
+        return flag
+    value = torch.tensor([int(flag)], device=env.device if env.device.type == "cuda" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gather_objects(obj, env: DistEnv) -> list:
+    """Every rank's ``obj`` (e.g. RNG states), in rank order."""
+    if not env.distributed:
+        return [obj]
+    gathered: list = [None] * env.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered

@@ -1,0 +1,107 @@
+"""Teacher backbone of a training checkpoint -> the plugin's model folder (+ a plain timm state dict).
+
+DINOv2 evaluates and ships the EMA teacher, not the student. The folder is written by
+``napari_reddino.backbones.export_backbone`` (timm's ``save_for_hf`` format), so it loads as
+``local-dir:<folder>`` in the plugin and can be pushed to the Hugging Face hub unchanged. Training
+may use small crops; the position embedding is resampled to the exported input size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import yaml
+from timm.layers import resample_abs_pos_embed
+
+from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.config import ModelConfig, config_from_dict
+
+TEACHER_PREFIX = "teacher.backbone."
+
+
+def model_args(model_cfg: ModelConfig, img_size: int) -> dict:
+    """The ``timm.create_model`` kwargs that rebuild the backbone's shape (stored in config.json)."""
+    args: dict = {"img_size": img_size, "patch_size": model_cfg.patch_size}
+    for key in ("embed_dim", "depth", "num_heads"):
+        if getattr(model_cfg, key) is not None:
+            args[key] = getattr(model_cfg, key)
+    if model_cfg.layerscale_init is not None:
+        args["init_values"] = model_cfg.layerscale_init
+    if model_cfg.num_register_tokens:
+        args.update(reg_tokens=model_cfg.num_register_tokens, no_embed_class=True)
+    return args
+
+
+def teacher_backbone(state: dict, img_size: int) -> tuple[torch.nn.Module, dict]:
+    """A plain timm ViT at ``img_size`` holding the checkpoint's teacher backbone weights."""
+    cfg = config_from_dict(state["config"])
+    args = model_args(cfg.model, img_size)
+    model = timm.create_model(cfg.model.arch, pretrained=False, num_classes=0, **args)
+    weights = {
+        k[len(TEACHER_PREFIX) :]: v
+        for k, v in state["models"].items()
+        if k.startswith(TEACHER_PREFIX)
+    }
+    if not weights:
+        raise ValueError("the checkpoint holds no teacher backbone ('teacher.backbone.*' keys)")
+    pos = weights.get("pos_embed")
+    if pos is not None and pos.shape != model.pos_embed.shape:
+        prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+        weights["pos_embed"] = resample_abs_pos_embed(
+            pos, new_size=model.patch_embed.grid_size, num_prefix_tokens=prefix
+        )
+    model.load_state_dict(weights, strict=True)
+    return model.eval(), args
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the newest checkpoint in a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint_*.pt in run folder {path}")
+        return found
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint or run folder at {path}")
+    return path
+
+
+def export_teacher(
+    checkpoint: str | Path,
+    folder: str | Path,
+    *,
+    img_size: int = 224,
+    state_dict_path: str | Path | None = None,
+    tag: str | None = None,
+    readme: str | None = None,
+) -> Path:
+    """Export the teacher backbone of ``checkpoint`` (file or run folder) to ``folder``.
+
+    Writes ``config.json`` + ``model.safetensors`` (loadable by ``load_backbone("local-dir:...")``),
+    ``training_config.yaml`` (the run's resolved config, for provenance) and, when
+    ``state_dict_path`` is given, a plain state dict loadable with
+    ``timm.create_model(arch, checkpoint_path=...)``. Returns the folder.
+    """
+    from napari_reddino.backbones import IMAGENET_MEAN, IMAGENET_STD, export_backbone
+
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    model, args = teacher_backbone(state, img_size)
+    folder = Path(folder)
+    export_backbone(
+        model, folder, img_size=img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        tag=tag or f"step{state['step']}", model_args=args,
+    )
+    (folder / "training_config.yaml").write_text(
+        yaml.safe_dump({"checkpoint_step": state["step"], **state["config"]}, sort_keys=False)
+    )
+    if readme is not None:
+        (folder / "README.md").write_text(readme)
+    if state_dict_path is not None:
+        state_dict_path = Path(state_dict_path)
+        state_dict_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), state_dict_path)
+    return folder

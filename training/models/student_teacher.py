@@ -1,0 +1,178 @@
+"""Student and EMA teacher: a timm DINOv2 ViT with an iBOT mask token, plus the DINO/iBOT heads.
+
+The backbone is a stock timm ``vit_*_patch14_dinov2`` (what ``napari_reddino.backbones`` loads and
+exports), so a trained teacher is exported without any key renaming. iBOT needs one thing timm
+does not do: replace the embeddings of masked patches by a learnable mask token *before* the
+position embedding, so :meth:`DinoModel.tokens` runs timm's own stages with that swap in between.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import timm
+import torch
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from training.config import HeadConfig, ModelConfig
+from training.models.heads import DINOHead
+
+
+def build_vit(cfg: ModelConfig, img_size: int) -> nn.Module:
+    """A timm ViT of the configured shape (random init), taking any input size at run time."""
+    kwargs = {
+        "pretrained": False,
+        "num_classes": 0,
+        "img_size": img_size,
+        "patch_size": cfg.patch_size,
+        "drop_path_rate": cfg.drop_path_rate,
+        "dynamic_img_size": True,
+    }
+    for key in ("embed_dim", "depth", "num_heads"):
+        if getattr(cfg, key) is not None:
+            kwargs[key] = getattr(cfg, key)
+    if cfg.layerscale_init is not None:
+        kwargs["init_values"] = cfg.layerscale_init
+    if cfg.num_register_tokens:
+        kwargs.update(reg_tokens=cfg.num_register_tokens, no_embed_class=True)
+    try:
+        model = timm.create_model(cfg.arch, **kwargs)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ValueError(f"cannot build timm model {cfg.arch!r} with {kwargs}: {err}") from err
+    if cfg.attn not in ("sdpa", "eager"):
+        raise ValueError(f"model.attn must be 'sdpa' or 'eager', got {cfg.attn!r}")
+    for block in model.blocks:
+        block.attn.fused_attn = cfg.attn == "sdpa"
+    return model
+
+
+def load_init_weights(model: nn.Module, source: str) -> None:
+    """Continue pretraining: copy DINOv2 / RedDino (or any registry backbone) weights in.
+
+    The position embedding is resampled to this model's grid, as DINOv2 does between its 518 px
+    checkpoints and 224 px training crops.
+    """
+    from napari_reddino.backbones import load_backbone
+
+    state = load_backbone(source, device="cpu", dtype="float32").model.state_dict()
+    own = model.state_dict()
+    if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
+        prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
+        state["pos_embed"] = resample_abs_pos_embed(
+            state["pos_embed"], new_size=model.patch_embed.grid_size, num_prefix_tokens=prefix
+        )
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("head")]:
+        raise ValueError(
+            f"weights of {source!r} do not fit model {type(model).__name__}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
+@dataclass
+class DinoOutputs:
+    """What the losses need from one forward pass."""
+
+    global_cls_logits: torch.Tensor  # (2B, K)
+    masked_patch_logits: torch.Tensor  # (n_masked, K') at the masked positions
+    global_cls: torch.Tensor  # (2B, D) pre-head CLS tokens (KoLeo)
+    local_cls_logits: torch.Tensor | None = None  # (L*B, K)
+
+
+class DinoModel(nn.Module):
+    """Backbone + DINO head (+ separate iBOT head) + mask token: one student or teacher."""
+
+    def __init__(self, backbone: nn.Module, head_cfg: HeadConfig):
+        super().__init__()
+        dim = backbone.embed_dim
+        self.backbone = backbone
+        self.dino_head = DINOHead(
+            dim, head_cfg.out_dim, head_cfg.hidden_dim, head_cfg.bottleneck_dim, head_cfg.nlayers
+        )
+        self.ibot_head = (
+            DINOHead(
+                dim,
+                head_cfg.ibot_out_dim or head_cfg.out_dim,
+                head_cfg.hidden_dim,
+                head_cfg.bottleneck_dim,
+                head_cfg.nlayers,
+            )
+            if head_cfg.ibot_separate_head
+            else None
+        )
+        self.mask_token = nn.Parameter(torch.zeros(1, dim))
+
+    def tokens(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised output tokens (B, prefix + N, D); masked patches see only the mask token."""
+        vit = self.backbone
+        x = vit.patch_embed(images)  # (B, h, w, D) with dynamic_img_size
+        if masks is not None:
+            flat = x.reshape(x.shape[0], -1, x.shape[-1])
+            flat = torch.where(masks.unsqueeze(-1), self.mask_token.to(flat.dtype), flat)
+            x = flat.reshape(x.shape)
+        x = vit._pos_embed(x)
+        x = vit.patch_drop(x)
+        x = vit.norm_pre(x)
+        x = vit.blocks(x)
+        return vit.norm(x)
+
+    def forward(
+        self,
+        global_crops: torch.Tensor,
+        masks: torch.Tensor,
+        *,
+        mask_inputs: bool,
+        local_crops: torch.Tensor | None = None,
+    ) -> DinoOutputs:
+        """Heads over the global CLS tokens and the patch tokens at ``masks``.
+
+        ``mask_inputs`` is True for the student (it must not see the masked patches) and False for
+        the teacher (it sees everything and supplies the targets there).
+        """
+        tokens = self.tokens(global_crops, masks if mask_inputs else None)
+        cls = tokens[:, 0]
+        patches = tokens[:, self.backbone.num_prefix_tokens :]
+        masked = patches[masks]
+        if self.ibot_head is None:  # shared head: one pass over CLS and masked tokens
+            both = self.dino_head(torch.cat([cls, masked]))
+            cls_logits, patch_logits = both[: cls.shape[0]], both[cls.shape[0] :]
+        else:
+            cls_logits, patch_logits = self.dino_head(cls), self.ibot_head(masked)
+        local_logits = None
+        if local_crops is not None and local_crops.numel():
+            local_logits = self.dino_head(self.tokens(local_crops)[:, 0])
+        return DinoOutputs(cls_logits, patch_logits, cls, local_logits)
+
+
+class StudentTeacher(nn.Module):
+    """The trained student and its EMA teacher (same architecture, teacher never gets gradients)."""
+
+    def __init__(self, model_cfg: ModelConfig, head_cfg: HeadConfig, img_size: int):
+        super().__init__()
+        backbone = build_vit(model_cfg, img_size)
+        if model_cfg.init_from:
+            load_init_weights(backbone, model_cfg.init_from)
+        self.student = DinoModel(backbone, head_cfg)
+        self.teacher = copy.deepcopy(self.student)
+        self.teacher.requires_grad_(False)
+        # no stochastic depth in the teacher: its targets must be deterministic
+        for module in self.teacher.modules():
+            if hasattr(module, "drop_prob"):
+                module.drop_prob = 0.0
+        self.teacher.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter."""
+        teacher_params = list(self.teacher.parameters())
+        student_params = [p.detach() for p in self.student.parameters()]
+        torch._foreach_mul_(teacher_params, momentum)
+        torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)

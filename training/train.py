@@ -1,0 +1,219 @@
+"""The training loop: build everything from a config, resume if a checkpoint exists, train, log.
+
+Run as ``torchrun --nproc_per_node N -m training train --config X.yaml [section.key=value ...]``
+(or plain ``python -m training train ...`` for one process).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from training import checkpoint as ckpt
+from training.config import TrainConfig, save_config
+from training.data.loader import build_loader, stream_from_config
+from training.distributed import (
+    DistEnv,
+    broadcast_flag,
+    cleanup,
+    gather_objects,
+    init_distributed,
+    wrap_student,
+)
+from training.logging import JsonlLogger, peak_memory_mb
+from training.models.student_teacher import StudentTeacher
+from training.param_groups import build_param_groups
+from training.schedules import CosineSchedule, scaled_lr
+from training.step import Objective, StepValues, train_step
+
+
+@dataclass
+class Schedules:
+    """Per-iteration values; rebuilt from the config, or restored from a checkpoint on resume."""
+
+    lr: CosineSchedule
+    weight_decay: CosineSchedule
+    momentum: CosineSchedule
+    teacher_temp: CosineSchedule
+    freeze_last_layer_iters: int
+
+    def at(self, step: int) -> StepValues:
+        lr = self.lr[step]
+        return StepValues(
+            lr=lr,
+            weight_decay=self.weight_decay[step],
+            momentum=self.momentum[step],
+            teacher_temp=self.teacher_temp[step],
+            last_layer_lr=0.0 if step < self.freeze_last_layer_iters else lr,
+        )
+
+    def state_dict(self) -> dict:
+        names = ("lr", "weight_decay", "momentum", "teacher_temp")
+        state = {name: getattr(self, name).state_dict() for name in names}
+        return {**state, "freeze_last_layer_iters": self.freeze_last_layer_iters}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Schedules:
+        names = ("lr", "weight_decay", "momentum", "teacher_temp")
+        built = {name: CosineSchedule.from_state_dict(state[name]) for name in names}
+        return cls(**built, freeze_last_layer_iters=state["freeze_last_layer_iters"])
+
+
+def peak_lr(cfg: TrainConfig, global_batch: int) -> float:
+    """The base lr scaled to the global batch (RedDino/DINOv2: sqrt rule against 1024)."""
+    rule = cfg.optim.lr_scaling
+    if rule == "sqrt":
+        return scaled_lr(cfg.optim.base_lr, global_batch, cfg.optim.reference_batch)
+    if rule == "linear":
+        return cfg.optim.base_lr * global_batch / cfg.optim.reference_batch
+    if rule == "none":
+        return cfg.optim.base_lr
+    raise ValueError(f"optim.lr_scaling must be sqrt, linear or none, got {rule!r}")
+
+
+def build_schedules(cfg: TrainConfig, global_batch: int) -> Schedules:
+    iters, optim, teacher = cfg.run.iters, cfg.optim, cfg.teacher
+    return Schedules(
+        lr=CosineSchedule(peak_lr(cfg, global_batch), optim.min_lr, iters, optim.warmup_iters),
+        weight_decay=CosineSchedule(optim.weight_decay, optim.weight_decay_end, iters),
+        momentum=CosineSchedule(teacher.momentum_start, teacher.momentum_end, iters),
+        teacher_temp=CosineSchedule(
+            teacher.temp, teacher.temp, iters, min(teacher.temp_warmup_iters, iters),
+            start_warmup=teacher.temp_warmup_start,
+        ),
+        freeze_last_layer_iters=optim.freeze_last_layer_iters,
+    )
+
+
+def build_optimizer(models: StudentTeacher, cfg: TrainConfig, device: torch.device):
+    """AdamW over DINOv2's parameter groups; the fused kernel on CUDA."""
+    groups = build_param_groups(
+        models.student,
+        weight_decay=cfg.optim.weight_decay,
+        layer_decay=cfg.optim.layerwise_decay,
+        patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
+    )
+    return torch.optim.AdamW(
+        groups, betas=(cfg.optim.beta1, cfg.optim.beta2), fused=device.type == "cuda"
+    )
+
+
+class Trainer:
+    """Owns the models, optimizer, schedules and checkpoints of one run."""
+
+    def __init__(self, cfg: TrainConfig, env: DistEnv):
+        self.cfg, self.env = cfg, env
+        self.out = Path(cfg.run.output_dir)
+        if cfg.run.threads and env.device.type == "cpu":
+            torch.set_num_threads(cfg.run.threads)
+        torch.manual_seed(cfg.run.seed + env.rank)
+        self.global_batch = cfg.data.batch_size_per_gpu * env.world_size
+        self.models = StudentTeacher(cfg.model, cfg.head, cfg.data.global_crop_size).to(env.device)
+        self.objective = Objective(cfg).to(env.device)
+        self.optimizer = build_optimizer(self.models, cfg, env.device)
+        self.schedules = build_schedules(cfg, self.global_batch)
+        self.start_step = 0
+        self.logger = JsonlLogger(self.out / "log.jsonl", enabled=env.is_main)
+        self._resume()
+        if cfg.run.compile:
+            for block in [*self.models.student.backbone.blocks, *self.models.teacher.backbone.blocks]:
+                block.compile(dynamic=True)
+        self.student = wrap_student(self.models.student, env, cfg.run.strategy)
+
+    def _resume(self) -> None:
+        path = ckpt.latest_checkpoint(self.out)
+        if path is None:
+            return
+        state = ckpt.load_checkpoint(path)
+        self.models.load_state_dict(state["models"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedules = Schedules.from_state_dict(state["schedules"])
+        rng_states = state["rng"]
+        if len(rng_states) != self.env.world_size:
+            raise ValueError(
+                f"{path} was written by {len(rng_states)} processes; resume with the same number "
+                f"(this run has {self.env.world_size})"
+            )
+        ckpt.set_rng_state(rng_states[self.env.rank])
+        self.start_step = state["step"] + 1
+        self.logger.log({"event": "resume", "step": state["step"], "checkpoint": str(path)})
+
+    def save(self, step: int) -> None:
+        rng_states = gather_objects(ckpt.rng_state(), self.env)
+        if not self.env.is_main:
+            return
+        state = {
+            "models": self.models.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": None,  # bf16 autocast needs no loss scaling
+            "schedules": self.schedules.state_dict(),
+            "rng": rng_states,
+            "config": self.cfg.to_dict(),
+            "global_batch": self.global_batch,
+        }
+        path = ckpt.save_checkpoint(self.out, step, state, keep=self.cfg.run.keep_checkpoints)
+        self.logger.log({"event": "checkpoint", "step": step, "path": str(path)})
+
+    def fit(self) -> int:
+        """Train until ``run.iters`` / ``run.stop_after`` / ``run.max_minutes``; return last step."""
+        cfg, env = self.cfg, self.env
+        stop = min(cfg.run.iters, cfg.run.stop_after or cfg.run.iters)
+        if env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        stream = stream_from_config(
+            cfg.data, cfg.mask, patch_size=cfg.model.patch_size, seed=cfg.run.seed,
+            rank=env.rank, world_size=env.world_size, start_step=self.start_step,
+        )
+        loader = build_loader(stream, num_workers=cfg.data.num_workers,
+                              pin_memory=env.device.type == "cuda")
+        self.models.train()
+        started = last_ckpt_time = time.monotonic()
+        tick, last_step, bad_steps = time.monotonic(), self.start_step - 1, 0
+        for batch in loader if self.start_step < stop else []:
+            step = int(batch["step"])
+            values = self.schedules.at(step)
+            terms = train_step(self.models, self.student, self.objective, self.optimizer, batch,
+                               values, step=step, cfg=cfg, env=env)
+            bad_steps = bad_steps + 1 if terms["skipped"] else 0
+            now = time.monotonic()
+            if step % cfg.run.log_every == 0 or terms["skipped"]:
+                self.logger.log({"step": step, **terms, **values.__dict__,
+                                 "img_per_s": self.global_batch / max(now - tick, 1e-9),
+                                 "peak_mem_mb": peak_memory_mb(env.device)})
+            tick, last_step = now, step
+            if bad_steps >= cfg.run.nan_abort_after:
+                raise FloatingPointError(
+                    f"{bad_steps} consecutive non-finite steps (last {step}): lower optim.base_lr "
+                    "or check the data; the last good checkpoint is kept"
+                )
+            out_of_time = cfg.run.max_minutes is not None and now - started > cfg.run.max_minutes * 60
+            minutes = cfg.run.checkpoint_every_minutes
+            due = (step + 1) % cfg.run.checkpoint_every == 0 or (
+                minutes is not None and now - last_ckpt_time > minutes * 60
+            )
+            out_of_time, due = broadcast_flag(out_of_time, env), broadcast_flag(due, env)
+            if step + 1 >= stop or out_of_time:
+                break
+            if due:
+                self.save(step)
+                last_ckpt_time = time.monotonic()
+        if last_step >= self.start_step:
+            self.save(last_step)
+        self.logger.log({"event": "end", "step": last_step,
+                         "minutes": (time.monotonic() - started) / 60})
+        return last_step
+
+
+def train(cfg: TrainConfig) -> int:
+    """Train with ``cfg`` in this (torchrun) process; returns the last step done."""
+    env = init_distributed()
+    try:
+        return Trainer(cfg, env).fit()
+    finally:
+        cleanup()
