@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_reddino import cli_demo
 from napari_reddino.cells import CellEmbeddings, load_table, save_table
 from napari_reddino.cli import main
 from napari_reddino.cli_demo import DOCKS, has_display, populate_viewer, write_demo_smears
@@ -27,29 +29,33 @@ def backbone(tiny_backbone_dir) -> str:
 def smears(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli_smears")
     files, mapping = write_demo_smears(folder, n_subjects=2, images_per_subject=2,
-                                       shape=(384, 384), seed=2)
+                                       shape=(256, 256), seed=2)
     return folder, files, mapping
 
 
 @pytest.fixture(scope="module")
 def runs(smears, backbone, tmp_path_factory):
-    """The same smears through `run` (dask, in-process) and `embed` + `project` (subprocess)."""
+    """The same smears through `run` (a real subprocess: dask LocalCluster of 2 worker
+    processes, UMAP, report) and through `embed` + `project` in this process."""
     folder, _files, mapping = smears
     root = tmp_path_factory.mktemp("cli_runs")
-    code = main(["-q", "run", str(folder), "--out", str(root / "run"), "--subjects", str(mapping),
-                 "--backbone", backbone, "--workers", "2", "--clusters", "3"])
-    assert code == 0
     sub = subprocess.run(
-        [sys.executable, "-m", "napari_reddino", "-q", "embed", str(folder / "*.png"),
-         "--out", str(root / "embed"), "--subjects", str(mapping), "--backbone", backbone],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "napari_reddino", "-q", "run", str(folder / "*.png"),
+         "--out", str(root / "run"), "--subjects", str(mapping), "--backbone", backbone,
+         "--pooling", "patch_mean", "--workers", "2", "--clusters", "3"],
+        capture_output=True, text=True, timeout=400,
     )
     assert sub.returncode == 0, sub.stderr
     assert "4 done, 0 already done (skipped), 0 failed" in sub.stdout
-    assert main(["-q", "project", str(root / "embed"), "--clusters", "3"]) == 0
+    assert f"report: {(root / 'run' / 'report' / 'index.html').resolve()}" in sub.stdout
+    assert main(["-q", "embed", str(folder), "--out", str(root / "embed"), "--subjects",
+                 str(mapping), "--backbone", backbone, "--pooling", "patch_mean"]) == 0
+    assert main(["-q", "project", str(root / "embed"), "--clusters", "3",
+                 "--projection", "pca"]) == 0
     return root / "run", root / "embed"
 
 
+@pytest.mark.slow  # shares the `runs` fixture: a dask run + a subprocess
 def test_run_outputs_and_report(runs, smears):
     run_dir, _ = runs
     _folder, files, mapping = smears
@@ -64,7 +70,8 @@ def test_run_outputs_and_report(runs, smears):
     assert pd.read_csv(run_dir / "runs.csv")["status"].eq("done").all()
 
 
-def test_dask_run_equals_subprocess_embed(runs):
+@pytest.mark.slow  # shares the `runs` fixture: a dask run + a subprocess
+def test_dask_run_equals_in_process_embed(runs):
     run_dir, embed_dir = runs
     keys = ["image", "label"]
     a = load_table(run_dir / "cells.parquet").sort_values(keys).reset_index(drop=True)
@@ -77,6 +84,7 @@ def test_dask_run_equals_subprocess_embed(runs):
     np.testing.assert_allclose(va, vb, atol=1e-4)
 
 
+@pytest.mark.slow  # shares the `runs` fixture: a dask run + a subprocess
 def test_propagate_from_a_labeled_reference(runs, tmp_path, capsys):
     run_dir, embed_dir = runs
     reference = load_table(run_dir / "cells.parquet")
@@ -156,20 +164,22 @@ def test_has_display_follows_the_environment(monkeypatch):
     assert has_display()
 
 
-@pytest.mark.slow
-def test_headless_demo_writes_a_report(backbone, tmp_path, capsys):
+def test_headless_demo_writes_a_report(backbone, tmp_path, capsys, monkeypatch):
+    small = functools.partial(cli_demo.write_demo_smears, images_per_subject=1, shape=(256, 256))
+    monkeypatch.setattr(cli_demo, "write_demo_smears", small)  # 3 small smears: a fast test
     out = tmp_path / "demo"
     assert main(["-q", "demo", "--headless", "--out", str(out), "--backbone", backbone,
                  "--workers", "1"]) == 0
     assert str((out / "report" / "index.html").resolve()) in capsys.readouterr().out
     table = load_table(out / "cells.parquet")
-    assert table["subject"].nunique() == 3 and table["image"].nunique() == 6
+    assert table["subject"].nunique() == 3 and table["image"].nunique() == 3
+    assert len(list((out / "input").glob("*.png"))) == 3
 
 
 @pytest.mark.widget
 def test_gui_demo_shows_segmented_and_embedded_smear(make_napari_viewer, backbone):
     viewer = make_napari_viewer()
-    added = populate_viewer(viewer, backbone=backbone)
+    added = populate_viewer(viewer, backbone=backbone, pooling="patch_mean")
     labels = added["labels"]
     assert labels.name.endswith(" labels") and labels.data.max() > 0
     assert set(labels.features["label"]) == set(np.unique(labels.data)) - {0}

@@ -60,13 +60,14 @@ def client():
 def smears(tmp_path_factory):
     folder = tmp_path_factory.mktemp("smears")
     files, mapping = write_demo_smears(folder, n_subjects=2, images_per_subject=2,
-                                       shape=(384, 384), seed=1)
+                                       shape=(320, 320), seed=1)
     return files, read_subject_map(mapping, files)
 
 
 @pytest.fixture(scope="module")
 def config(tiny_backbone_dir) -> PipelineConfig:
-    return PipelineConfig(backbone=f"local-dir:{tiny_backbone_dir}")
+    # patch_mean pooling: no per-cell crops through the ViT, so the tests stay fast
+    return PipelineConfig(backbone=f"local-dir:{tiny_backbone_dir}", pooling="patch_mean")
 
 
 def _mtimes(out: Path, files) -> dict[str, int]:
@@ -90,7 +91,7 @@ def test_batch_matches_in_process_and_skips_corrupt(client, smears, config, tmp_
     backbone = cached_backbone(config.backbone)
     for path in files[:2]:
         expected = process_smear(read_image(path), backbone, image_name=path.name,
-                                 subject=subjects[path.name])
+                                 subject=subjects[path.name], pooling=config.pooling)
         table, emb, grid, labels, _ = load_smear_outputs(smear_dir(out, path.name))
         np.testing.assert_array_equal(labels, expected.labels)
         assert table["label"].tolist() == expected.table["label"].tolist()
@@ -98,7 +99,7 @@ def test_batch_matches_in_process_and_skips_corrupt(client, smears, config, tmp_
         np.testing.assert_allclose(emb.vectors, expected.embeddings.vectors, atol=1e-4)
         np.testing.assert_allclose(grid, expected.grid, atol=1e-4)
 
-    combined = combine(out, n_clusters=3)
+    combined = combine(out, n_clusters=3, projection="pca")
     n_cells = sum(len(load_smear_outputs(f)[0]) for f in finished_smears(out))
     assert len(combined.table) == n_cells == len(combined.embeddings.vectors)
     assert set(combined.table["image"]) == {f.name for f in files}

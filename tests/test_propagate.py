@@ -20,7 +20,6 @@ from napari_reddino.propagate import (
     unlabeled_mask,
 )
 
-
 FEATURES = ["area", "perimeter", "eccentricity", "solidity", "mean_r", "mean_g", "mean_b"]
 
 
@@ -78,6 +77,16 @@ def test_similarity_scaling_flags_a_cell_far_from_every_label():
     scaled = propagate(vectors, ["A", "A", None, None], k=2, scale_by_similarity=True)
     assert plain.confidence[2] == plain.confidence[3] == pytest.approx(1.0)
     assert scaled.confidence[3] < 0.5 < scaled.confidence[2]
+
+
+def test_centring_equals_propagating_mean_subtracted_vectors():
+    x, y = make_blobs(500, n_features=8, centers=4, random_state=5)
+    x = x + 50.0  # a large shared offset: every cosine is close to 1
+    manual = _pick_labels(np.array([f"c{v}" for v in y], dtype=object), 3)
+    centred = propagate(x, manual, k=5, center=True)
+    reference = propagate(x - x.mean(axis=0), manual, k=5)
+    assert np.array_equal(centred.classes, reference.classes)
+    np.testing.assert_allclose(centred.confidence, reference.confidence, atol=1e-4)
 
 
 def test_matches_scikit_learn_knn_classifier():
@@ -139,6 +148,8 @@ def test_bad_input_gives_clear_messages():
         propagate(vectors, ["A", None])
     with pytest.raises(ValueError, match="NaN"):
         propagate(np.array([[np.nan, 1.0], [1.0, 0.0]]), ["A", None])
+    with pytest.raises(ValueError, match="NaN"):
+        propagate(np.array([[0.0, 1.0], [1.0, np.inf]]), ["A", None])
 
 
 def test_cancel_stops_propagation():

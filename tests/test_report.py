@@ -27,11 +27,11 @@ def run_dir(tmp_path_factory, tiny_backbone_dir) -> Path:
                                        shape=(320, 320), seed=5)
     files = files[:3]
     subjects = read_subject_map(mapping, files)
-    config = PipelineConfig(backbone=f"local-dir:{tiny_backbone_dir}")
+    config = PipelineConfig(backbone=f"local-dir:{tiny_backbone_dir}", pooling="patch_mean")
     for path in files:
         status = run_smear_file(path, root / "run", config, subject=subjects[path.name])
         assert status.status == "done"
-    combine(root / "run", n_clusters=3)
+    combine(root / "run", n_clusters=3, projection="pca")
     return root / "run"
 
 

@@ -68,8 +68,11 @@ def sinkhorn_knopp(
     _all_reduce(n_global)
     # Subtracting the global max only rescales Q, which the first normalisation removes;
     # it keeps exp() finite for any logit range.
-    global_max = logits.max() if n_valid else torch.tensor(0.0, device=logits.device)
+    # A rank without tokens contributes -inf, so it never shifts the other ranks' logits.
+    global_max = logits.max() if n_valid else torch.tensor(-torch.inf, device=logits.device)
     _all_reduce(global_max, "max")
+    if not torch.isfinite(global_max):
+        global_max = torch.zeros_like(global_max)  # no tokens on any rank: nothing to do
     q = torch.exp((logits - global_max) / temp).t()  # (K, B): prototypes x samples
     total = q.sum()
     _all_reduce(total)

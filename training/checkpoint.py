@@ -9,6 +9,7 @@ also the data-loader position, see ``training.data.loader``) and every rank's RN
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -42,7 +43,7 @@ def rng_state() -> dict[str, Any]:
     """This process's random generators (torch CPU/CUDA, numpy, python)."""
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - global state libraries use
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -52,7 +53,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -81,7 +82,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path} is not a readable training checkpoint: {err}") from err
     if not isinstance(state, dict) or "step" not in state or "models" not in state:
         raise ValueError(f"{path} is not a training checkpoint (no 'step'/'models')")

@@ -154,7 +154,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(section: str, name: str, value: Any, template: Any) -> Any:
+def _parse_number(section: str, name: str, value: str, kind: str) -> Any:
+    """YAML 1.1 reads ``2e-4`` as a string; numbers-as-strings become numbers here."""
+    try:
+        return float(value) if kind == "float" else int(value)
+    except ValueError:
+        raise ConfigError(f"{section}.{name} must be a number, got {value!r}") from None
+
+
+def _coerce(section: str, name: str, value: Any, template: Any, annotation: str = "") -> Any:
+    if isinstance(value, str) and "str" not in annotation:
+        for kind in ("float", "int"):
+            if kind in annotation.split(" | ") or kind == type(template).__name__:
+                return _parse_number(section, name, value, kind)
     if isinstance(template, tuple):
         if not isinstance(value, (list, tuple)) or len(value) != len(template):
             raise ConfigError(f"{section}.{name} must be a list of {len(template)} numbers")
@@ -179,7 +191,8 @@ def _build_section(cls: type, section: str, values: dict[str, Any]) -> Any:
         )
     default = cls()
     kwargs = {
-        k: _coerce(section, k, v, getattr(default, k)) for k, v in values.items()
+        k: _coerce(section, k, v, getattr(default, k), str(known[k].type))
+        for k, v in values.items()
     }
     return cls(**kwargs)
 
@@ -217,7 +230,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """Accept a path or the bare name of a bundled config (``tiny_cpu`` -> configs/tiny_cpu.yaml)."""
+    """A path, or the bare name of a bundled config (``tiny_cpu`` -> configs/tiny_cpu.yaml)."""
     path = Path(name_or_path)
     if path.is_file():
         return path

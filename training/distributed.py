@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -22,7 +22,7 @@ class DistEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -113,3 +113,46 @@ def gather_objects(obj, env: DistEnv) -> list:
     gathered: list = [None] * env.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def shard_teacher(teacher: nn.Module) -> None:
+    """Shard the teacher exactly like the FSDP student, so the EMA update pairs local shards."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in teacher.backbone.blocks:
+        fully_shard(block)
+    fully_shard(teacher)
+
+
+def full_state(models: nn.Module, optimizer, *, sharded: bool) -> tuple[dict, dict]:
+    """Unsharded model and optimizer state dicts (on rank 0's CPU when sharded)."""
+    if not sharded:
+        return models.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (
+        get_model_state_dict(models, options=options),
+        get_optimizer_state_dict(models.student, optimizer, options=options),
+    )
+
+
+def load_full_state(models: nn.Module, optimizer, state: dict, *, sharded: bool) -> None:
+    """Inverse of :func:`full_state`: every rank reads the full checkpoint and keeps its shards."""
+    if not sharded:
+        models.load_state_dict(state["models"])
+        optimizer.load_state_dict(state["optimizer"])
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(models, state["models"], options=options)
+    set_optimizer_state_dict(models.student, optimizer, state["optimizer"], options=options)

@@ -4,6 +4,7 @@
         [--protocol loso|kfold|both] [--out results.json]
     python -m training.eval --check results.json        # recompute, compare, exit 1 on a change
     python -m training.eval make-synthetic --out DIR    # a labeled set from synthetic smears
+    python -m training.eval make-bccd --bccd BCCD --out DIR   # real RBC/WBC/platelet crops
 
 Frozen CLS features from any ``napari_reddino.backbones`` backbone, then a linear probe and
 1-NN / 20-NN classifiers (:mod:`training.eval_probe`) under leave-one-source-out (generalising
@@ -26,6 +27,7 @@ import torch
 from napari_reddino._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from training.eval_data import (
     LabeledCells,
+    cell_image_shape,
     load_labeled_cells,
     make_synthetic_cell_folder,
     read_cell_image,
@@ -52,12 +54,12 @@ def iter_cls_features(
     cells: LabeledCells, backbone, *, batch_size: int = 32, cancel: threading.Event | None = None
 ) -> ProgressGen[np.ndarray]:
     """Frozen CLS (pooled) features (N, D) float32 of every crop, in ``cells`` order."""
-    images = [read_cell_image(path) for path in cells.paths]
-    batches = _same_shape_batches([image.shape for image in images], batch_size)
-    features = np.zeros((len(images), backbone.embed_dim), dtype=np.float32)
+    shapes = [cell_image_shape(path) for path in cells.paths]  # headers only: crops stream
+    batches = _same_shape_batches(shapes, batch_size)
+    features = np.zeros((len(cells), backbone.embed_dim), dtype=np.float32)
     for done, rows in enumerate(batches):
         check_cancel(cancel)
-        cls, _ = backbone.forward(np.stack([images[i] for i in rows]))
+        cls, _ = backbone.forward(np.stack([read_cell_image(cells.paths[i]) for i in rows]))
         features[rows] = cls
         yield Progress(done + 1, len(batches), f"features: batch {done + 1}/{len(batches)}")
     return features
@@ -71,7 +73,7 @@ def iter_evaluate(
     n_folds: int = 5,
     seed: int = 0,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str = "auto",
     cancel: threading.Event | None = None,
 ) -> ProgressGen[dict]:
     """Features, then every split of every protocol; returns the JSON-ready results dict."""
@@ -222,7 +224,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.eval",
         description="Linear probe and k-NN evaluation of a backbone on labeled cell crops "
-        "(also: `python -m training.eval make-synthetic --out DIR`).",
+        "(also: `python -m training.eval make-synthetic|make-bccd --out DIR`).",
     )
     parser.add_argument("--backbone", help="registry name, hf-hub:..., local-dir:... or folder")
     parser.add_argument("--data", help="<source>/<class>/*.png folder or path,label,source table")
@@ -235,7 +237,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folds", type=int, default=None, help="k for k-fold (default 5)")
     parser.add_argument("--seed", type=int, default=None, help="seed of splits and probes")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--device", default=None, help="cpu (default), cuda, mps or auto")
+    parser.add_argument(
+        "--device", default=None, help="auto (default: GPU if any), cuda, mps or cpu"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument(
         "--check",
@@ -289,6 +293,31 @@ def _make_synthetic(argv: list[str]) -> int:
     return 0
 
 
+def _make_bccd(argv: list[str]) -> int:
+    from training.eval_bccd import make_bccd_cell_folder
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.eval make-bccd",
+        description="Write a <split>/<class>/*.png folder of real BCCD cell crops.",
+    )
+    parser.add_argument("--bccd", required=True, help="BCCD folder (Annotations/, JPEGImages/)")
+    parser.add_argument("--out", required=True, help="new (or empty) folder to write")
+    parser.add_argument("--crop", type=int, default=64, help="crop side in pixels")
+    parser.add_argument("--max-per-class", type=int, default=300, help="0: keep every box")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    table = make_bccd_cell_folder(
+        args.bccd,
+        args.out,
+        crop=args.crop,
+        max_per_class=args.max_per_class or None,
+        seed=args.seed,
+    )
+    counts = table.groupby(["source", "label"]).size().unstack(fill_value=0)
+    print(f"wrote {len(table)} crops to {args.out}\n{counts.to_string()}")
+    return 0
+
+
 def _evaluate_cli(argv: list[str]) -> int:
     parser = _eval_parser()
     args = parser.parse_args(argv)
@@ -329,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "make-synthetic":
             return _make_synthetic(argv[1:])
+        if argv and argv[0] == "make-bccd":
+            return _make_bccd(argv[1:])
         return _evaluate_cli(argv)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

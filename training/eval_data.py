@@ -136,6 +136,15 @@ def read_cell_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def cell_image_shape(path: str | Path) -> tuple[int, int]:
+    """(height, width) of a crop from its header, without decoding the pixels."""
+    try:
+        shape = iio.improps(path).shape
+    except Exception as exc:  # imageio raises many types for unreadable files
+        raise ValueError(f"cannot read cell image {path}: {exc}") from exc
+    return int(shape[0]), int(shape[1])
+
+
 def _crop_centered(image: np.ndarray, center_y: float, center_x: float, size: int) -> np.ndarray:
     """A ``size`` square around a centroid; edge pixels repeat where it leaves the image."""
     half = size // 2

@@ -68,18 +68,20 @@ def make_splits(
             for source in unique_sources
         ]
     if protocol == "kfold":
+        if n_folds < 2:
+            raise ValueError(f"k-fold needs at least 2 folds, got {n_folds}")
         _, counts = np.unique(labels, return_counts=True)
-        folds = min(n_folds, int(counts.min()))
-        if folds < 2:
+        if counts.max() < n_folds:
             raise ValueError(
-                f"stratified k-fold needs at least 2 cells of every class; the rarest class has "
-                f"{int(counts.min())}"
+                f"{n_folds}-fold stratification needs a class with at least {n_folds} cells; "
+                f"the largest has {int(counts.max())}: lower --folds"
             )
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        return [
-            (f"fold={i}", train, test)
-            for i, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels))
-        ]
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            # Classes rarer than n_folds are simply absent from some test folds.
+            warnings.simplefilter("ignore", UserWarning)
+            folds = list(splitter.split(np.zeros(len(labels)), labels))
+        return [(f"fold={i}", train, test) for i, (train, test) in enumerate(folds)]
     raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
 
 

@@ -1,4 +1,4 @@
-"""Teacher backbone of a training checkpoint -> the plugin's model folder (+ a plain timm state dict).
+"""Teacher backbone of a checkpoint -> the plugin's model folder (+ a plain timm state dict).
 
 DINOv2 evaluates and ships the EMA teacher, not the student. The folder is written by
 ``napari_reddino.backbones.export_backbone`` (timm's ``save_for_hf`` format), so it loads as
@@ -22,7 +22,7 @@ TEACHER_PREFIX = "teacher.backbone."
 
 
 def model_args(model_cfg: ModelConfig, img_size: int) -> dict:
-    """The ``timm.create_model`` kwargs that rebuild the backbone's shape (stored in config.json)."""
+    """The ``timm.create_model`` kwargs that rebuild the backbone (stored in config.json)."""
     args: dict = {"img_size": img_size, "patch_size": model_cfg.patch_size}
     for key in ("embed_dim", "depth", "num_heads"):
         if getattr(model_cfg, key) is not None:
@@ -95,6 +95,7 @@ def export_teacher(
         model, folder, img_size=img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         tag=tag or f"step{state['step']}", model_args=args,
     )
+    (folder / "model.safetensors").chmod(0o644)  # package data must be world-readable
     (folder / "training_config.yaml").write_text(
         yaml.safe_dump({"checkpoint_step": state["step"], **state["config"]}, sort_keys=False)
     )

@@ -19,8 +19,11 @@ from training.distributed import (
     DistEnv,
     broadcast_flag,
     cleanup,
+    full_state,
     gather_objects,
     init_distributed,
+    load_full_state,
+    shard_teacher,
     wrap_student,
 )
 from training.logging import JsonlLogger, peak_memory_mb
@@ -109,28 +112,33 @@ class Trainer:
         self.out = Path(cfg.run.output_dir)
         if cfg.run.threads and env.device.type == "cpu":
             torch.set_num_threads(cfg.run.threads)
-        torch.manual_seed(cfg.run.seed + env.rank)
+        torch.manual_seed(cfg.run.seed)  # same initial student AND teacher on every rank
         self.global_batch = cfg.data.batch_size_per_gpu * env.world_size
         self.models = StudentTeacher(cfg.model, cfg.head, cfg.data.global_crop_size).to(env.device)
+        torch.manual_seed(cfg.run.seed + env.rank)  # per-rank stochastic depth
         self.objective = Objective(cfg).to(env.device)
+        if cfg.run.compile:
+            for model in (self.models.student, self.models.teacher):
+                for block in model.backbone.blocks:
+                    block.compile(dynamic=True)
+        # wrap before building the optimizer: FSDP replaces the parameters by sharded ones
+        self.student = wrap_student(self.models.student, env, cfg.run.strategy)
+        self.sharded = env.distributed and cfg.run.strategy == "fsdp"
+        if self.sharded:
+            shard_teacher(self.models.teacher)
         self.optimizer = build_optimizer(self.models, cfg, env.device)
         self.schedules = build_schedules(cfg, self.global_batch)
         self.start_step = 0
         self.logger = JsonlLogger(self.out / "log.jsonl", enabled=env.is_main)
         self._resume()
-        if cfg.run.compile:
-            for block in [*self.models.student.backbone.blocks, *self.models.teacher.backbone.blocks]:
-                block.compile(dynamic=True)
-        self.student = wrap_student(self.models.student, env, cfg.run.strategy)
 
     def _resume(self) -> None:
         path = ckpt.latest_checkpoint(self.out)
         if path is None:
             return
         state = ckpt.load_checkpoint(path)
-        self.models.load_state_dict(state["models"])
+        load_full_state(self.models, self.optimizer, state, sharded=self.sharded)
         self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.schedules = Schedules.from_state_dict(state["schedules"])
         rng_states = state["rng"]
         if len(rng_states) != self.env.world_size:
@@ -144,12 +152,14 @@ class Trainer:
 
     def save(self, step: int) -> None:
         rng_states = gather_objects(ckpt.rng_state(), self.env)
+        models_state, optimizer_state = full_state(self.models, self.optimizer,
+                                                   sharded=self.sharded)  # fmt: skip
         if not self.env.is_main:
             return
         state = {
-            "models": self.models.state_dict(),
+            "models": models_state,
             "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scaler": None,  # bf16 autocast needs no loss scaling
             "schedules": self.schedules.state_dict(),
             "rng": rng_states,
@@ -160,7 +170,7 @@ class Trainer:
         self.logger.log({"event": "checkpoint", "step": step, "path": str(path)})
 
     def fit(self) -> int:
-        """Train until ``run.iters`` / ``run.stop_after`` / ``run.max_minutes``; return last step."""
+        """Train to ``run.iters`` / ``run.stop_after`` / ``run.max_minutes``; return last step."""
         cfg, env = self.cfg, self.env
         stop = min(cfg.run.iters, cfg.run.stop_after or cfg.run.iters)
         if env.is_main:
@@ -192,7 +202,8 @@ class Trainer:
                     f"{bad_steps} consecutive non-finite steps (last {step}): lower optim.base_lr "
                     "or check the data; the last good checkpoint is kept"
                 )
-            out_of_time = cfg.run.max_minutes is not None and now - started > cfg.run.max_minutes * 60
+            limit = cfg.run.max_minutes
+            out_of_time = limit is not None and now - started > limit * 60
             minutes = cfg.run.checkpoint_every_minutes
             due = (step + 1) % cfg.run.checkpoint_every == 0 or (
                 minutes is not None and now - last_ckpt_time > minutes * 60

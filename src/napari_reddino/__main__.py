@@ -1,5 +1,7 @@
 """``python -m napari_reddino``: the same command as ``napari-reddino``."""
 
-from napari_reddino.cli import main
+# The guard matters: dask's worker processes are spawned, and spawn re-imports this module.
+if __name__ == "__main__":
+    from napari_reddino.cli import main
 
-raise SystemExit(main())
+    raise SystemExit(main())

@@ -233,6 +233,8 @@ def _create_model(name: str, spec: BackboneSpec, cache_dir) -> torch.nn.Module:
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError) as err:
         repo = hub[0] if hub else source
         raise _missing_weights(name, repo, cache_dir, type(err).__name__) from err
+    except RuntimeError as err:  # e.g. a timm architecture without published weights
+        raise ValueError(f"backbone {name!r} cannot be loaded: {err}") from err
 
 
 def _spec_for(name_or_path: str) -> tuple[str, BackboneSpec]:
@@ -283,6 +285,9 @@ def export_backbone(model: torch.nn.Module, folder: str | Path, *, img_size: int
     if tag is not None:
         cfg["tag"] = tag
     model.pretrained_cfg = {**dict(getattr(model, "pretrained_cfg", {}) or {}), **cfg}
+    for tensor in [*model.parameters(), *model.buffers()]:  # safetensors wants packed memory
+        if not tensor.is_contiguous():
+            tensor.data = tensor.data.contiguous()
     save_for_hf(model, str(folder), model_config={"pretrained_cfg": dict(cfg)},
                 model_args=model_args, safe_serialization=True, data_config=dict(cfg))
     return folder

@@ -111,11 +111,13 @@ def subject_mixing(
     })
 
 
-def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state: int = 0
-                  ) -> BatchReport:
+def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state: int = 0,
+                  max_cells: int = 20000) -> BatchReport:
     """Subject mixing and class separation of ``vectors`` (N, D), one subject per cell.
 
     ``classes`` (optional, ``None`` / ``""`` = unlabeled) adds class silhouette and purity.
+    The neighbour search is exact (all pairs), so above ``max_cells`` cells the metrics are
+    computed on a random subsample of that size (``summary["n_scored"]`` says how many).
     """
     x = np.asarray(vectors, dtype=np.float32)
     subjects = np.asarray(subjects, dtype=object).astype(str)
@@ -130,6 +132,13 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state:
         raise ValueError("batch metrics compare subjects: the cells come from only one subject")
     if not 1 <= k < x.shape[0]:
         raise ValueError(f"k must be between 1 and {x.shape[0] - 1} (cells - 1), got {k}")
+    n_cells = x.shape[0]
+    if classes is not None and len(classes) != n_cells:
+        raise ValueError(f"classes has {len(classes)} entries for {n_cells} cells")
+    if n_cells > max_cells:
+        rows = np.sort(np.random.default_rng(random_state).choice(n_cells, max_cells, False))
+        x, subjects, subject_codes = x[rows], subjects[rows], subject_codes[rows]
+        classes = None if classes is None else np.asarray(classes, dtype=object)[rows]
     neighbours = neighbour_indices(x, k)
     share = np.bincount(subject_codes, minlength=subject_names.size) / subject_codes.size
     per_cell = subject_mixing(subject_codes[neighbours], subject_names.size, share)
@@ -141,7 +150,8 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state:
         kbet_rejection=("kbet_rejected", "mean"),
     )
     summary = {
-        "n_cells": int(x.shape[0]), "n_subjects": int(subject_names.size), "k": int(k),
+        "n_cells": int(n_cells), "n_scored": int(x.shape[0]),
+        "n_subjects": int(subject_names.size), "k": int(k),
         "subject_silhouette": float(np.nanmean(per_cell["subject_silhouette"])),
         "ilisi": float(per_cell["ilisi"].mean()),
         "subject_entropy": float(per_cell["subject_entropy"].mean()),

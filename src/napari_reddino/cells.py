@@ -218,15 +218,26 @@ class CellEmbeddings:
                    np.concatenate([p.image for p in parts]),
                    np.concatenate([p.label for p in parts]), first.backbone, first.pooling)
 
-    def rows_for(self, image: str, labels, *, strict: bool = False) -> np.ndarray:
-        """Row index of each (image, label); -1 where absent, or KeyError if ``strict``."""
+    def rows_for(self, image, labels, *, strict: bool = False) -> np.ndarray:
+        """Row index of each (image, label); -1 where absent, or KeyError if ``strict``.
+
+        ``image`` is one image name for all ``labels``, or one name per label (a pooled table's
+        ``image`` column).
+        """
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-        own = np.flatnonzero(self.image == str(image))
-        lookup = pd.Series(own, index=self.label[own])
+        images = np.asarray(image, dtype=str).reshape(-1)
+        if images.size == 1:
+            images = np.repeat(images, len(labels))
+        elif len(images) != len(labels):
+            raise ValueError(f"{len(images)} image names for {len(labels)} labels")
+        lookup = pd.Series(np.arange(len(self)), index=pd.MultiIndex.from_arrays(
+            [self.image, self.label]))
         if lookup.index.has_duplicates:
-            raise ValueError(f"image '{image}' has duplicate labels in these embeddings")
-        rows = lookup.reindex(labels).to_numpy()
-        missing = np.isnan(rows) if rows.dtype.kind == "f" else np.zeros(len(rows), bool)
+            raise ValueError("these embeddings hold duplicate (image, label) keys")
+        wanted = pd.MultiIndex.from_arrays([images, labels])
+        rows = lookup.reindex(wanted).to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(rows)
         if strict and missing.any():
-            raise KeyError(f"no embedding for image '{image}' labels {labels[missing][:10]}")
+            keys = list(zip(images[missing][:5].tolist(), labels[missing][:5].tolist()))
+            raise KeyError(f"no embedding for (image, label) {keys}")
         return np.where(missing, -1, np.nan_to_num(rows, nan=-1)).astype(np.int64)

@@ -65,7 +65,8 @@ def run_headless_demo(out_dir: Path, *, backbone: str | None, workers: int,
                         workers=workers, quiet=quiet)
 
 
-def populate_viewer(viewer, *, backbone: str | None = None, quiet: bool = True) -> dict:
+def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = "cls_crop",
+                    quiet: bool = True) -> dict:
     """Open the sample smear in ``viewer``, segment + embed it, add the plugin's docks.
 
     Layers follow the docks' conventions: ``"<image> labels"`` (features + embeddings in
@@ -73,7 +74,7 @@ def populate_viewer(viewer, *, backbone: str | None = None, quiet: bool = True) 
     """
     from .backbones import DEFAULT_BACKBONE
     from .cli import drive
-    from .embed import overlay_transform, pca_rgb
+    from .embed import grid_mask, overlay_transform, pca_rgb
     from .pipeline import cached_backbone, iter_process_smear
 
     layers = viewer.open_sample(PLUGIN, SAMPLE)
@@ -84,15 +85,17 @@ def populate_viewer(viewer, *, backbone: str | None = None, quiet: bool = True) 
     name = str(image_layer.metadata.get("image") or image_layer.name)
     subject = str(image_layer.metadata.get("subject") or "unknown")
     model = cached_backbone(backbone or DEFAULT_BACKBONE)
-    result = drive(iter_process_smear(image_layer.data, model, image_name=name, subject=subject),
-                   "demo", quiet=quiet)
+    result = drive(iter_process_smear(image_layer.data, model, image_name=name, subject=subject,
+                                      pooling=pooling), "demo", quiet=quiet)
     labels = viewer.add_labels(
         result.labels, name=f"{image_layer.name} labels", features=result.table,
         metadata={"image": name, "subject": subject, "method": "classical",
                   "reddino_embeddings": result.embeddings},
     )
     scale, translate = overlay_transform(model)
-    overlay = viewer.add_image(pca_rgb(result.grid), name=f"{image_layer.name} RedDino PCA",
+    cells = grid_mask(result.labels > 0, model.patch_size)  # PCA fitted on cell tokens
+    rgb = pca_rgb(result.grid, cells if cells.sum() >= 3 else None)
+    overlay = viewer.add_image(rgb, name=f"{image_layer.name} RedDino PCA",
                                rgb=True, opacity=0.5, scale=scale, translate=translate,
                                visible=False)
     docks = {}
@@ -111,6 +114,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _say("demo: no display found (DISPLAY/WAYLAND_DISPLAY unset), running headless")
         return run_headless_demo(out_dir, backbone=args.backbone, workers=args.workers,
                                  quiet=args.quiet)
+    from .backbones import DEFAULT_BACKBONE
+    from .pipeline import cached_backbone
+
+    # torch (and triton under it) must load before Qt's OpenGL libraries: the other order
+    # segfaults on some Linux setups, so the model is loaded before the first window exists
+    cached_backbone(args.backbone or DEFAULT_BACKBONE)
     import napari
 
     viewer = napari.Viewer(title="napari-reddino demo", show=False)

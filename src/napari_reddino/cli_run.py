@@ -29,7 +29,7 @@ from .pipeline import (
 def _say(text: str) -> None:
     from rich.console import Console
 
-    Console(highlight=False).print(text)
+    Console(highlight=False, soft_wrap=True).print(text)  # one line per message, never wrapped
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:

@@ -60,6 +60,7 @@ def start_client(
     Local workers are processes with ``threads_per_worker`` threads each (torch and BLAS are
     capped to it, so workers do not fight for cores). With CUDA devices, each local worker
     advertises a ``GPU`` resource and smear tasks ask for one, so one smear runs per GPU.
+    The dashboard listens on ``dashboard_address`` (default: any free port).
     """
     from distributed import Client, LocalCluster
 
@@ -76,7 +77,7 @@ def start_client(
         n_workers=int(n_workers),
         threads_per_worker=threads_per_worker,
         processes=True,
-        dashboard_address=dashboard_address,
+        dashboard_address=dashboard_address or ":0",  # a free port: never clash with 8787
         silence_logs=logging.ERROR,
         resources={"GPU": 1} if gpus else None,
         env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
@@ -153,7 +154,7 @@ def iter_run_batch(
 def _iter_submit(client, images, out_dir, config, subjects, retries, cancel):
     from distributed import as_completed
 
-    threads = 1
+    threads = 1  # torch threads per task: one task per worker thread, no oversubscription
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     wants_gpu = any("GPU" in (w.get("resources") or {}) for w in workers.values())
     futures = {}
@@ -264,7 +265,8 @@ def iter_combine(
     check_cancel(cancel)
     yield Progress(len(folders) + 2, len(folders) + 3, "batch-effect metrics")
     metrics, summary = _metrics(batch_metrics, vectors, table)
-    summary.update({"n_cells": n, "n_images": len(folders), "projection": method, "k": k})
+    summary.update({"n_cells": n, "n_images": len(folders), "projection": method,
+                    "n_clusters": k})
     summary["n_subjects"] = int(table["subject"].nunique())
     save_table(table, out_dir / POOLED_TABLE)
     embeddings.save(out_dir / POOLED_EMBEDDINGS)

@@ -63,16 +63,28 @@ def check_image(image):
     return image
 
 
-def _read_window(image, y0: int, x0: int, size: int) -> np.ndarray:
-    """The size x size window at (y0, x0), reflect-padded where it leaves the image."""
-    height, width = image.shape[:2]
-    part = image[y0:min(y0 + size, height), x0:min(x0 + size, width)]
-    part = _as_rgb_uint8(np.asarray(part.compute() if hasattr(part, "compute") else part))
-    pad_y, pad_x = size - part.shape[0], size - part.shape[1]
-    if pad_y or pad_x:
-        mode = "reflect" if min(part.shape[:2]) > 1 else "edge"
-        part = np.pad(part, ((0, pad_y), (0, pad_x), (0, 0)), mode=mode)
-    return part
+class _BandReader:
+    """Windows cut from one cached band of rows: one read (or dask compute) per window row."""
+
+    def __init__(self, image, size: int, width_needed: int):
+        self.image, self.size, self.width_needed = image, size, width_needed
+        self.top, self.band = None, None
+
+    def window(self, y0: int, x0: int) -> np.ndarray:
+        if y0 != self.top:
+            self.band = None  # release the previous band before reading the next one
+            height, width = self.image.shape[:2]
+            band = self.image[y0:min(y0 + self.size, height)]
+            if hasattr(band, "compute"):  # in this thread: no extra pools / malloc arenas
+                band = band.compute(scheduler="synchronous")
+            band = _as_rgb_uint8(np.asarray(band))
+            pad_y = self.size - band.shape[0]
+            pad_x = max(0, self.width_needed - width)
+            if pad_y or pad_x:  # reflect-pad at the image edges only
+                mode = "reflect" if min(band.shape[:2]) > 1 else "edge"
+                band = np.pad(band, ((0, pad_y), (0, pad_x), (0, 0)), mode=mode)
+            self.top, self.band = y0, band
+        return self.band[:, x0:x0 + self.size]
 
 
 def _new_grid(shape: tuple[int, int, int], out, chunk_cells: int):
@@ -118,11 +130,12 @@ def iter_patch_grid(image, backbone: Backbone, *, overlap: int | None = None,
     grid = _new_grid((grid_h, grid_w, backbone.embed_dim), out, stride)
     batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
     buffers = np.empty((2, batch_size, size, size, 3), np.uint8)  # double buffer: load || run
+    reader = _BandReader(image, size, xs[-1] * p + size)  # used by the one prefetch thread
 
     def load(index: int) -> np.ndarray:
         buffer = buffers[index % 2]
         for slot, (ty, tx, _, _) in enumerate(batches[index]):
-            buffer[slot] = _read_window(image, ty * p, tx * p, size)
+            buffer[slot] = reader.window(ty * p, tx * p)
         return buffer[:len(batches[index])]
 
     done = 0

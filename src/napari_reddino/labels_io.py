@@ -44,8 +44,13 @@ def _atomic_save(df: pd.DataFrame, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    save_table(df, tmp)
-    os.replace(tmp, path)
+    try:
+        save_table(df, tmp)
+        with open(tmp, "rb+") as handle:  # on disk before the rename, not only in the page cache
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -172,8 +177,9 @@ class Autosaver:
             raise ValueError(f"the autosave file must be a .csv, got '{self.path.name}'")
         self._labels: dict[tuple[str, int], str] = {}
         if self.path.exists():
-            for row in self.restore().itertuples(index=False):
-                self._labels[(str(row.image), int(row.label))] = str(getattr(row, CLASS))
+            saved = self.restore()
+            for image, label, class_name in zip(saved[IMAGE], saved[LABEL], saved[CLASS]):
+                self._labels[(str(image), int(label))] = str(class_name)
 
     def __len__(self) -> int:
         return len(self._labels)

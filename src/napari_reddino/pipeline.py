@@ -9,6 +9,7 @@ folder is complete and was made with a given configuration, so reruns skip finis
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import os
 import re
@@ -104,9 +105,7 @@ def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         elif any(ch in text for ch in "*?["):
-            anchor = Path(text).anchor or "."
-            pattern = str(Path(text).relative_to(anchor)) if Path(text).is_absolute() else text
-            found += sorted(p for p in Path(anchor).glob(pattern) if p.is_file())
+            found += sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         else:
             raise PipelineInputError(f"{text}: no such file, folder or matching pattern")
     if not found:

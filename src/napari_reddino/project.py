@@ -4,8 +4,8 @@ Why the extras around the libraries:
 - cache: the explorer re-asks for the same map whenever a layer or colouring changes, so results
   are kept by a BLAKE2 hash of the array's bytes + the parameters (in memory, optionally on disk);
 - numba: UMAP's numba kernels compile on first use (tens of seconds); ``NUMBA_CACHE_DIR`` points at
-  a user cache folder so later sessions reuse the compiled code, and :func:`warm_up` pays the cost
-  early (e.g. while the user is still segmenting);
+  a user cache folder so later sessions reuse what numba can cache (pynndescent's neighbour search),
+  and :func:`warm_up` pays the rest early (e.g. while the user is still segmenting);
 - large sets: above ``max_fit`` cells UMAP is fitted on a random subsample and the other cells are
   placed with ``UMAP.transform`` (in chunks, cancellable); D > 50 is PCA-reduced to 50 first;
 - quality: :func:`trustworthiness` (scikit-learn) says how well the map keeps neighbourhoods.
@@ -39,9 +39,16 @@ def user_cache_dir() -> Path:
 
 
 def configure_numba_cache(folder: str | Path | None = None) -> Path:
-    """Point numba's on-disk cache at ``folder`` (default: the user cache) unless already set."""
+    """Point numba's on-disk cache at ``folder`` (default: the user cache) unless already set.
+
+    Only kernels declared ``cache=True`` are stored: most of pynndescent's (UMAP's neighbour
+    search), few of umap's own, which :func:`warm_up` compiles once per session instead.
+    """
     path = Path(os.environ.get("NUMBA_CACHE_DIR") or folder or user_cache_dir() / "numba")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home: numba falls back to its own default, still correct
+        return path
     os.environ["NUMBA_CACHE_DIR"] = str(path)
     try:  # numba reads the variable at import; refresh it if numba is already loaded
         import sys
@@ -112,8 +119,8 @@ def _validate(vectors, method: str, n_components: int) -> np.ndarray:
         raise ValueError(f"vectors must be an (N, D) matrix, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
         raise ValueError("vectors contain NaN / inf or are not numeric; re-run the embedding")
-    if x.shape[0] < 4:
-        raise ValueError(f"a map needs at least 4 cells, got {x.shape[0]}")
+    if x.shape[0] < 3:
+        raise ValueError(f"a map needs at least 3 cells, got {x.shape[0]}")
     if not 1 <= n_components <= min(x.shape):
         raise ValueError(f"n_components must be between 1 and {min(x.shape)}, got {n_components}")
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -125,6 +132,14 @@ def _pca(x: np.ndarray, n: int, random_state) -> np.ndarray:
     return PCA(n_components=n, random_state=random_state).fit_transform(x).astype(np.float32)
 
 
+def _construct(cls, name: str, **params):
+    """``cls(**params)``; a misspelt parameter becomes a ValueError that names it."""
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise ValueError(f"{name} does not take these parameters: {err}") from None
+
+
 def _iter_umap(x, n_components, random_state, max_fit, cancel, params):
     with warnings.catch_warnings():  # "TensorFlow not installed": only ParametricUMAP needs it
         warnings.simplefilter("ignore", ImportWarning)
@@ -133,12 +148,15 @@ def _iter_umap(x, n_components, random_state, max_fit, cancel, params):
     n = x.shape[0]
     params = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean", **params}
     params["n_neighbors"] = min(int(params["n_neighbors"]), n - 1)
-    model = umap.UMAP(n_components=n_components, random_state=random_state, **params)
+    if n <= n_components + 2:  # the spectral start needs more cells than eigenvectors
+        params.setdefault("init", "random")
+    model = _construct(umap.UMAP, "UMAP", n_components=n_components, random_state=random_state,
+                       **params)
     if random_state is not None:
         model.n_jobs = 1  # what UMAP does anyway with a seed; set here so it does not warn
     if n <= max_fit:
         yield Progress(1, 3, f"UMAP: fitting {n} cells")
-        return model.fit_transform(x), n
+        return model.fit_transform(x)
     rng = np.random.default_rng(random_state)
     fit_rows = np.sort(rng.choice(n, size=max_fit, replace=False))
     yield Progress(1, 3, f"UMAP: fitting a random {max_fit} of {n} cells")
@@ -150,7 +168,7 @@ def _iter_umap(x, n_components, random_state, max_fit, cancel, params):
         yield Progress(2, 3, f"UMAP: placing cells {start}/{rest.size} beside the fitted map")
         rows = rest[start : start + _TRANSFORM_CHUNK]
         coords[rows] = model.transform(x[rows])
-    return coords, max_fit
+    return coords
 
 
 def iter_projection(
@@ -180,23 +198,23 @@ def iter_projection(
     check_cancel(cancel)
     yield Progress(0, 3, f"{method.upper()}: preparing {x.shape[0]} cells")
     coords = _cache_get(key, cache_path) if key else None
-    n_fit = x.shape[0] if coords is not None else 0
+    n_fit = min(x.shape[0], max_fit) if method == "umap" else x.shape[0]  # cache hits too
     if coords is None:
         reduced = x
         if method != "pca" and x.shape[1] > pca_dims and x.shape[0] > pca_dims:
             reduced = _pca(x, pca_dims, random_state)
         if method == "pca":
-            coords, n_fit = _pca(x, n_components, random_state), x.shape[0]
+            coords = _pca(x, n_components, random_state)
         elif method == "tsne":
             from sklearn.manifold import TSNE
 
             yield Progress(1, 3, f"t-SNE: fitting {x.shape[0]} cells")
             perplexity = min(float(params.pop("perplexity", 30.0)), (x.shape[0] - 1) / 3)
-            model = TSNE(n_components=n_components, random_state=random_state,
-                         perplexity=perplexity, init="pca", **params)
-            coords, n_fit = model.fit_transform(reduced), x.shape[0]
+            model = _construct(TSNE, "t-SNE", n_components=n_components, init="pca",
+                               random_state=random_state, perplexity=perplexity, **params)
+            coords = model.fit_transform(reduced)
         else:
-            coords, n_fit = yield from _iter_umap(
+            coords = yield from _iter_umap(
                 reduced, n_components, random_state, max_fit, cancel, params
             )
         coords = np.asarray(coords, dtype=np.float32)
@@ -204,7 +222,7 @@ def iter_projection(
             _cache_put(key, coords, cache_path)
     check_cancel(cancel)
     score = None
-    if quality:
+    if quality and x.shape[0] >= 4:  # fewer cells have no neighbourhoods to keep
         yield Progress(2, 3, "measuring trustworthiness")
         score = trustworthiness(x, coords, random_state=random_state or 0)
     yield Progress(3, 3, "map ready")
@@ -250,11 +268,12 @@ def trustworthiness(
 
 
 def warm_up() -> float:
-    """Run a tiny UMAP so numba compiles (or loads from its cache) now; returns the seconds."""
+    """Run a tiny UMAP (fit + transform, seeded like :func:`project`) so numba compiles, or loads
+    from its cache, the kernels a real map needs now; returns the seconds it took."""
     import time
 
     start = time.perf_counter()
     x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
-    run_to_completion(iter_projection(x, "umap", n_neighbors=5, quality=False,
-                                      random_state=None, n_epochs=10))
+    run_to_completion(iter_projection(x, "umap", n_neighbors=5, max_fit=48, quality=False,
+                                      n_epochs=10))
     return time.perf_counter() - start

@@ -1,7 +1,7 @@
 """k-NN label propagation from a few manually labeled cells to every other cell.
 
 Why not scikit-learn's KNeighborsClassifier: the search is always "a few hundred labeled cells
-against every cell", so one normalised float32 matrix product per chunk plus a top-k beats building
+against every cell", so one float32 matrix product per chunk plus ``argpartition`` beats building
 any index (see ``benchmarks/propagation.py``). The votes are the same distance-weighted cosine votes
 scikit-learn casts (``weights="distance"``: weight = 1 / cosine distance, exact duplicates win).
 Optional label spreading (Zhou et al. 2004) iterates over a sparse k-NN graph of all cells, so
@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 MANUAL = "manual"
 PROPAGATED = "propagated"
-_CHUNK_ROWS = 16384
+_CHUNK_ROWS = 32768
 _EXACT_GRAPH_MAX = 20000  # above this many cells the spreading graph uses pynndescent
 
 
@@ -36,17 +35,20 @@ class Propagation:
 
 def unlabeled_mask(classes) -> np.ndarray:
     """True where ``classes`` holds no label (``None``, NaN or an empty / blank string)."""
-    series = pd.Series(np.asarray(classes, dtype=object))
-    blank = series.map(lambda v: isinstance(v, str) and not v.strip())
-    return (series.isna() | blank).to_numpy()
+    values = np.asarray(classes, dtype=object)
+    missing = pd.isna(values)
+    present = np.flatnonzero(~missing)
+    blank = [isinstance(v, str) and not v.strip() for v in values[present]]
+    missing[present[np.asarray(blank, dtype=bool)]] = True
+    return missing
 
 
 def _check_inputs(vectors, classes, k, weighting, metric, class_names):
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] == 0:
         raise ValueError(f"vectors must be an (N, D) matrix, got shape {vectors.shape}")
-    if not np.issubdtype(vectors.dtype, np.number) or not np.all(np.isfinite(vectors)):
-        raise ValueError("vectors contain NaN / inf or are not numeric; re-run the embedding")
+    if not np.issubdtype(vectors.dtype, np.number):
+        raise ValueError(f"vectors must be numeric, got {vectors.dtype}")
     classes = np.asarray(classes, dtype=object)
     if classes.shape != (vectors.shape[0],):
         raise ValueError(
@@ -72,28 +74,62 @@ def _check_inputs(vectors, classes, k, weighting, metric, class_names):
     return np.ascontiguousarray(vectors, dtype=np.float32), classes, missing
 
 
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows stay zero (similarity 0 to everything)."""
-    return torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
 
 
-def _vote(sims: torch.Tensor, neighbour_class: torch.Tensor, n_classes: int, weighting: str):
-    """Distance-weighted votes as scikit-learn casts them: (winner, vote share, mean sim)."""
-    if weighting == "uniform":
-        weights = torch.ones_like(sims)
+def _nearest_labeled(chunk: np.ndarray, labeled_unit: np.ndarray, k: int,
+                     centre: np.ndarray | None = None):
+    """Cosine similarities and indices of the ``k`` most similar labeled cells per row.
+
+    The ranking of a row does not change when the row is scaled, so the selection
+    (``argpartition``, faster here than any sort or index) runs on the raw dot products and only
+    the ``k`` winners are divided by the row's norm. With ``centre`` (``labeled_unit`` then holds
+    unit ``labeled - centre`` rows) rows are centred algebraically: (x - c)·l = x·l - c·l and
+    |x - c|² = |x|² - 2 x·c + |c|², without copying x.
+    """
+    dots = chunk @ labeled_unit.T
+    norms_sq = np.einsum("ij,ij->i", chunk, chunk)
+    if centre is not None:
+        dots -= centre @ labeled_unit.T
+        norms_sq += centre @ centre - 2.0 * (chunk @ centre)
+    if k < dots.shape[1]:
+        idx = np.argpartition(dots, dots.shape[1] - k, axis=1)[:, -k:]
     else:
-        dist = (1.0 - sims).clamp_(min=0.0)
+        idx = np.broadcast_to(np.arange(dots.shape[1]), dots.shape)
+    norms = np.sqrt(np.maximum(norms_sq, 1e-24))[:, None]
+    if not np.all(np.isfinite(norms)):  # NaN / inf anywhere in a row shows up in its norm
+        raise ValueError("vectors contain NaN / inf; re-run the embedding")
+    sims = np.take_along_axis(dots, idx, axis=1) / norms
+    return np.clip(sims, -1.0, 1.0), idx
+
+
+def _vote(sims: np.ndarray, neighbour_class: np.ndarray, n_classes: int, weighting: str):
+    """Distance-weighted votes as scikit-learn casts them: (winner, vote share, mean sim).
+
+    numpy on purpose: the arrays are small (rows x k), where thread start-up costs more than
+    the arithmetic.
+    """
+    if weighting == "uniform":
+        weights = np.ones_like(sims)
+    else:
+        dist = np.maximum(1.0 - sims, 0.0)
         exact = dist <= 0.0
-        weights = 1.0 / dist.clamp(min=1e-12)
-        has_exact = exact.any(dim=1, keepdim=True)
-        weights = torch.where(has_exact, exact.to(weights.dtype), weights)
-    votes = torch.zeros((sims.shape[0], n_classes), dtype=torch.float64)
-    votes.scatter_add_(1, neighbour_class, weights.to(torch.float64))
-    share, winner = votes.max(dim=1)
-    share = share / votes.sum(dim=1).clamp(min=1e-300)
-    for_winner = (neighbour_class == winner[:, None]).to(sims.dtype)
-    mean_sim = (sims * for_winner).sum(dim=1) / for_winner.sum(dim=1).clamp(min=1)
-    return winner, share.to(torch.float32), mean_sim.clamp(0, 1)
+        with np.errstate(divide="ignore"):
+            weights = 1.0 / dist
+        has_exact = exact.any(axis=1)
+        if has_exact.any():  # an exact duplicate of a labeled cell takes all the weight
+            weights[has_exact] = exact[has_exact]
+    rows = np.arange(sims.shape[0])[:, None]
+    votes = np.bincount((rows * n_classes + neighbour_class).ravel(), weights.ravel(),
+                        minlength=sims.shape[0] * n_classes).reshape(-1, n_classes)
+    winner = votes.argmax(axis=1)
+    share = votes[rows[:, 0], winner] / votes.sum(axis=1)
+    for_winner = neighbour_class == winner[:, None]
+    mean_sim = (sims * for_winner).sum(axis=1) / np.maximum(for_winner.sum(axis=1), 1)
+    return winner, share.astype(np.float32), np.clip(mean_sim, 0.0, 1.0)
 
 
 def iter_propagate(
@@ -105,6 +141,7 @@ def iter_propagate(
     weighting: str = "distance",
     spreading: bool = False,
     scale_by_similarity: bool = False,
+    center: bool = False,
     class_names=None,
     alpha: float = 0.8,
     max_iter: int = 30,
@@ -117,15 +154,20 @@ def iter_propagate(
     cells; ``scale_by_similarity`` multiplies it by their mean cosine similarity, so a cell far
     from every labeled cell is flagged even when its few neighbours agree. With ``spreading`` the
     labels then diffuse over the k-NN graph of all cells (``alpha`` = how far they travel).
+    ``center`` measures cosine around the mean cell instead of the origin: embeddings whose
+    vectors all share one large common direction (cosine ~1 everywhere) separate much better.
     """
     x, classes, missing = _check_inputs(vectors, classes, k, weighting, metric, class_names)
     names, codes = np.unique(classes[~missing].astype(str), return_inverse=True)
     n = x.shape[0]
     labeled_rows = np.flatnonzero(~missing)
     k_eff = min(int(k), labeled_rows.size)
-    all_x = torch.from_numpy(x)
-    labeled_unit = _unit_rows(all_x[torch.from_numpy(labeled_rows)])
-    labeled_codes = torch.from_numpy(codes.astype(np.int64))
+    centre = x.mean(axis=0, dtype=np.float64).astype(np.float32) if center else None
+    labeled_x = x[labeled_rows]
+    if not np.all(np.isfinite(labeled_x)):
+        raise ValueError("vectors of labeled cells contain NaN / inf; re-run the embedding")
+    labeled_unit = _unit_rows(labeled_x if centre is None else labeled_x - centre)
+    labeled_codes = codes.astype(np.int64)
     winners = np.empty(n, dtype=np.int64)
     confidence = np.empty(n, dtype=np.float32)
     starts = range(0, n, _CHUNK_ROWS)
@@ -133,13 +175,13 @@ def iter_propagate(
     for step, start in enumerate(starts):
         check_cancel(cancel)
         yield Progress(step, steps, "voting among the nearest labeled cells")
-        chunk = _unit_rows(all_x[start : start + _CHUNK_ROWS])
-        sims, idx = torch.topk(chunk @ labeled_unit.T, k_eff, dim=1)
+        chunk = x[start : start + _CHUNK_ROWS]
+        sims, idx = _nearest_labeled(chunk, labeled_unit, k_eff, centre)
         winner, share, mean_sim = _vote(sims, labeled_codes[idx], len(names), weighting)
         if scale_by_similarity:
             share = share * mean_sim
-        winners[start : start + chunk.shape[0]] = winner.numpy()
-        confidence[start : start + chunk.shape[0]] = share.numpy()
+        winners[start : start + chunk.shape[0]] = winner
+        confidence[start : start + chunk.shape[0]] = share
     if spreading:
         spread = yield from _iter_spread(
             x, codes, labeled_rows, len(names), k=int(k), alpha=alpha, max_iter=max_iter,

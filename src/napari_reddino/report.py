@@ -43,9 +43,10 @@ h1 { margin-bottom: .2em; } h2 { border-bottom: 2px solid #c0392b; padding-botto
 table.data { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
 table.data th, table.data td { padding: .3em .7em; text-align: right;
                                border-bottom: 1px solid #ddd; }
+table.data th:first-child, table.data td:first-child { text-align: left; }
 table.data th { background: #f0e6e6; } table.data tr:hover td { background: #fbf7f7; }
-.figs { display: flex; flex-wrap: wrap; gap: 1em; }
-figure { margin: 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+.figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 1em; }
+figure { margin: 0; } figure img { width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 .fail { color: #c0392b; }
 """
@@ -96,20 +97,22 @@ def plot_overlay(folder: Path, path: Path, max_side: int = 640) -> Path:
     """Smear with cell outlines beside its PCA-3 patch-embedding overlay."""
     from skimage.segmentation import find_boundaries
 
-    from .embed import pca_rgb
+    from .embed import grid_mask, pca_rgb
 
     _table, _emb, grid, labels, marker = load_smear_outputs(folder)
     try:
         image = read_image(marker.get("source", ""))
     except PipelineInputError:  # source moved: show the overlay on a gray background
         image = np.full((*labels.shape, 3), 200, np.uint8)
-    rgb = np.asarray(pca_rgb(grid), dtype=np.float32)
     patch = int(marker.get("patch_size") or np.ceil(image.shape[0] / grid.shape[0]))
-    big = np.repeat(np.repeat(rgb, patch, axis=0), patch, axis=1)
-    canvas = np.zeros((*image.shape[:2], 3), np.float32)
-    h, w = min(big.shape[0], image.shape[0]), min(big.shape[1], image.shape[1])
-    canvas[:h, :w] = big[:h, :w]
-    blend = 0.45 * image.astype(np.float32) / 255 + 0.55 * canvas
+    cells = grid_mask(labels > 0, patch)  # fit the PCA on cell tokens, not on background
+    rgb = np.asarray(pca_rgb(grid, cells if cells.sum() >= 3 else None), dtype=np.float32)
+    height, width = image.shape[:2]
+    big = np.repeat(np.repeat(rgb, patch, axis=0), patch, axis=1)[:height, :width]
+    on_cells = np.repeat(np.repeat(cells, patch, axis=0), patch, axis=1)[:height, :width]
+    photo = image.astype(np.float32) / 255
+    blend = photo.copy()  # background stays the photo; cell patches get their PCA colour
+    blend[on_cells] = 0.35 * photo[on_cells] + 0.65 * big[on_cells]
     outlined = image.copy()
     outlined[find_boundaries(labels, mode="inner")] = (0, 0, 0)
     scale = max(image.shape[:2]) / max_side
@@ -174,7 +177,8 @@ def iter_write_report(
     overlays = []
     for i, folder in enumerate(folders[:n_overlays]):
         check_cancel(cancel)
-        png = plot_overlay(folder, images_dir / f"pca_{_safe_name(folder.name)}.png")
+        stem = _safe_name(folder.name).replace(".", "_")
+        png = plot_overlay(folder, images_dir / f"pca_{stem}.png")
         overlays.append((folder.name, png))
         yield Progress(2 + i, total, f"overlay {folder.name}")
     page = _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,

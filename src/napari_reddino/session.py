@@ -176,13 +176,16 @@ class CellPool:
                 raise SessionError(f"column {name!r}: {len(values)} values for {len(rows)} cells")
             _set_rows(self.table, rows, name, values)
         layer_of = self.table["_layer"].to_numpy()[rows]
-        for layer_index in np.unique(layer_of):
-            layer = self.layers[layer_index]
+        for layer_index, layer in enumerate(self.layers):
             mine = rows[layer_of == layer_index]
+            if mine.size == 0 and set(columns) <= set(layer.features.columns):
+                continue
             features = layer.features.copy()
-            target = self.table["_row"].to_numpy()[mine]
+            target = features.index[self.table["_row"].to_numpy()[mine]]
             for name in columns:
-                _set_rows(features, features.index[target], name, self.table[name].to_numpy()[mine])
+                if name not in features.columns:  # every pooled layer gets the column
+                    features[name] = self.table[name].iloc[:0].reindex(features.index)
+                _set_rows(features, target, name, self.table[name].to_numpy()[mine])
             layer.features = features
 
     def refresh(self) -> None:

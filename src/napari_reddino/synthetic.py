@@ -37,6 +37,7 @@ WBC_PER_RBC = 1 / 120
 PLATELETS_PER_RBC = 1 / 12
 PARASITE_RATE = 0.08
 CLUMP_FRACTION = 0.12  # share of cells that get a touching/overlapping neighbour
+CHAIN_FRACTION = 0.015  # share of cells that start a short chain (clump) of overlapping cells
 
 
 @dataclass
@@ -72,7 +73,23 @@ def _place(n: int, shape, spacing: float, rng) -> np.ndarray:
         extra = seeds + dist[:, None] * np.stack([np.sin(angle), np.cos(angle)], 1)
         inside = (extra >= 0).all(1) & (extra[:, 0] < height) & (extra[:, 1] < width)
         points = np.concatenate([points, extra[inside]])
-    return points
+    return np.concatenate([points, _chains(points, shape, spacing, rng)])
+
+
+def _chains(points: np.ndarray, shape, spacing: float, rng) -> np.ndarray:
+    """A few short rouleaux-like chains of 2-3 extra overlapping cells (the clumps of a smear)."""
+    n_chains = int(CHAIN_FRACTION * len(points))
+    if n_chains == 0:
+        return np.empty((0, 2))
+    starts = points[rng.choice(len(points), n_chains, replace=False)]
+    links = []
+    for start in starts:
+        angle = rng.uniform(0, 2 * np.pi)
+        step = spacing * rng.uniform(0.85, 0.95) * np.array([np.sin(angle), np.cos(angle)])
+        links += [start + k * step for k in range(1, int(rng.integers(2, 4)))]
+    links = np.asarray(links)
+    inside = (links >= 0).all(1) & (links[:, 0] < shape[0]) & (links[:, 1] < shape[1])
+    return links[inside]
 
 
 def _choose_classes(n: int, class_weights: dict[str, float] | None, rng) -> np.ndarray:
@@ -146,7 +163,7 @@ def synthetic_smear(
         centers = np.concatenate([centers, rng.uniform((0, 0), shape, size=(count, 2))])
         kinds += [kind] * count
     order = rng.permutation(len(kinds))
-    # platelets lie on top, white cells under red cells' edges only as often as chance says
+    # platelets are drawn last: they lie on top of the cells they touch
     order = order[np.argsort([kinds[i] == "platelet" for i in order], kind="stable")]
 
     rbc_od = np.zeros(shape, np.float32)
@@ -179,8 +196,8 @@ def synthetic_smear(
     rgb = absorbance
     for channel in range(3):
         ndimage.gaussian_filter(rgb[..., channel], style.blur, output=rgb[..., channel])
-    rgb += rng.normal(0, style.noise, size=(*shape, 1)).astype(np.float32) * 0.6
-    rgb += rng.normal(0, style.noise * 0.5, size=(*shape, 3)).astype(np.float32)
+    rgb += rng.standard_normal((*shape, 1), dtype=np.float32) * np.float32(style.noise * 0.6)
+    rgb += rng.standard_normal((*shape, 3), dtype=np.float32) * np.float32(style.noise * 0.5)
     image = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
     del rgb, absorbance
 

@@ -88,11 +88,15 @@ def _sk_on_rank(rank: int, world_size: int, init_file: str, logits, queue) -> No
         probs = sinkhorn_knopp(shard, temp=0.2, n_iters=3)
         ema = EMACenter(dim=logits.shape[1], momentum=0.5)
         ema.update(shard)
-        queue.put((rank, probs, ema.center_vector.clone()))
+        # iBOT: each rank pads its masked tokens to 4 rows but holds 2 (rank 0) or 3 (rank 1).
+        masked = sinkhorn_knopp(shard, temp=0.2, n_masked_patches=torch.tensor([2 + rank]))
+        # numpy travels by value; a tensor would need this process alive until it is read.
+        queue.put((rank, probs.numpy(), ema.center_vector.numpy(), masked.numpy()))
     finally:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes import torch: ~10 s idle, ~40 s on a busy machine
 def test_sinkhorn_and_ema_agree_between_one_and_two_ranks(tmp_path):
     logits = torch.randn(8, 5, generator=torch.Generator().manual_seed(2)) * 2
     context = mp.get_context("spawn")
@@ -103,10 +107,10 @@ def test_sinkhorn_and_ema_agree_between_one_and_two_ranks(tmp_path):
     ]
     for process in processes:
         process.start()
-    results = dict(
-        (rank, (probs, center))
-        for rank, probs, center in (queue.get(timeout=120) for _ in processes)
-    )
+    results = {}
+    for _ in processes:
+        rank, *outputs = queue.get(timeout=120)
+        results[rank] = [torch.from_numpy(array) for array in outputs]
     for process in processes:
         process.join(timeout=60)
         assert process.exitcode == 0
@@ -116,3 +120,7 @@ def test_sinkhorn_and_ema_agree_between_one_and_two_ranks(tmp_path):
     single.update(logits)
     torch.testing.assert_close(results[0][1], single.center_vector)
     torch.testing.assert_close(results[1][1], single.center_vector)
+    # The masked variant over both ranks equals SK on the 2 + 3 valid tokens in one process.
+    expected = sinkhorn_knopp(torch.cat([logits[:2], logits[4:7]]), temp=0.2)
+    torch.testing.assert_close(torch.cat([results[0][2][:2], results[1][2][:3]]), expected)
+    assert (results[0][2][2:] == 0).all() and (results[1][2][3:] == 0).all()

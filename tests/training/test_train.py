@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,8 +15,8 @@ from training.config import ConfigError, load_config
 from training.distributed import DistEnv
 from training.logging import read_log
 from training.models.student_teacher import StudentTeacher
-from training.train import Trainer, build_schedules
 from training.step import StepValues, train_step
+from training.train import Trainer, build_schedules
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,8 +31,17 @@ def test_tiny_cpu_run_loss_falls_and_logs_every_term(tmp_path):
     assert last == 14
     steps = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "total_loss" in r]
     assert [r["step"] for r in steps] == list(range(15))
-    for key in ("dino_loss", "ibot_loss", "lr", "weight_decay", "momentum", "teacher_temp",
-                "img_per_s", "grad_norm", "peak_mem_mb"):
+    for key in (
+        "dino_loss",
+        "ibot_loss",
+        "lr",
+        "weight_decay",
+        "momentum",
+        "teacher_temp",
+        "img_per_s",
+        "grad_norm",
+        "peak_mem_mb",
+    ):
         assert key in steps[0], key
     first = steps[0]["total_loss"]
     late = sum(r["total_loss"] for r in steps[-3:]) / 3
@@ -84,10 +94,20 @@ def test_non_finite_batch_skips_the_update(tmp_path):
         "masks": torch.zeros(16, 16, dtype=torch.bool),
     }
     before = copy.deepcopy(trainer.models.state_dict())
-    values = StepValues(lr=1e-3, weight_decay=0.04, momentum=0.99, teacher_temp=0.04,
-                        last_layer_lr=1e-3)
-    terms = train_step(trainer.models, trainer.student, trainer.objective, trainer.optimizer,
-                       stream_batch, values, step=0, cfg=cfg, env=DistEnv())
+    values = StepValues(
+        lr=1e-3, weight_decay=0.04, momentum=0.99, teacher_temp=0.04, last_layer_lr=1e-3
+    )
+    terms = train_step(
+        trainer.models,
+        trainer.student,
+        trainer.objective,
+        trainer.optimizer,
+        stream_batch,
+        values,
+        step=0,
+        cfg=cfg,
+        env=DistEnv(),
+    )
     assert terms["skipped"] == 1
     for name, value in trainer.models.state_dict().items():
         assert torch.equal(value, before[name]), name
@@ -100,8 +120,14 @@ def test_nan_abort_after_n_bad_steps(tmp_path):
 
 
 def test_lr_follows_sqrt_rule_and_freezes_last_layer(tmp_path):
-    cfg = tiny(tmp_path, "optim.lr_scaling=sqrt", "optim.base_lr=2e-4", "optim.warmup_iters=0",
-               "optim.reference_batch=1024", "optim.freeze_last_layer_iters=3")
+    cfg = tiny(
+        tmp_path,
+        "optim.lr_scaling=sqrt",
+        "optim.base_lr=2e-4",
+        "optim.warmup_iters=0",
+        "optim.reference_batch=1024",
+        "optim.freeze_last_layer_iters=3",
+    )
     schedules = build_schedules(cfg, global_batch=256)
     assert schedules.at(0).lr == pytest.approx(2e-4 * 0.5)
     assert schedules.at(2).last_layer_lr == 0.0
@@ -115,7 +141,10 @@ def test_bad_config_is_a_clear_error(tmp_path):
         load_config("no_such_config")
     run = subprocess.run(
         [sys.executable, "-m", "training", "train", "--config", "tiny_cpu", "optim.lr"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 2
     assert "section.key=value" in run.stderr
@@ -126,7 +155,10 @@ def test_bundled_configs_mirror_reddino():
     cfg = load_config("vits14_reddino")
     assert cfg.data.batch_size_per_gpu == 280
     assert (cfg.optim.base_lr, cfg.optim.lr_scaling, cfg.optim.reference_batch) == (
-        2e-4, "sqrt", 1024)
+        2e-4,
+        "sqrt",
+        1024,
+    )
     assert (cfg.optim.weight_decay, cfg.optim.weight_decay_end) == (0.04, 0.2)
     assert (cfg.teacher.momentum_start, cfg.teacher.momentum_end) == (0.994, 1.0)
     assert (cfg.teacher.temp_warmup_start, cfg.teacher.temp) == (0.04, 0.07)
@@ -138,3 +170,22 @@ def test_bundled_configs_mirror_reddino():
     assert cfg.model.init_from == "dinov2-small"
     for name in ("vitb14_reddino", "vitl14_reddino", "bundled_default"):
         assert load_config(name).model.patch_size == 14
+
+
+def test_optional_features_train_and_export(tmp_path):
+    """Local crops, register tokens, drop path, separate iBOT head, KoLeo and EMA centering."""
+    from napari_reddino.backbones import load_backbone
+    from training.export import export_teacher
+
+    cfg = tiny(tmp_path, "run.iters=4", "data.local_crops_number=2", "data.local_crop_size=28",
+               "model.num_register_tokens=2", "model.drop_path_rate=0.1",
+               "head.ibot_separate_head=true", "loss.koleo_weight=0.1", "loss.centering=ema")
+    Trainer(cfg, DistEnv()).fit()
+    steps = [r for r in read_log(tmp_path / "run" / "log.jsonl") if "total_loss" in r]
+    assert len(steps) == 4 and all(r["skipped"] == 0 for r in steps)
+    assert all(isinstance(r["koleo_loss"], float) for r in steps)
+    folder = export_teacher(tmp_path / "run", tmp_path / "model")
+    backbone = load_backbone(f"local-dir:{folder}", device="cpu")
+    assert backbone.model.num_prefix_tokens == 3  # CLS + 2 registers
+    cls, patches = backbone.forward(np.zeros((1, 224, 224, 3), np.uint8))
+    assert cls.shape == (1, 64) and patches.shape == (1, 16, 16, 64)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
+
+# napari's canvas on Mesa (Xvfb: llvmpipe) maps the system libLLVM; Triton's own LLVM loaded
+# after it segfaults the process (see napari_reddino.widgets.keep_triton_away_from_mesa_llvm).
+# The docks block Triton when they open; tests may import torch before or after any viewer,
+# so the whole widget session runs without Triton (nothing here uses torch.compile).
+sys.modules.setdefault("triton", None)
 
 WORKER_TIMEOUT_MS = 120_000
 

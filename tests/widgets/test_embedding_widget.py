@@ -31,17 +31,18 @@ def _segmented_smear(viewer, shape, seed, name="smear", **layer_kwargs):
     """An image layer and its ``"<name> labels"`` layer, as the segmentation dock makes them."""
     smear = synthetic.synthetic_smear(shape, seed=seed, name=name)
     result = segment.segment(smear.image, "classical", image_name=name, subject="s1")
-    image = viewer.add_image(smear.image, name=name, metadata=dict(smear.metadata),
-                             **layer_kwargs)
-    labels = viewer.add_labels(result.labels, name=f"{name} labels", features=result.features,
-                               **layer_kwargs)
+    image = viewer.add_image(smear.image, name=name, metadata=dict(smear.metadata), **layer_kwargs)
+    labels = viewer.add_labels(
+        result.labels, name=f"{name} labels", features=result.features, **layer_kwargs
+    )
     return image, labels
 
 
 def _choose_local_folder(qtbot, widget, folder, monkeypatch) -> None:
     """Browse folder... -> the user picks the exported backbone folder."""
-    monkeypatch.setattr(embedding_module.QFileDialog, "getExistingDirectory",
-                        lambda *args, **kwargs: str(folder))
+    monkeypatch.setattr(
+        embedding_module.QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder)
+    )
     _click(qtbot, widget.browse_folder)
     assert widget.backbone.value == f"local-dir:{folder}"
 
@@ -66,7 +67,7 @@ def test_overlay_and_cell_embeddings_from_a_local_backbone(
     overlay = viewer.layers["smear RedDino PCA"]
     assert isinstance(overlay, Image) and overlay.rgb
     assert overlay.data.shape == (math.ceil(280 / PATCH), math.ceil(322 / PATCH), 3)
-    assert 0.0 <= overlay.data.min() and overlay.data.max() <= 1.0
+    assert overlay.data.min() >= 0.0 and overlay.data.max() <= 1.0
     np.testing.assert_allclose(overlay.scale, (PATCH, PATCH))
     np.testing.assert_allclose(overlay.translate, ((PATCH - 1) / 2, (PATCH - 1) / 2))
     # grid cell (i, j) is drawn centred on image pixels [i*p, (i+1)*p) x [j*p, (j+1)*p)
@@ -87,14 +88,16 @@ def test_overlay_and_cell_embeddings_from_a_local_backbone(
     assert not overlay.visible
 
     saved = tmp_path / "smear.reddino.npz"
-    monkeypatch.setattr(embedding_module.QFileDialog, "getSaveFileName",
-                        lambda *args, **kwargs: (str(saved), ""))
+    monkeypatch.setattr(
+        embedding_module.QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(saved), "")
+    )
     _click(qtbot, widget.save_button)
     assert saved.is_file()
     labels.metadata = {}
     labels.features = labels.features.drop(columns="embedding_row")
-    monkeypatch.setattr(embedding_module.QFileDialog, "getOpenFileName",
-                        lambda *args, **kwargs: (str(saved), ""))
+    monkeypatch.setattr(
+        embedding_module.QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(saved), "")
+    )
     _click(qtbot, widget.load_button)
     np.testing.assert_array_equal(labels.metadata["reddino_embeddings"].vectors, cells.vectors)
     np.testing.assert_array_equal(labels.features["embedding_row"].to_numpy(), rows)
@@ -104,8 +107,9 @@ def test_cls_crop_on_a_scaled_layer_fitting_pca_on_cells(
     make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, monkeypatch
 ):
     viewer = make_napari_viewer()
-    image, labels = _segmented_smear(viewer, (196, 196), seed=4, name="scaled",
-                                     scale=(0.5, 0.5), translate=(10.0, 20.0))
+    image, labels = _segmented_smear(
+        viewer, (196, 196), seed=4, name="scaled", scale=(0.5, 0.5), translate=(10.0, 20.0)
+    )
     widget = _open_dock(viewer)
     _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
     widget.device.value = "cpu"
@@ -118,10 +122,12 @@ def test_cls_crop_on_a_scaled_layer_fitting_pca_on_cells(
     np.testing.assert_allclose(overlay.scale, (7.0, 7.0))  # image scale x patch size
     np.testing.assert_allclose(overlay.translate, (10.0 + 3.25, 20.0 + 3.25))
     # the overlay covers exactly the smear: outer pixel corners coincide in world coordinates
-    np.testing.assert_allclose(overlay.data_to_world((-0.5, -0.5)),
-                               image.data_to_world((-0.5, -0.5)))
-    np.testing.assert_allclose(overlay.data_to_world((13.5, 13.5)),
-                               image.data_to_world((195.5, 195.5)))
+    np.testing.assert_allclose(
+        overlay.data_to_world((-0.5, -0.5)), image.data_to_world((-0.5, -0.5))
+    )
+    np.testing.assert_allclose(
+        overlay.data_to_world((13.5, 13.5)), image.data_to_world((195.5, 195.5))
+    )
     cells = labels.metadata["reddino_embeddings"]
     assert cells.pooling == "cls_crop"
     assert cells.vectors.shape == (len(labels.features), DIM)
@@ -162,6 +168,10 @@ def test_bad_choices_give_notifications(
     _click(qtbot, widget.runner.run_button)
     assert "do not match image" in error_messages()[-1]
 
+    widget.labels_combo.value = viewer.add_labels(np.zeros((64, 64), np.int32), name="drawn")
+    _click(qtbot, widget.runner.run_button)
+    assert "have no cell table" in error_messages()[-1]
+
     widget.labels_combo.value = None
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a checkpoint")
@@ -171,4 +181,36 @@ def test_bad_choices_give_notifications(
     assert error_messages()[-1].startswith("Embedding failed: ")
     assert "broken.pth" in error_messages()[-1]
     assert "plain RedDino PCA" not in viewer.layers
-    assert len(error_messages()) == 3
+    assert len(error_messages()) == 4
+
+
+def test_official_pth_checkpoint_is_converted_and_used(
+    make_napari_viewer, qtbot, wait_idle, tiny_backbone, monkeypatch, tmp_path
+):
+    import torch
+
+    from napari_reddino import embed
+
+    teacher = {f"backbone.{k}": v.clone() for k, v in tiny_backbone.model.state_dict().items()}
+    teacher["backbone.mask_token"] = torch.zeros(1, DIM)
+    checkpoint = tmp_path / "dinobloom-like.pth"
+    torch.save({"teacher": teacher}, checkpoint)
+
+    viewer = make_napari_viewer()
+    smear = synthetic.synthetic_smear((196, 224), seed=6)
+    viewer.add_image(smear.image, name="smear")
+    widget = _open_dock(viewer)
+    monkeypatch.setattr(
+        embedding_module.QFileDialog,
+        "getOpenFileName",
+        lambda *args, **kwargs: (str(checkpoint), ""),
+    )
+    _click(qtbot, widget.browse_pth)
+    assert widget.backbone.value == str(checkpoint)
+    widget.device.value = "cpu"
+    _click(qtbot, widget.runner.run_button)
+    wait_idle(widget.runner)
+
+    assert (tmp_path / "dinobloom-like-timm" / "config.json").is_file()  # converted once
+    expected = embed.pca_rgb(embed.patch_grid(smear.image, tiny_backbone))
+    np.testing.assert_allclose(viewer.layers["smear RedDino PCA"].data, expected, atol=1e-3)

@@ -43,8 +43,9 @@ def test_projection_writes_coordinates_into_every_layer(explorer):
     assert len(widget.scatter.points) == total
     # the plot shows exactly the coordinates written back to the layers
     pooled = np.concatenate([layer.features[["umap_0", "umap_1"]] for _, layer, _ in smears])
-    np.testing.assert_allclose(np.sort(widget.scatter.points, axis=0),
-                               np.sort(pooled.astype(np.float32), axis=0))
+    np.testing.assert_allclose(
+        np.sort(widget.scatter.points, axis=0), np.sort(pooled.astype(np.float32), axis=0)
+    )
 
 
 def test_rectangle_selection_highlights_exactly_those_cells(explorer):
@@ -96,9 +97,7 @@ def test_clicking_a_cell_in_the_image_selects_its_point(explorer, MouseEvent):
 
     for kind in ("mouse_press", "mouse_release"):
         event = ReadOnlyWrapper(Click(type=kind, position=(float(y), float(x)), button=1))
-        (mouse_press_callbacks if kind == "mouse_press" else mouse_release_callbacks)(
-            viewer, event
-        )
+        (mouse_press_callbacks if kind == "mouse_press" else mouse_release_callbacks)(viewer, event)
     images, labels = _truth_table(widget)
     (index,) = widget.session.selection
     assert (images[index], labels[index]) == (layer.metadata["image"], label)
@@ -176,3 +175,66 @@ def test_batch_metrics_table_and_csv(explorer, wait_idle, tmp_path):
     path = widget.batch_panel.export_csv(tmp_path / "batch.csv")
     written = pd.read_csv(path)
     assert len(written) == 2 and list(written.columns) == list(frame.columns)
+
+
+@pytest.mark.slow
+def test_umap_of_real_backbone_embeddings(make_napari_viewer, qtbot, wait_idle, tiny_backbone):
+    """The whole path with a real (tiny) ViT: embed cells, UMAP in the dock, link back."""
+    from napari_reddino._progress import run_to_completion
+    from napari_reddino.embed import iter_cell_embeddings
+    from napari_reddino.project import trustworthiness
+
+    def embed_fn(image, labels, name):
+        return run_to_completion(
+            iter_cell_embeddings(
+                image, labels, tiny_backbone, pooling="patch_mean", image_name=name
+            )
+        )
+
+    viewer = make_napari_viewer()
+    smears = add_smears(viewer, shape=(224, 224), embed_fn=embed_fn)
+    widget = ExplorerWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.method.currentText() == "UMAP"
+    widget.project_runner.run_button.click()
+    wait_idle(widget.project_runner)
+    coords = widget.pool.table[["umap_0", "umap_1"]].to_numpy()
+    assert np.isfinite(coords).all()
+    assert trustworthiness(widget.pool.vectors, coords, n_neighbors=5) > 0.7
+    _, layer, _ = smears[0]
+    label = int(layer.features["label"].iloc[1])
+    layer.selected_label = label
+    (index,) = widget.scatter.selection
+    np.testing.assert_allclose(
+        widget.scatter.points[index],
+        layer.features.set_index("label")
+        .loc[label, ["umap_0", "umap_1"]]
+        .to_numpy(dtype=np.float32),
+    )
+
+
+def test_mouse_drag_rectangle_and_hover_on_the_scatter_canvas(explorer):
+    """Real vispy mouse events: drag a box in rectangle mode, then hover one point."""
+    _, widget, _ = explorer
+    scatter = widget.scatter
+    to_canvas = scatter.canvas.scene.node_transform(scatter.view.scene).imap
+    points = scatter.points
+    low, high = np.percentile(points, 30, axis=0), np.percentile(points, 80, axis=0)
+    a, b = to_canvas(low)[:2], to_canvas(high)[:2]
+    scatter.mode = "rectangle"
+    press = scatter.canvas.events.mouse_press(pos=a, button=1, modifiers=())
+    scatter.canvas.events.mouse_move(pos=(a + b) / 2, button=1, press_event=press, modifiers=())
+    scatter.canvas.events.mouse_release(pos=b, button=1, modifiers=())
+    corner_low, corner_high = scatter.to_data(a), scatter.to_data(b)
+    box_low, box_high = np.minimum(corner_low, corner_high), np.maximum(corner_low, corner_high)
+    expected = np.flatnonzero(np.all((points >= box_low) & (points <= box_high), axis=1))
+    assert expected.size > 0
+    np.testing.assert_array_equal(widget.session.selection, expected)
+
+    scatter.mode = "pan"
+    target = 5
+    scatter.canvas.events.mouse_move(pos=to_canvas(points[target])[:2], modifiers=())
+    assert scatter.hovered_index == target
+    assert f"<b>label</b>: {widget.pool.table['label'].iloc[target]}" in (
+        widget.hover_panel.details.text()
+    )

@@ -22,13 +22,16 @@ def docks(make_napari_viewer, qtbot):
     labeling = LabelingWidget(viewer)
     qtbot.addWidget(explorer)
     qtbot.addWidget(labeling)
-    truth = np.concatenate([t.reindex(layer.features["label"]).to_numpy()
-                            for _, layer, t in smears])
+    truth = np.concatenate(
+        [t.reindex(layer.features["label"]).to_numpy() for _, layer, t in smears]
+    )
     return viewer, explorer, labeling, smears, truth
 
 
 def _classes_in_layers(smears) -> np.ndarray:
-    return np.concatenate([layer.features["class"].to_numpy(dtype=object) for _, layer, _ in smears])
+    return np.concatenate(
+        [layer.features["class"].to_numpy(dtype=object) for _, layer, _ in smears]
+    )
 
 
 def _label_one_per_class(labeling, truth) -> np.ndarray:
@@ -91,8 +94,9 @@ def test_review_queue_visits_the_least_confident_cell_first(docks, wait_idle):
     index = labeling.next_uncertain()
     assert index == lowest
     np.testing.assert_array_equal(labeling.session.selection, [lowest])
-    np.testing.assert_allclose(viewer.camera.center[-2:],
-                               table.loc[lowest, ["centroid_y", "centroid_x"]].astype(float))
+    np.testing.assert_allclose(
+        viewer.camera.center[-2:], table.loc[lowest, ["centroid_y", "centroid_x"]].astype(float)
+    )
     # change its class: becomes manual and propagation runs again
     labeling.classes.set_active(truth[lowest])
     assert labeling.accept_review(labeling.classes.active_class)
@@ -115,19 +119,21 @@ def test_undo_and_redo_a_label(docks):
 
 
 def test_export_then_import_round_trips(docks, wait_idle, tmp_path):
-    _, _, labeling, smears, truth = docks
+    _, _, labeling, _smears, truth = docks
     _label_one_per_class(labeling, truth)
     _propagate(labeling, wait_idle)
-    before = labeling.pool.public_table()[["image", "label", "class", "class_source",
-                                           "confidence"]].copy()
+    before = labeling.pool.public_table()[
+        ["image", "label", "class", "class_source", "confidence"]
+    ].copy()
     path = labeling.export_labels(tmp_path / "labels.csv")
     labeling.session.select(np.arange(len(truth)))
     labeling.assign_selection(None)  # wipe every label
     assert labeling.pool.table["class"].isna().all()
     assert labeling.import_labels(path)
     after = labeling.pool.public_table()[before.columns]
-    pd.testing.assert_frame_equal(after.astype(object), before.astype(object),
-                                  check_dtype=False, check_exact=False)
+    pd.testing.assert_frame_equal(
+        after.astype(object), before.astype(object), check_dtype=False, check_exact=False
+    )
 
 
 def test_import_of_labels_for_missing_cells_keeps_the_rest(docks, tmp_path):
@@ -188,8 +194,9 @@ def test_rename_recodes_the_cells_and_saved_set_loads(docks, tmp_path):
     assert "sickle" in labeling.classes.class_set and "codocyte" in labeling.classes.class_set
 
 
-def test_autosave_restores_manual_labels_in_a_new_session(docks, make_napari_viewer, qtbot,
-                                                          tmp_path):
+def test_autosave_restores_manual_labels_in_a_new_session(
+    docks, make_napari_viewer, qtbot, tmp_path
+):
     _, _, labeling, _, _ = docks
     path = tmp_path / "autosave.csv"
     assert labeling.set_autosave(path)
@@ -226,5 +233,6 @@ def test_counts_and_class_colour_view(docks, wait_idle):
     cls = layer.features["class"].iloc[0]
     color = labeling.classes.class_set.color_of(cls)
     got_color = overlay.colormap.color_dict[label]
-    np.testing.assert_allclose(got_color[:3], [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)],
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        got_color[:3], [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)], atol=1e-3
+    )

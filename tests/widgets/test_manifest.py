@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import napari_reddino
 from npe2 import PluginManager, PluginManifest
+
+import napari_reddino
 
 MANIFEST = Path(napari_reddino.__file__).parent / "napari.yaml"
 

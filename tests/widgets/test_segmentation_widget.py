@@ -12,8 +12,18 @@ from napari_reddino import synthetic
 from napari_reddino.widgets.segmentation import SegmentationWidget
 
 CELL_COLUMNS = {
-    "label", "image", "subject", "centroid_y", "centroid_x", "area", "perimeter",
-    "eccentricity", "solidity", "mean_r", "mean_g", "mean_b",
+    "label",
+    "image",
+    "subject",
+    "centroid_y",
+    "centroid_x",
+    "area",
+    "perimeter",
+    "eccentricity",
+    "solidity",
+    "mean_r",
+    "mean_g",
+    "mean_b",
 }
 
 
@@ -27,11 +37,11 @@ def _dock(viewer) -> SegmentationWidget:
     return widget
 
 
-def _inner_cell_count(smear: synthetic.Smear) -> int:
-    """Truth: non-platelet cells that do not touch the image border."""
-    inner = np.unique(clear_border(smear.labels))
+def _inner_cell_count(truth_labels: np.ndarray, truth_table) -> int:
+    """Truth: cells (not platelets) that do not touch the image border."""
+    inner = np.unique(clear_border(truth_labels))
     inner = inner[inner > 0]
-    classes = smear.cells.set_index("label").loc[inner, "class"]
+    classes = truth_table.set_index("label").loc[inner, "true_class"]
     return int((classes != "platelet").sum())
 
 
@@ -53,7 +63,7 @@ def test_plugin_menu_opens_dock_and_segments_the_sample(make_napari_viewer, qtbo
     assert labels.data.shape == image.data.shape[:2]
     assert np.issubdtype(labels.data.dtype, np.integer)
     features = labels.features
-    assert CELL_COLUMNS <= set(features.columns)
+    assert set(features.columns) >= CELL_COLUMNS
     found = np.unique(labels.data)
     assert sorted(features["label"]) == sorted(found[found > 0])
     assert set(features["subject"]) == {image.metadata["subject"]}
@@ -62,11 +72,18 @@ def test_plugin_menu_opens_dock_and_segments_the_sample(make_napari_viewer, qtbo
     assert widget.runner.run_button.isEnabled()
     assert widget.runner.progress_bar.value() == widget.runner.progress_bar.maximum()
 
-    truth = synthetic.synthetic_smear(
-        image.data.shape[:2], seed=image.metadata["seed"], name=image.metadata["image"]
-    )
-    assert np.array_equal(truth.image, image.data)  # the sample is the documented generator
-    expected = _inner_cell_count(truth)
+    # hovering a cell shows its own row (napari keys Labels features by the 'index' column)
+    inside = [
+        row
+        for row in features.itertuples()
+        if labels.data[round(row.centroid_y), round(row.centroid_x)] == row.label
+    ]
+    cell = inside[len(inside) // 2]
+    status = labels.get_status((cell.centroid_y, cell.centroid_x), world=True)["value"]
+    assert status.startswith(f"{cell.label}; label: {cell.label},")
+
+    truth = viewer.layers[f"{image.name} truth"]  # the sample ships its instance truth
+    expected = _inner_cell_count(truth.data, truth.features)
     assert abs(len(features) - expected) <= 0.2 * expected
 
 
@@ -156,8 +173,12 @@ def test_cellpose_without_weights_names_the_missing_file(
     widget.diameter.value = 30
     widget.gpu.value = "off"
     assert widget.params() == {
-        "exclude_border": True, "model": "cpsam", "diameter": 30, "flow_threshold": 0.4,
-        "cellprob_threshold": 0.0, "gpu": False,
+        "exclude_border": True,
+        "model": "cpsam",
+        "diameter": 30,
+        "flow_threshold": 0.4,
+        "cellprob_threshold": 0.0,
+        "gpu": False,
     }
     _click(qtbot, widget.runner.run_button)
     wait_idle(widget.runner)

@@ -100,7 +100,7 @@ class RedDinoAugmentation:
         return self.pixel(image=crop(image=image)["image"])["image"]
 
     def __call__(self, image: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
-        """Two augmented global crops (and the local crops) of ``image``, reproducible by ``seed``."""
+        """Two augmented global crops (+ local crops) of ``image``, reproducible by ``seed``."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         seeds = np.random.SeedSequence(seed).generate_state(3)

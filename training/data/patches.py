@@ -71,12 +71,12 @@ def cell_crops(
     half = size // 2
     padded = np.pad(image, ((half, size), (half, size), (0, 0)), mode="edge")
     for region in regionprops(labels.astype(np.int64)):
-        cy, cx = (int(round(c)) for c in region.centroid)
+        cy, cx = (round(c) for c in region.centroid)
         yield region.label, padded[cy : cy + size, cx : cx + size]
 
 
 def list_images(folders: list[str | Path]) -> list[Path]:
-    """Every image file under ``folders`` (recursive, sorted: the order must not depend on the OS)."""
+    """Every image file under ``folders``, recursive and sorted (order independent of the OS)."""
     files: list[Path] = []
     for folder in folders:
         folder = Path(folder)

@@ -172,6 +172,9 @@ class StudentTeacher(nn.Module):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter."""
+        for model in (self.teacher, self.student):
+            if hasattr(model, "reshard"):  # FSDP2: pair the local shards, not gathered copies
+                model.reshard()
         teacher_params = list(self.teacher.parameters())
         student_params = [p.detach() for p in self.student.parameters()]
         torch._foreach_mul_(teacher_params, momentum)

@@ -38,8 +38,12 @@ class ClassListEditor(QWidget):
 
     class_set_changed = Signal(object)  # the new ClassSet
 
-    def __init__(self, in_use: Callable[[], object], on_rename: Callable[[str, str], None],
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        in_use: Callable[[], object],
+        on_rename: Callable[[str, str], None],
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.class_set: ClassSet = DEFAULT_CLASS_SET
         self._in_use = in_use
@@ -48,9 +52,12 @@ class ClassListEditor(QWidget):
         self.list.setMinimumHeight(150)
         buttons = QGridLayout()
         actions = {
-            "Add...": self._ask_add, "Rename...": self._ask_rename,
-            "Remove": self._remove_current, "Colour...": self._ask_color,
-            "Save set...": self._ask_save, "Load set...": self._ask_load,
+            "Add...": self._ask_add,
+            "Rename...": self._ask_rename,
+            "Remove": self._remove_current,
+            "Colour...": self._ask_color,
+            "Save set...": self._ask_save,
+            "Load set...": self._ask_load,
         }
         for i, (text, slot) in enumerate(actions.items()):
             button = QPushButton(text)

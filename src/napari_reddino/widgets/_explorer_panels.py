@@ -23,8 +23,17 @@ from qtpy.QtWidgets import (
 from napari_reddino.widgets._coloring import Coloring
 
 THUMBNAIL_PX = 96
-SHOWN_FEATURES = ("image", "subject", "label", "class", "confidence", "cluster", "area",
-                  "eccentricity", "solidity")
+SHOWN_FEATURES = (
+    "image",
+    "subject",
+    "label",
+    "class",
+    "confidence",
+    "cluster",
+    "area",
+    "eccentricity",
+    "solidity",
+)
 
 
 def _hex(color) -> str:
@@ -81,7 +90,9 @@ class HoverPanel(QWidget):
         image = QImage(crop.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
         self.thumbnail.setPixmap(
             QPixmap.fromImage(image).scaled(
-                THUMBNAIL_PX, THUMBNAIL_PX, Qt.AspectRatioMode.KeepAspectRatio,
+                THUMBNAIL_PX,
+                THUMBNAIL_PX,
+                Qt.AspectRatioMode.KeepAspectRatio,
                 Qt.TransformationMode.SmoothTransformation,
             )
         )

@@ -1,9 +1,9 @@
 """Plot <-> image links: highlight selected cells, find the cell under a click, go to a cell.
 
-Highlighting many cells must not touch pixels: each source Labels layer gets one
-overlay Labels layer that *shares its data array* and shows only the selected labels
-through a ``DirectLabelColormap`` (everything else transparent). Selecting = swapping
-that colour dict, O(selected cells) whatever the image size.
+Highlighting a selection must not touch pixels: the selected cells get rings in a
+Points layer per smear (O(selected cells) whatever the image size). The class view
+(labeling dock) is a Labels overlay that *shares the source's data array* and colours
+each labelled cell through a ``DirectLabelColormap``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Labels
+import pandas as pd
+from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import DirectLabelColormap
+from scipy import ndimage
 
 from napari_reddino.session import CellPool
 
@@ -50,41 +52,125 @@ def overlay_layer(viewer: Any, source: Labels, role: str, *, create: bool = True
         affine=source.affine,
         metadata={OVERLAY_KEY: tag},
         colormap=label_colormap({}),
-        opacity=0.8,
+        opacity=0.55,
     )
+    follow_visibility(layer, source)
     viewer.layers.selection.active = source  # keep the user's layer active
     return layer
 
 
+def follow_visibility(overlay: Any, source: Labels) -> None:
+    """Show ``overlay`` only while ``source`` is visible (stacked smears stay readable).
+
+    ``overlay.metadata["enabled"] = False`` keeps it hidden whatever the source does.
+    """
+
+    def update(_event: Any = None) -> None:
+        overlay.visible = bool(source.visible and overlay.metadata.get("enabled", True))
+
+    source.events.visible.connect(update)
+    update()
+
+
+def show_smear(viewer: Any, pool: CellPool, layer_index: int) -> None:
+    """Make one pooled smear (labels + its image) visible, hiding the other hidden-able ones.
+
+    Smears usually lie on top of each other at the origin; going to a cell of a hidden
+    smear shows that smear instead of a cell of another one under the same pixels.
+    """
+    target = pool.layers[layer_index]
+    if target.visible:
+        return
+    for i, layer in enumerate(pool.layers):
+        image = image_layer_for(viewer, layer)
+        for shown in (layer, image):
+            if shown is not None:
+                shown.visible = i == layer_index
+
+
 class SelectionHighlighter:
-    """Shows a pooled selection as coloured cells in per-layer "selection" overlays."""
+    """Shows a pooled selection as rings around the selected cells, one Points layer per smear.
+
+    A ring per selected cell (at its centroid, sized by its area) costs O(selected cells):
+    nothing is recomputed over the smear's pixels, so a selection among 250k cells shows up
+    at once, whereas recolouring a Labels layer makes napari re-map every pixel.
+    """
 
     def __init__(self, viewer: Any, color=HIGHLIGHT) -> None:
         self.viewer = viewer
         self.color = np.asarray(color, dtype=np.float32)
 
     def show(self, pool: CellPool, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Highlight the cells at pooled ``indices``; returns {layer name: labels shown}."""
+        """Ring the cells at pooled ``indices``; returns {layer name: labels shown}."""
+        indices = np.asarray(indices, dtype=np.int64)
+        layer_of = pool.table["_layer"].to_numpy()[indices]
+        centres, diameters = cell_geometry(pool, indices)
+        labels = pool.table["label"].to_numpy()[indices]
         shown = {}
-        for layer_index, labels in pool.labels_by_layer(indices).items():
-            source = pool.layers[layer_index]
-            overlay = overlay_layer(self.viewer, source, "selection", create=labels.size > 0)
-            if overlay is None:
+        for layer_index, source in enumerate(pool.layers):
+            mine = layer_of == layer_index
+            ring = self._rings(source, create=bool(mine.any()))
+            if ring is None:
                 continue
-            overlay.colormap = label_colormap(dict.fromkeys(labels.tolist(), self.color))
-            shown[source.name] = labels
+            ring.data = centres[mine]
+            ring.features = pd.DataFrame({"label": labels[mine]})
+            if mine.any():
+                ring.size = diameters[mine] * 1.25
+                ring.border_color = self.color
+            shown[source.name] = labels[mine]
         return shown
 
-    def highlighted(self, source: Labels) -> np.ndarray:
-        """Labels currently highlighted over ``source`` (sorted)."""
-        overlay = overlay_layer(self.viewer, source, "selection", create=False)
-        if overlay is None:
-            return np.empty(0, dtype=np.int64)
-        colors = overlay.colormap.color_dict
-        return np.array(
-            sorted(k for k, v in colors.items() if k not in (None, 0) and np.asarray(v)[3] > 0),
-            dtype=np.int64,
+    def _rings(self, source: Labels, *, create: bool) -> Points | None:
+        tag = ("selection", source.name)
+        for layer in self.viewer.layers:
+            if isinstance(layer, Points) and tuple(layer.metadata.get(OVERLAY_KEY, ())) == tag:
+                return layer
+        if not create:
+            return None
+        layer = self.viewer.add_points(
+            np.zeros((0, 2)),
+            name=f"{source.name} selection",
+            scale=source.scale[-2:],
+            translate=source.translate[-2:],
+            face_color="transparent",
+            border_color=self.color,
+            border_width=0.12,
+            border_width_is_relative=True,
+            metadata={OVERLAY_KEY: tag},
+            features=pd.DataFrame({"label": np.zeros(0, int)}),
         )
+        layer.current_border_color = tuple(self.color)
+        follow_visibility(layer, source)
+        self.viewer.layers.selection.active = source  # keep the user's layer active
+        return layer
+
+    def highlighted(self, source: Labels) -> np.ndarray:
+        """Labels currently ringed over ``source`` (sorted)."""
+        ring = self._rings(source, create=False)
+        if ring is None:
+            return np.empty(0, dtype=np.int64)
+        return np.sort(ring.features["label"].to_numpy(dtype=np.int64))
+
+
+def cell_geometry(pool: CellPool, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Data-space (y, x) centroid and diameter of pooled cells (from the cell table)."""
+    table = pool.table
+    if {"centroid_y", "centroid_x"} <= set(table.columns):
+        centres = table[["centroid_y", "centroid_x"]].to_numpy(dtype=np.float64)[indices]
+    else:  # tables without geometry: measure the selected cells in their label images
+        centres = np.zeros((len(indices), 2))
+        layer_of = table["_layer"].to_numpy()[indices]
+        for layer_index in np.unique(layer_of):
+            data = np.asarray(pool.layers[layer_index].data)
+            mine = layer_of == layer_index
+            wanted = table["label"].to_numpy()[indices[mine]]
+            centres[mine] = ndimage.center_of_mass(data > 0, data, wanted)
+    area = (
+        table["area"].to_numpy(dtype=np.float64)[indices]
+        if "area" in table.columns
+        else np.full(len(indices), 400.0)
+    )
+    return centres, 2.0 * np.sqrt(np.nan_to_num(area, nan=400.0) / np.pi)
 
 
 def selection_to_labels(viewer: Any, pool: CellPool, indices: np.ndarray) -> list[Labels]:
@@ -99,10 +185,16 @@ def selection_to_labels(viewer: Any, pool: CellPool, indices: np.ndarray) -> lis
         features = source.features[source.features["label"].isin(labels)].reset_index(drop=True)
         made.append(
             viewer.add_labels(
-                kept, name=f"{source.name} selected cells", scale=source.scale,
-                translate=source.translate, affine=source.affine, features=features,
-                metadata={"image": source.metadata.get("image", source.name),
-                          "subject": source.metadata.get("subject", "unknown")},
+                kept,
+                name=f"{source.name} selected cells",
+                scale=source.scale,
+                translate=source.translate,
+                affine=source.affine,
+                features=features,
+                metadata={
+                    "image": source.metadata.get("image", source.name),
+                    "subject": source.metadata.get("subject", "unknown"),
+                },
             )
         )
     return made
@@ -112,6 +204,7 @@ def go_to_cell(viewer: Any, pool: CellPool, index: int) -> np.ndarray:
     """Centre the camera on pooled cell ``index`` and zoom to it; returns its world (y, x)."""
     row = pool.table.iloc[int(index)]
     layer = pool.layers[int(row["_layer"])]
+    show_smear(viewer, pool, int(row["_layer"]))
     if {"centroid_y", "centroid_x"} <= set(row.index) and np.isfinite(row["centroid_y"]):
         centre = np.array([row["centroid_y"], row["centroid_x"]], dtype=float)
     else:

@@ -130,11 +130,13 @@ def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     if "class" not in table.columns:
         return pd.DataFrame(columns=["subject", "image", "class", "count", "percent"])
     classes = table["class"].astype(object).where(~unlabeled_mask(table["class"]), "(unlabeled)")
-    frame = pd.DataFrame({
-        "subject": table["subject"].astype(str) if "subject" in table else "unknown",
-        "image": table["image"].astype(str),
-        "class": classes.astype(str),
-    })
+    frame = pd.DataFrame(
+        {
+            "subject": table["subject"].astype(str) if "subject" in table else "unknown",
+            "image": table["image"].astype(str),
+            "class": classes.astype(str),
+        }
+    )
     counts = frame.groupby(["subject", "image", "class"]).size().rename("count").reset_index()
     totals = counts.groupby(["subject", "image"])["count"].transform("sum")
     counts["percent"] = 100.0 * counts["count"] / totals

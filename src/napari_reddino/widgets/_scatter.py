@@ -120,8 +120,12 @@ class ScatterCanvas:
             return
         low, high = self.points.min(axis=0), self.points.max(axis=0)
         pad = np.maximum((high - low) * 0.05, 1e-3)
-        self.view.camera.set_range(x=(low[0] - pad[0], high[0] + pad[0]),
-                                   y=(low[1] - pad[1], high[1] + pad[1]), z=(-1, 1), margin=0)
+        self.view.camera.set_range(
+            x=(low[0] - pad[0], high[0] + pad[0]),
+            y=(low[1] - pad[1], high[1] + pad[1]),
+            z=(-1, 1),
+            margin=0,
+        )
 
     # --- selection ------------------------------------------------------------------
     def select(self, indices: Sequence[int] | np.ndarray, *, emit: bool = True) -> np.ndarray:
@@ -187,8 +191,11 @@ class ScatterCanvas:
         self.hover_marker.visible = index >= 0
         if index >= 0:
             self.hover_marker.set_data(
-                self.points[index : index + 1], face_color=(0, 0, 0, 0),
-                edge_color="yellow", edge_width=2, size=self.point_size + 10,
+                self.points[index : index + 1],
+                face_color=(0, 0, 0, 0),
+                edge_color="yellow",
+                edge_width=2,
+                size=self.point_size + 10,
             )
         self.hovered.emit(index)
 

@@ -184,9 +184,37 @@ def layer_combo(
         event.value.events.name.connect(refresh)
         refresh()
 
-    viewer.layers.events.inserted.connect(on_inserted)
-    viewer.layers.events.removed.connect(refresh)
-    viewer.layers.events.reordered.connect(refresh)
     for layer in viewer.layers:
         layer.events.name.connect(refresh)
+    connect_until_destroyed(
+        combo.native,
+        [
+            (viewer.layers.events.inserted, on_inserted),
+            (viewer.layers.events.removed, refresh),
+            (viewer.layers.events.reordered, refresh),
+        ],
+        on_destroyed=lambda: [layer.events.name.disconnect(refresh) for layer in viewer.layers],
+    )
     return combo
+
+
+def connect_until_destroyed(
+    widget: QWidget,
+    connections: list[tuple[Any, Callable[..., Any]]],
+    on_destroyed: Callable[[], Any] | None = None,
+) -> None:
+    """Connect viewer (psygnal / napari) events for as long as the Qt ``widget`` lives.
+
+    A closed dock is deleted by Qt while the viewer lives on; without this, the next layer
+    change would call into a deleted widget and print a traceback.
+    """
+    for emitter, callback in connections:
+        emitter.connect(callback)
+
+    def disconnect(*_: Any) -> None:
+        for emitter, callback in connections:
+            emitter.disconnect(callback)
+        if on_destroyed is not None:
+            on_destroyed()
+
+    widget.destroyed.connect(disconnect)

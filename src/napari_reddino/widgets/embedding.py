@@ -20,7 +20,13 @@ from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
 from napari_reddino._progress import Progress
-from napari_reddino.widgets._workers import TaskRunner, layer_combo, notify_error
+from napari_reddino.widgets import keep_triton_away_from_mesa_llvm
+from napari_reddino.widgets._workers import (
+    TaskRunner,
+    connect_until_destroyed,
+    layer_combo,
+    notify_error,
+)
 from napari_reddino.widgets.segmentation import image_key, layer_image
 
 TASK = "Embedding"
@@ -67,6 +73,7 @@ class EmbeddingWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        keep_triton_away_from_mesa_llvm()  # before torch can pull Triton in (see there)
         from napari_reddino import backbones
 
         self.viewer = napari_viewer
@@ -86,9 +93,9 @@ class EmbeddingWidget(QWidget):
         self.overlay = CheckBox(text="PCA overlay", value=True)
         self.opacity = FloatSlider(label="overlay opacity", min=0.0, max=1.0, value=0.6)
         self.foreground_only = CheckBox(text="fit PCA on cells only", value=False)
+        self.backbone_form = Container(widgets=[self.backbone], labels=True)
         self.form = Container(
             widgets=[
-                self.backbone,
                 self.device,
                 self.pooling,
                 self.image_combo,
@@ -110,8 +117,9 @@ class EmbeddingWidget(QWidget):
         io_row.addWidget(self.save_button.native)
         io_row.addWidget(self.load_button.native)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.backbone_form.native)
+        layout.addLayout(browse_row)  # right under the backbone list they add to
         layout.addWidget(self.form.native)
-        layout.addLayout(browse_row)
         layout.addWidget(self.runner)
         layout.addLayout(io_row)
         layout.addStretch(1)
@@ -119,7 +127,9 @@ class EmbeddingWidget(QWidget):
         self.browse_folder.changed.connect(self._browse_folder)
         self.browse_pth.changed.connect(self._browse_pth)
         self.image_combo.changed.connect(self._labels_for_image)
-        napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        connect_until_destroyed(
+            self, [(napari_viewer.layers.events.inserted, self._on_layer_inserted)]
+        )
         self.overlay.changed.connect(self._sync_overlay)
         self.opacity.changed.connect(self._sync_overlay)
         self.save_button.changed.connect(lambda *_: self.save_embeddings())
@@ -209,6 +219,15 @@ class EmbeddingWidget(QWidget):
                     ValueError(
                         f"labels {labels_layer.name!r} {labels.shape} do not match image "
                         f"{image_layer.name!r} {tuple(pixels.shape[:2])}"
+                    ),
+                )
+                return
+            if "label" not in labels_layer.features.columns:
+                notify_error(
+                    TASK,
+                    ValueError(
+                        f"labels {labels_layer.name!r} have no cell table (no 'label' feature); "
+                        "segment the image with the 'Segment cells' dock first"
                     ),
                 )
                 return

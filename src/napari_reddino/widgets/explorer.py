@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -36,7 +35,7 @@ from napari_reddino.widgets import _linking
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
-from napari_reddino.widgets._workers import TaskRunner, notify_error
+from napari_reddino.widgets._workers import TaskRunner
 
 PROJECTIONS = {"UMAP": "umap", "PCA": "pca", "t-SNE": "tsne"}
 CLUSTERINGS = {"k-means": "kmeans", "HDBSCAN": "hdbscan"}
@@ -83,15 +82,13 @@ class ExplorerWidget(QWidget):
         self.mode_buttons = QButtonGroup(self)
         mode_row = QHBoxLayout()
         for mode in MODES:
-            button = QToolButton()
-            button.setText(mode.capitalize())
+            button = QPushButton(mode.capitalize())
             button.setCheckable(True)
             button.setChecked(mode == "pan")
             button.clicked.connect(lambda _checked, m=mode: setattr(self.scatter, "mode", m))
             self.mode_buttons.addButton(button)
             mode_row.addWidget(button)
-        reset = QToolButton()
-        reset.setText("Fit")
+        reset = QPushButton("Fit")
         reset.clicked.connect(self.scatter.reset_view)
         mode_row.addWidget(reset)
         self.group_click = QCheckBox("Click selects its whole group")
@@ -143,8 +140,12 @@ class ExplorerWidget(QWidget):
         color_row = QFormLayout()
         color_row.addRow("Colour by", self.color_column)
         actions = QHBoxLayout()
-        for widget in (self.selection_label, self.goto_button, self.to_layer_button,
-                       self.clear_button):
+        for widget in (
+            self.selection_label,
+            self.goto_button,
+            self.to_layer_button,
+            self.clear_button,
+        ):
             actions.addWidget(widget)
 
         content = QWidget()
@@ -260,8 +261,12 @@ class ExplorerWidget(QWidget):
     # --- selection ----------------------------------------------------------------------
     def _on_scatter_selection(self, indices: np.ndarray) -> None:
         pool, column = self.pool, self.color_column.currentText()
-        if (self.group_click.isChecked() and len(indices) == 1 and pool is not None
-                and column in pool.table.columns):
+        if (
+            self.group_click.isChecked()
+            and len(indices) == 1
+            and pool is not None
+            and column in pool.table.columns
+        ):
             values = pool.table[column].astype(str).to_numpy()
             indices = np.flatnonzero(values == values[indices[0]])
         self.session.select(indices)
@@ -394,8 +399,6 @@ class ExplorerWidget(QWidget):
         self.batch_runner.start(job, on_result, task="batch metrics")
 
     def closeEvent(self, event: Any) -> None:
-        try:
+        if self._click in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._click)
-        except ValueError as err:
-            notify_error("closing the explorer", err)
         super().closeEvent(event)

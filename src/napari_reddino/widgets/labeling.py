@@ -244,8 +244,9 @@ class LabelingWidget(QWidget):
 
     def _after_edit(self, message: str) -> None:
         self.status.setText(message)
-        if self.autosaver is not None and self.pool is not None:
-            self.autosaver.sync(self.pool.public_table())
+        pool = self.pool
+        if self.autosaver is not None and pool is not None and "class_source" in pool.table:
+            self.autosaver.sync(pool.public_table())
 
     def update_class_view(self) -> None:
         """One overlay per smear colouring each labelled cell with its class colour."""
@@ -254,6 +255,7 @@ class LabelingWidget(QWidget):
             for layer in [] if pool is None else pool.layers:
                 overlay = _linking.overlay_layer(self.viewer, layer, "classes", create=False)
                 if overlay is not None:
+                    overlay.metadata["enabled"] = False
                     overlay.visible = False
             return
         colors = self.classes.class_set.color_map
@@ -263,7 +265,8 @@ class LabelingWidget(QWidget):
         for layer_index, layer in enumerate(pool.layers):
             mine = (layer_of == layer_index) & np.isin(classes, list(colors))
             overlay = _linking.overlay_layer(self.viewer, layer, "classes")
-            overlay.visible = True
+            overlay.metadata["enabled"] = True
+            overlay.visible = layer.visible
             overlay.colormap = _linking.label_colormap(
                 {int(lab): colors[c] for lab, c in zip(labels[mine], classes[mine])}
             )
@@ -278,23 +281,31 @@ class LabelingWidget(QWidget):
             show_warning("no embedded cells to propagate over")
             return
         classes = self.book.classes()
-        source = (pool.table["class_source"].astype(str).to_numpy()
-                  if "class_source" in pool.table.columns else np.full(len(pool), ""))
+        source = (
+            pool.table["class_source"].astype(str).to_numpy()
+            if "class_source" in pool.table.columns
+            else np.full(len(pool), "")
+        )
         manual = np.where(source == propagate.MANUAL, classes, None)
         vectors, k, spreading = pool.vectors, self.k.value(), self.spreading.isChecked()
         names = self.classes.class_set.names
 
         def job(cancel):
-            return (yield from propagate.iter_propagate(
-                vectors, manual, k=k, spreading=spreading, class_names=names, cancel=cancel))
+            return (
+                yield from propagate.iter_propagate(
+                    vectors, manual, k=k, spreading=spreading, class_names=names, cancel=cancel
+                )
+            )
 
         def on_result(result) -> None:
             if self.pool is not pool:
                 raise SessionError("the cells changed while propagating; run it again")
             self.book.apply_propagation(result)
             self.review_position, self.reviewed = -1, None
-            self._after_edit(f"propagated {int((~propagate.unlabeled_mask(manual)).sum())} "
-                             f"manual labels to {len(pool)} cells")
+            self._after_edit(
+                f"propagated {int((~propagate.unlabeled_mask(manual)).sum())} "
+                f"manual labels to {len(pool)} cells"
+            )
             self.update_counts()
 
         self.propagate_runner.start(job, on_result, task="propagation")
@@ -341,8 +352,9 @@ class LabelingWidget(QWidget):
             show_warning("no cells to export")
             return None
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export labels", "",
-                                                  "Tables (*.csv *.parquet)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export labels", "", "Tables (*.csv *.parquet)"
+            )
             if not path:
                 return None
         try:
@@ -357,13 +369,15 @@ class LabelingWidget(QWidget):
             show_warning("load and embed the smears before importing their labels")
             return False
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Import labels", "",
-                                                  "Tables (*.csv *.parquet)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Import labels", "", "Tables (*.csv *.parquet)"
+            )
             if not path:
                 return False
         try:
-            result = labels_io.import_labels(path, self.pool.public_table(),
-                                             class_names=self.classes.class_set.names)
+            result = labels_io.import_labels(
+                path, self.pool.public_table(), class_names=self.classes.class_set.names
+            )
         except (ValueError, OSError) as err:
             show_error(f"import failed: {err}")
             return False
@@ -387,8 +401,11 @@ class LabelingWidget(QWidget):
             return False
         if len(saver) and self.pool is not None:
             try:
-                result = labels_io.merge_labels(self.pool.public_table(), saver.frame(),
-                                                class_names=self.classes.class_set.names)
+                result = labels_io.merge_labels(
+                    self.pool.public_table(),
+                    saver.frame(),
+                    class_names=self.classes.class_set.names,
+                )
             except ValueError as err:
                 show_error(f"autosave file {saver.path.name} not restored: {err}")
                 return False

@@ -23,6 +23,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
+from napari_reddino.widgets import keep_triton_away_from_mesa_llvm
 from napari_reddino.widgets._workers import TaskRunner, layer_combo, notify_error
 
 TASK = "Segmentation"
@@ -140,6 +141,7 @@ class SegmentationWidget(QWidget):
         if not isinstance(layer, Image):
             notify_error(TASK, ValueError("choose an image layer (open an image or a sample)"))
             return
+        keep_triton_away_from_mesa_llvm()  # cellpose imports torch (see there)
         from napari_reddino import segment
 
         method = self.method.value
@@ -149,10 +151,9 @@ class SegmentationWidget(QWidget):
         pixels = layer_image(layer)
 
         def job(cancel: Any) -> Any:
-            image = segment.validate_image(np.asarray(pixels))
             return (
                 yield from segment.iter_segment(
-                    image,
+                    np.asarray(pixels),
                     method,
                     cancel=cancel,
                     image_name=image_name,

@@ -1,0 +1,107 @@
+"""Training throughput per config: img/s, peak memory, and (on CUDA) MFU; SDPA vs eager attention.
+
+    python benchmarks/train_throughput.py                       # tiny_cpu + bundled_default
+    python benchmarks/train_throughput.py --configs vits14_reddino --batch 64 --steps 20
+
+Each row times ``training.step.train_step`` on pre-built batches (the model step alone) and the
+data stream separately (augmentation img/s on one worker). The ratio column is the speed-up of
+the default fused SDPA attention over timm's eager attention, the baseline it replaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `training/` lives at the repo root
+from training.config import load_config
+from training.data.loader import stream_from_config
+from training.distributed import DistEnv
+from training.logging import peak_memory_mb
+from training.step import train_step
+from training.train import Trainer
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def flops_per_image(cfg, model) -> float:
+    """Forward FLOPs of one global crop through the backbone (matmuls + attention)."""
+    vit = model.backbone
+    tokens = (cfg.data.global_crop_size // cfg.model.patch_size) ** 2 + vit.num_prefix_tokens
+    block_params = sum(p.numel() for p in vit.blocks.parameters())
+    attention = 4 * len(vit.blocks) * tokens**2 * vit.embed_dim
+    return 2 * block_params * tokens + attention
+
+
+def measure(name: str, overrides: list[str], steps: int, warmup: int, device: torch.device):
+    with tempfile.TemporaryDirectory() as out:
+        cfg = load_config(name, [f"run.output_dir={out}", *overrides])
+        trainer = Trainer(cfg, DistEnv(device=device))
+        stream = stream_from_config(cfg.data, cfg.mask, patch_size=cfg.model.patch_size,
+                                    seed=0, rank=0, world_size=1, start_step=0)  # fmt: skip
+        tick = time.perf_counter()
+        batches = [stream.batch(i) for i in range(min(steps, 4))]
+        data_img_s = len(batches) * stream.batch_size / (time.perf_counter() - tick)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        values = trainer.schedules.at(cfg.optim.warmup_iters)
+        timed = 0.0
+        for i in range(warmup + steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            tick = time.perf_counter()
+            train_step(trainer.models, trainer.student, trainer.objective, trainer.optimizer,
+                       batches[i % len(batches)], values, step=i, cfg=cfg,
+                       env=trainer.env)  # fmt: skip
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                timed += time.perf_counter() - tick
+        img_s = steps * stream.batch_size / timed
+        # student fwd + bwd (3x) and teacher fwd (1x), two global crops per image
+        step_flops = 4 * 2 * flops_per_image(cfg, trainer.models.student)
+        achieved = img_s * step_flops / 1e12
+        return {"img_s": img_s, "data_img_s": data_img_s, "tflops": achieved,
+                "peak_mb": peak_memory_mb(device), "batch": stream.batch_size}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["tiny_cpu", "bundled_default"])
+    parser.add_argument("--batch", type=int, default=None, help="override batch_size_per_gpu")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.threads)
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items()
+                 if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
+          f" ({args.threads} CPU thread(s))")
+    header = f"{'config':18} {'attn':6} {'batch':>5} {'img/s':>8} {'data img/s':>10} " \
+             f"{'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8} {'vs eager':>8}"
+    print(header)
+    for name in args.configs:
+        base = ["data.patch_dirs=[]", "data.synthetic=true", f"run.threads={args.threads}",
+                "model.init_from=null"]
+        if args.batch:
+            base.append(f"data.batch_size_per_gpu={args.batch}")
+        rows = {attn: measure(name, [*base, f"model.attn={attn}"], args.steps, args.warmup, device)
+                for attn in ("eager", "sdpa")}  # fmt: skip
+        for attn, row in rows.items():
+            mfu = f"{row['tflops'] / peak:.1%}" if peak else "-"
+            ratio = row["img_s"] / rows["eager"]["img_s"]
+            print(f"{name:18} {attn:6} {row['batch']:>5} {row['img_s']:>8.1f} "
+                  f"{row['data_img_s']:>10.1f} {row['tflops']:>8.3f} {mfu:>6} "
+                  f"{row['peak_mb']:>8.0f} {ratio:>7.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Smear -> training patches: background tiles skipped, cell crops centred on their cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from napari_reddino.synthetic import synthetic_smear
+from training.data.patches import as_rgb_uint8, cell_crops, extract_patches, tile_patches
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def half_empty_smear():
+    """A synthetic smear whose right half is replaced by its own bare-glass background."""
+    smear = synthetic_smear(shape=(256, 512), seed=2)
+    image, labels = smear.image.copy(), smear.labels.copy()
+    background = np.median(image[labels == 0], axis=0).astype(np.uint8)
+    image[:, 256:] = background
+    labels[:, 256:] = 0
+    return image, labels
+
+
+def test_background_tiles_are_skipped(half_empty_smear):
+    image, labels = half_empty_smear
+    kept = list(tile_patches(image, 64, min_foreground=0.05))
+    positions = {(y, x) for y, x, _ in kept}
+    assert all(x < 256 for _, x in positions)  # nothing from the empty half
+    with_cells = {(y, x) for y in range(0, 256, 64) for x in range(0, 256, 64)
+                  if (labels[y:y + 64, x:x + 64] > 0).mean() >= 0.15}  # fmt: skip
+    assert with_cells <= positions
+    for y, x, tile in kept:
+        assert tile.shape == (64, 64, 3)
+        np.testing.assert_array_equal(tile, image[y:y + 64, x:x + 64])
+
+
+def test_cell_crops_are_centred_on_each_cell(half_empty_smear):
+    image, labels = half_empty_smear
+    crops = list(cell_crops(image, labels, size=48))
+    assert {label for label, _ in crops} == set(np.unique(labels[labels > 0]).tolist())
+    for label, crop in crops:
+        assert crop.shape == (48, 48, 3)
+        ys, xs = np.nonzero(labels == label)
+        cy, cx = round(ys.mean()), round(xs.mean())
+        np.testing.assert_array_equal(crop[24, 24], image[cy, cx])
+    with pytest.raises(ValueError, match="do not match"):
+        next(cell_crops(image, labels[:10]))
+
+
+def test_extract_patches_from_a_real_smear(tmp_path):
+    source = SHARED / "bccd" / "JPEGImages"
+    if not source.is_dir():
+        pytest.skip("shared real smears not present")
+    one = sorted(source.iterdir())[0]
+    count = extract_patches([one], tmp_path / "out", size=128)
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert count == len(written) >= 4  # a crowded 640x480 smear: most of its 15 tiles hold cells
+    assert all(iio.imread(p).shape == (128, 128, 3) for p in written)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        extract_patches([tmp_path / "empty"], tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        extract_patches([tmp_path / "missing"], tmp_path / "none")
+
+
+def test_any_image_layout_becomes_rgb_uint8():
+    gray16 = np.full((8, 8), 65535, np.uint16)
+    assert as_rgb_uint8(gray16).shape == (8, 8, 3) and as_rgb_uint8(gray16).max() == 255
+    rgba_float = np.full((8, 8, 4), 0.5)
+    assert as_rgb_uint8(rgba_float)[0, 0].tolist() == [128, 128, 128]
+    with pytest.raises(ValueError, match="gray, RGB or RGBA"):
+        as_rgb_uint8(np.zeros((2, 8, 8, 3)))
