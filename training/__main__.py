@@ -6,6 +6,7 @@ Examples::
     python -m training train --config tiny_cpu run.output_dir=runs/tiny
     python -m training export runs/tiny --out exported/tiny
     python -m training patches /smears --out patches/ --size 224
+    python -m training patches /smears --out crops/ --size 112 --cells
     python -m training eval ...          (forwarded to training.eval)
 """
 
@@ -37,8 +38,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _patches(args: argparse.Namespace) -> int:
-    from training.data.patches import extract_patches
+    from training.data.patches import extract_cell_crops, extract_patches
 
+    if args.cells:
+        count = extract_cell_crops(args.sources, args.out, size=args.size, scale=args.scale,
+                                   margin=args.margin)
+        print(f"wrote {count} cell crops to {args.out}")
+        return 0
     count = extract_patches(
         args.sources, args.out, size=args.size, min_foreground=args.min_foreground,
         scale=args.scale,
@@ -71,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     patches.add_argument("--size", type=int, default=224)
     patches.add_argument("--min-foreground", type=float, default=0.1)
     patches.add_argument("--scale", type=float, default=1.0, help="resize smears first")
+    patches.add_argument("--cells", action="store_true",
+                         help="segment each smear (classical backend) and write one crop per "
+                              "cell instead of tiles")
+    patches.add_argument("--margin", type=float, default=2.0,
+                         help="with --cells: crop side / the cell's longest box side")
     patches.set_defaults(func=_patches)
 
     sub.add_parser("eval", help="evaluation harness (see python -m training eval -h)",

@@ -44,6 +44,7 @@ class HeadConfig:
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
     nlayers: int = 3
+    use_bn: bool = False  # BatchNorm in the head MLP (DINO's use_bn_in_head; helps small batches)
     ibot_separate_head: bool = False  # RedDino shares one head between DINO and iBOT
     ibot_out_dim: int | None = None
 
@@ -107,10 +108,12 @@ class DataConfig:
     synthetic_fraction: float = 0.5  # share of samples from the generator when both sources exist
     synthetic_shape: int = 512
     synthetic_tile: int = 224  # side of the tiles cut from generated smears (match patch_dirs)
+    synthetic_mode: str = "tiles"  # "tiles" of whole smears, or "cells": a crop around one cell
     batch_size_per_gpu: int = 8
     num_workers: int = 0
     global_crop_size: int = 224
     global_crop_scale: tuple[float, float] = (0.32, 1.0)
+    global_crop_ratio: tuple[float, float] = (0.75, 4 / 3)  # aspect range; [1, 1] keeps shapes
     local_crops_number: int = 0
     local_crop_size: int = 98
     local_crop_scale: tuple[float, float] = (0.05, 0.32)

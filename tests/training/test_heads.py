@@ -46,3 +46,33 @@ def test_last_layer_frozen_until_the_given_step():
         prototypes_moved = not torch.equal(head.last_layer.weight, prototypes_before)
         assert prototypes_moved == (step >= 1)
         assert not torch.equal(head.mlp[0].weight, mlp_before)
+
+
+def test_batchnorm_head_uses_batch_statistics_in_teacher_and_per_token_kind():
+    """use_bn: the teacher normalises with its batch's statistics (its running buffers are never
+    EMA-updated), and a shared head normalises CLS and patch tokens separately."""
+    from training.config import HeadConfig, ModelConfig
+    from training.models.student_teacher import StudentTeacher
+
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(embed_dim=32, depth=1, num_heads=2, layerscale_init=None)
+    head_cfg = HeadConfig(out_dim=16, hidden_dim=24, bottleneck_dim=8, use_bn=True)
+    models = StudentTeacher(model_cfg, head_cfg, img_size=28).train()
+    teacher = models.teacher
+    norms = [m for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 2 and all(m.training for m in norms)
+    assert not teacher.backbone.training  # the rest of the teacher stays in eval mode
+    crops = torch.randn(6, 3, 28, 28)
+    masks = torch.zeros(6, 4, dtype=torch.bool)
+    masks[:, :2] = True
+    with torch.no_grad():
+        out = teacher(crops, masks, mask_inputs=False)
+        tokens = teacher.tokens(crops)
+        alone_cls = teacher.dino_head(tokens[:, 0])
+        alone_patches = teacher.dino_head(tokens[:, 1:][masks])
+        # batch statistics: the same crop gets another output in another batch
+        other = teacher(torch.cat([crops[:1], torch.randn(5, 3, 28, 28)]), masks,
+                        mask_inputs=False)
+    torch.testing.assert_close(out.global_cls_logits, alone_cls)
+    torch.testing.assert_close(out.masked_patch_logits, alone_patches)
+    assert not torch.allclose(out.global_cls_logits[0], other.global_cls_logits[0])

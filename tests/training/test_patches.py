@@ -74,3 +74,26 @@ def test_any_image_layout_becomes_rgb_uint8():
     assert as_rgb_uint8(rgba_float)[0, 0].tolist() == [128, 128, 128]
     with pytest.raises(ValueError, match="gray, RGB or RGBA"):
         as_rgb_uint8(np.zeros((2, 8, 8, 3)))
+
+
+def test_cell_crops_of_a_segmented_smear_match_the_plugins_cls_crop(tmp_path):
+    """`patches --cells`: one crop per segmented cell, as the plugin's cls_crop would cut it."""
+    from scipy import ndimage
+
+    from napari_reddino.cell_pool import crop_square
+    from napari_reddino.segment import classical_segment
+    from training.__main__ import main
+    from training.data.patches import extract_cell_crops
+
+    smear = synthetic_smear(shape=(256, 256), seed=3)
+    iio.imwrite(tmp_path / "smear.png", smear.image)
+    assert main(["patches", str(tmp_path / "smear.png"), "--out", str(tmp_path / "crops"),
+                 "--cells", "--size", "64", "--margin", "1.5"]) == 0
+    written = sorted((tmp_path / "crops").glob("*.png"))
+    labels = classical_segment(smear.image)
+    boxes = [b for b in ndimage.find_objects(labels) if b is not None]
+    assert len(written) == len(boxes) >= 10
+    first = iio.imread(written[0])
+    np.testing.assert_array_equal(first, crop_square(smear.image, boxes[0], 1.5, 64))
+    with pytest.raises(ValueError, match="margin must be >= 1"):
+        extract_cell_crops([tmp_path / "smear.png"], tmp_path / "bad", margin=0.5)

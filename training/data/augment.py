@@ -63,6 +63,7 @@ class CropSpec:
 
     global_size: int = 224
     global_scale: tuple[float, float] = (0.32, 1.0)
+    global_ratio: tuple[float, float] = (0.75, 4 / 3)
     local_number: int = 0
     local_size: int = 98
     local_scale: tuple[float, float] = (0.05, 0.32)
@@ -84,7 +85,8 @@ class RedDinoAugmentation:
             ]
         )
         self.global_crop = A.Compose(
-            [A.RandomResizedCrop(size=(crops.global_size,) * 2, scale=crops.global_scale)]
+            [A.RandomResizedCrop(size=(crops.global_size,) * 2, scale=crops.global_scale,
+                                 ratio=crops.global_ratio)]
         )
         self.local_crop = A.Compose(
             [A.RandomResizedCrop(size=(crops.local_size,) * 2, scale=crops.local_scale)]

@@ -36,13 +36,20 @@ class MaskSpec:
     ratio_range: tuple[float, float] = (0.1, 0.5)
 
 
+SYNTHETIC_MODES = ("tiles", "cells")
+CELL_MARGIN_RANGE = (1.3, 2.0)  # crop side / cell bbox side; the plugin's cls_crop uses 1.5
+
+
 @lru_cache(maxsize=4)
-def _synthetic_smear_image(seed: int, size: int) -> np.ndarray:
-    """One generated smear (its image only); cached because several samples crop the same one."""
+def _synthetic_smear(seed: int, size: int) -> tuple[np.ndarray, list]:
+    """One generated smear and its cells' bounding boxes; cached: several samples share it."""
+    from scipy import ndimage
+
     from napari_reddino.synthetic import make_subject_styles, synthetic_smear
 
     style = make_subject_styles(1, seed=seed)[0]
-    return synthetic_smear(shape=(size, size), seed=seed, style=style).image
+    smear = synthetic_smear(shape=(size, size), seed=seed, style=style)
+    return smear.image, [box for box in ndimage.find_objects(smear.labels) if box is not None]
 
 
 class SmearCropStream(IterableDataset):
@@ -62,6 +69,7 @@ class SmearCropStream(IterableDataset):
         synthetic: bool = False,
         synthetic_fraction: float = 0.5,
         synthetic_shape: int = 512,
+        synthetic_mode: str = "tiles",
         tile_size: int = 224,
         n_pixel_transforms: int = 4,
     ):
@@ -70,6 +78,9 @@ class SmearCropStream(IterableDataset):
             raise ValueError(
                 "no training images: give data.patch_dirs with image files or set data.synthetic"
             )
+        if synthetic_mode not in SYNTHETIC_MODES:
+            raise ValueError(f"data.synthetic_mode must be one of {SYNTHETIC_MODES}, "
+                             f"got {synthetic_mode!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.files = list(files)
@@ -83,6 +94,7 @@ class SmearCropStream(IterableDataset):
         self.synthetic = synthetic
         self.synthetic_fraction = synthetic_fraction if files else 1.0
         self.synthetic_shape = synthetic_shape
+        self.synthetic_mode = synthetic_mode
         self.tile_size = tile_size
         self.augment = RedDinoAugmentation(crops, n_pixel_transforms)
 
@@ -95,7 +107,12 @@ class SmearCropStream(IterableDataset):
         if not use_synthetic:
             return as_rgb_uint8(iio.imread(self.files[int(rng.integers(len(self.files)))]))
         smear_seed = self.seed * 1_000_003 + sample_index // SAMPLES_PER_SYNTHETIC_SMEAR
-        smear = _synthetic_smear_image(smear_seed, self.synthetic_shape)
+        smear, boxes = _synthetic_smear(smear_seed, self.synthetic_shape)
+        if self.synthetic_mode == "cells" and boxes:
+            from napari_reddino.cell_pool import crop_square
+
+            box = boxes[int(rng.integers(len(boxes)))]
+            return crop_square(smear, box, rng.uniform(*CELL_MARGIN_RANGE), self.tile_size)
         tile = min(self.tile_size, *smear.shape[:2])
         y = int(rng.integers(smear.shape[0] - tile + 1))
         x = int(rng.integers(smear.shape[1] - tile + 1))
@@ -163,6 +180,7 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
     crops = CropSpec(
         global_size=data_cfg.global_crop_size,
         global_scale=tuple(data_cfg.global_crop_scale),
+        global_ratio=tuple(data_cfg.global_crop_ratio),
         local_number=data_cfg.local_crops_number,
         local_size=data_cfg.local_crop_size,
         local_scale=tuple(data_cfg.local_crop_scale),
@@ -189,6 +207,7 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
         synthetic=data_cfg.synthetic,
         synthetic_fraction=data_cfg.synthetic_fraction,
         synthetic_shape=data_cfg.synthetic_shape,
+        synthetic_mode=data_cfg.synthetic_mode,
         tile_size=data_cfg.synthetic_tile,
         n_pixel_transforms=data_cfg.pixel_transforms,
     )

@@ -2,7 +2,9 @@
 
 RedDino trained on 224x224 tiles of whole smears; a tile of bare glass teaches the model nothing,
 so tiles whose foreground (pixels darker or more saturated than the background) is too small are
-skipped. Cell crops centre one segmented cell in a fixed-size window for cell-level pretraining.
+skipped. Cell crops centre one segmented cell in a window for cell-level pretraining: either a
+fixed-size window (:func:`cell_crops`) or, as the plugin's ``cls_crop`` pooling sees a cell, a
+square of ``margin`` times the cell's box resized to one size (:func:`extract_cell_crops`).
 """
 
 from __future__ import annotations
@@ -89,6 +91,57 @@ def list_images(folders: list[str | Path]) -> list[Path]:
     return sorted(files)
 
 
+def _read_smear(path: Path, scale: float) -> np.ndarray:
+    from skimage.transform import rescale
+
+    image = as_rgb_uint8(iio.imread(path))
+    if scale != 1.0:
+        image = as_rgb_uint8(rescale(image, scale, channel_axis=2, anti_aliasing=True))
+    return image
+
+
+def _smear_files(sources: list[str | Path]) -> list[Path]:
+    files = list_images(list(sources))
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {sources}")
+    return files
+
+
+def extract_cell_crops(
+    sources: list[str | Path],
+    out_dir: str | Path,
+    *,
+    size: int = 112,
+    scale: float = 1.0,
+    margin: float = 2.0,
+) -> int:
+    """Segment every smear (classical backend), write one PNG per cell; return how many.
+
+    Each crop is a square of ``margin`` x the cell's longest box side, centred on the cell and
+    resized to ``size``: the view of a cell the plugin's ``cls_crop`` pooling embeds (there with
+    margin 1.5; a wider margin here leaves room for the random resized crops of training).
+    """
+    from scipy import ndimage
+
+    from napari_reddino.cell_pool import crop_square
+    from napari_reddino.segment import classical_segment
+
+    if margin < 1.0:
+        raise ValueError(f"margin must be >= 1 (the crop holds the whole cell), got {margin}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for index, path in enumerate(_smear_files(sources)):
+        image = _read_smear(path, scale)
+        labels = classical_segment(image)
+        for label, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is not None:
+                crop = crop_square(image, box, margin, size)
+                iio.imwrite(out / f"{index:05d}_{path.stem}_cell{label:04d}.png", crop)
+                count += 1
+    return count
+
+
 def extract_patches(
     sources: list[str | Path],
     out_dir: str | Path,
@@ -101,18 +154,11 @@ def extract_patches(
 
     ``scale`` resizes smears first (e.g. 0.5 to match a lower-magnification target).
     """
-    from skimage.transform import rescale
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = list_images(list(sources))
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {sources}")
     count = 0
-    for index, path in enumerate(files):
-        image = as_rgb_uint8(iio.imread(path))
-        if scale != 1.0:
-            image = as_rgb_uint8(rescale(image, scale, channel_axis=2, anti_aliasing=True))
+    for index, path in enumerate(_smear_files(sources)):
+        image = _read_smear(path, scale)
         for y, x, tile in tile_patches(image, size, min_foreground=min_foreground):
             iio.imwrite(out / f"{index:05d}_{path.stem}_{y}_{x}.png", tile)
             count += 1

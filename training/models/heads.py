@@ -9,9 +9,38 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 from torch.nn.utils.parametrizations import weight_norm
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm over the *global* batch on any backend (torch's SyncBatchNorm is CUDA-only).
+
+    In training mode under torch.distributed, the per-feature sums are all-reduced with an
+    autograd-aware all_reduce, so N ranks normalise, back-propagate and update their running
+    statistics exactly as one process holding the whole batch would. Otherwise plain BatchNorm.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1):
+            return super().forward(x)
+        count = torch.tensor([float(x.shape[0])], device=x.device)
+        dist.all_reduce(count)
+        mean = differentiable_all_reduce(x.sum(0)) / count  # two passes, as BatchNorm does
+        var = differentiable_all_reduce(((x - mean) ** 2).sum(0)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum
+                unbiased = var * count / (count - 1).clamp_min(1)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(unbiased.detach(), alpha=m)
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        return out * self.weight + self.bias if self.affine else out
 
 
 def _build_mlp(
@@ -24,7 +53,7 @@ def _build_mlp(
     for layer_in, layer_out in itertools.pairwise(dims):
         layers.append(nn.Linear(layer_in, layer_out))
         if use_bn:
-            layers.append(nn.BatchNorm1d(layer_out))
+            layers.append(GlobalBatchNorm1d(layer_out))
         layers.append(nn.GELU())
     layers.append(nn.Linear(hidden_dim, bottleneck_dim))
     return nn.Sequential(*layers)
@@ -46,6 +75,7 @@ class DINOHead(nn.Module):
         super().__init__()
         if nlayers < 1:
             raise ValueError(f"the head needs at least one layer, got nlayers={nlayers}")
+        self.use_bn = use_bn
         self.mlp = _build_mlp(nlayers, in_dim, hidden_dim, bottleneck_dim, use_bn)
         self.apply(self._init_weights)
         self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))

@@ -90,7 +90,8 @@ class DinoModel(nn.Module):
         dim = backbone.embed_dim
         self.backbone = backbone
         self.dino_head = DINOHead(
-            dim, head_cfg.out_dim, head_cfg.hidden_dim, head_cfg.bottleneck_dim, head_cfg.nlayers
+            dim, head_cfg.out_dim, head_cfg.hidden_dim, head_cfg.bottleneck_dim, head_cfg.nlayers,
+            use_bn=head_cfg.use_bn,
         )
         self.ibot_head = (
             DINOHead(
@@ -99,6 +100,7 @@ class DinoModel(nn.Module):
                 head_cfg.hidden_dim,
                 head_cfg.bottleneck_dim,
                 head_cfg.nlayers,
+                use_bn=head_cfg.use_bn,
             )
             if head_cfg.ibot_separate_head
             else None
@@ -136,9 +138,11 @@ class DinoModel(nn.Module):
         cls = tokens[:, 0]
         patches = tokens[:, self.backbone.num_prefix_tokens :]
         masked = patches[masks]
-        if self.ibot_head is None:  # shared head: one pass over CLS and masked tokens
-            both = self.dino_head(torch.cat([cls, masked]))
+        if self.ibot_head is None and not self.dino_head.use_bn:
+            both = self.dino_head(torch.cat([cls, masked]))  # shared head: one pass over both
             cls_logits, patch_logits = both[: cls.shape[0]], both[cls.shape[0] :]
+        elif self.ibot_head is None:  # BatchNorm statistics per token kind, not mixed
+            cls_logits, patch_logits = self.dino_head(cls), self.dino_head(masked)
         else:
             cls_logits, patch_logits = self.dino_head(cls), self.ibot_head(masked)
         local_logits = None
@@ -167,6 +171,11 @@ class StudentTeacher(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         self.teacher.eval()
+        # A head's BatchNorm normalises with the batch's statistics in the teacher too (as in
+        # DINO): its running buffers are never EMA-updated, so eval-mode BN would be stale.
+        for module in self.teacher.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train(mode)
         return self
 
     @torch.no_grad()
