@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=15, help="neighbours that vote (default: 15)")
     p.add_argument("--spreading", action="store_true",
                    help="then spread labels over the k-NN graph of all cells")
+    p.add_argument("--no-center", dest="center", action="store_false",
+                   help="plain cosine around the origin instead of around the mean cell "
+                   "(centring separates ViT embeddings better; the default)")
 
     p = sub.add_parser("report", help="HTML report of a run folder",
                        description="Write an HTML report (index.html + PNGs + CSV tables).")

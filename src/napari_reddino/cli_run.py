@@ -183,7 +183,8 @@ def cmd_propagate(args: argparse.Namespace) -> int:
     ref_classes = ref_table["class"].astype(object).where(~unlabeled_mask(ref_table["class"]))
     classes = np.concatenate([ref_classes.to_numpy(dtype=object), own])
     result = drive(iter_propagate(np.vstack([ref_vectors, vectors]), classes, k=args.k,
-                                  spreading=args.spreading), "propagate", quiet=args.quiet)
+                                  spreading=args.spreading, center=args.center),
+                   "propagate", quiet=args.quiet)
     n_ref = len(ref_table)
     table["class"] = result.classes[n_ref:].astype(str)
     table["class_source"] = np.where(pd.isna(own), PROPAGATED, MANUAL)

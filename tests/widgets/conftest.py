@@ -47,3 +47,9 @@ def wait_idle(qtbot):
         qtbot.waitUntil(lambda: not runner.is_running, timeout=timeout)
 
     return wait
+
+
+@pytest.fixture(autouse=True)
+def _user_cache_in_tmp(tmp_path, monkeypatch):
+    """Label autosaves (and anything else per-user) go to the test's folder, not ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))

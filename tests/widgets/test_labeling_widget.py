@@ -83,6 +83,28 @@ def test_propagation_fills_every_cell_from_one_label_per_class(docks, wait_idle)
     assert table["confidence"].between(0, 1).all()
 
 
+def test_centred_cosine_is_the_default_and_can_be_turned_off(docks, wait_idle):
+    """The dock's votes are the core's, around the mean cell unless the user unticks it."""
+    from napari_reddino.propagate import propagate
+
+    _, _, labeling, _, truth = docks
+    firsts = _label_one_per_class(labeling, truth)
+    manual = np.full(len(truth), None, dtype=object)
+    manual[firsts] = truth[firsts]
+    assert labeling.center.isChecked()
+    confidences = []
+    for center in (True, False):
+        labeling.center.setChecked(center)
+        _propagate(labeling, wait_idle)
+        expected = propagate(labeling.pool.vectors, manual, k=labeling.k.value(), center=center)
+        table = labeling.pool.table
+        np.testing.assert_array_equal(table["class"].to_numpy(dtype=object), expected.classes)
+        np.testing.assert_allclose(table["confidence"].to_numpy(), expected.confidence,
+                                   atol=1e-6)
+        confidences.append(expected.confidence)
+    assert not np.allclose(*confidences)  # the setting matters on these cells
+
+
 def test_review_queue_visits_the_least_confident_cell_first(docks, wait_idle):
     viewer, _, labeling, _, truth = docks
     _label_one_per_class(labeling, truth)
@@ -214,6 +236,24 @@ def test_autosave_restores_manual_labels_in_a_new_session(
     labelled = _classes_in_layers(smears)
     assert list(labelled[[0, 5]]) == ["sickle", "sickle"]
     assert pd.isna(np.delete(labelled, [0, 5])).all()
+
+
+def test_manual_labels_are_autosaved_without_asking(docks, tmp_path, monkeypatch):
+    """The first manual label starts a per-session autosave file in the user cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _, _, labeling, smears, _ = docks
+    assert labeling.autosaver is None
+    labeling.session.select([3])
+    labeling.classes.set_active("target")
+    labeling.assign_selection()
+    files = list((tmp_path / "cache" / "napari-reddino" / "autosave").glob("labels-*.csv"))
+    assert len(files) == 1 and labeling.autosaver.path == files[0]
+    saved = pd.read_csv(files[0])
+    layer = smears[0][1]
+    assert saved[["image", "label", "class"]].values.tolist() == [
+        [layer.metadata["image"], int(layer.features["label"].iloc[3]), "target"]]
+    labeling.undo()  # undo empties the file too: it always mirrors the manual labels
+    assert pd.read_csv(files[0]).empty
 
 
 def test_counts_and_class_colour_view(docks, wait_idle):

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_reddino import labels_io, propagate
+from napari_reddino._paths import session_autosave_path
 from napari_reddino.classes import recode
 from napari_reddino.session import CellPool, SessionError, session_for
 from napari_reddino.widgets import _linking
@@ -73,6 +74,10 @@ class LabelingWidget(QWidget):
         self.k.setRange(1, 100)
         self.k.setValue(15)
         self.spreading = QCheckBox("Label spreading along the cell graph")
+        self.center = QCheckBox("Compare cells around the mean cell (centred cosine)")
+        self.center.setToolTip("ViT embeddings share one large common direction; measuring "
+                               "cosine around the mean cell separates morphologies better")
+        self.center.setChecked(True)
         self.propagate_runner = TaskRunner("Propagate")
         self.propagate_runner.run_button.clicked.connect(self.run_propagation)
 
@@ -127,6 +132,7 @@ class LabelingWidget(QWidget):
         form = QFormLayout(spread)
         form.addRow("Neighbours k", self.k)
         form.addRow(self.spreading)
+        form.addRow(self.center)
         form.addRow(self.propagate_runner)
         review = QGroupBox("Review queue")
         rlayout = QVBoxLayout(review)
@@ -245,8 +251,22 @@ class LabelingWidget(QWidget):
     def _after_edit(self, message: str) -> None:
         self.status.setText(message)
         pool = self.pool
-        if self.autosaver is not None and pool is not None and "class_source" in pool.table:
+        if pool is None or "class_source" not in pool.table:
+            return
+        if self.autosaver is None:  # the first manual label starts this session's autosave
+            if not (pool.table["class_source"].astype(str) == propagate.MANUAL).any():
+                return
+            try:
+                self.autosaver = labels_io.Autosaver(session_autosave_path())
+            except (ValueError, OSError) as err:
+                show_warning(f"manual labels are not autosaved: {err}")
+                return
+            show_info(f"manual labels are autosaved to {self.autosaver.path} "
+                      "(Autosave to... with that file restores them)")
+        try:
             self.autosaver.sync(pool.public_table())
+        except OSError as err:
+            show_warning(f"autosave to {self.autosaver.path} failed: {err}")
 
     def update_class_view(self) -> None:
         """One overlay per smear colouring each labelled cell with its class colour."""
@@ -288,12 +308,13 @@ class LabelingWidget(QWidget):
         )
         manual = np.where(source == propagate.MANUAL, classes, None)
         vectors, k, spreading = pool.vectors, self.k.value(), self.spreading.isChecked()
-        names = self.classes.class_set.names
+        center, names = self.center.isChecked(), self.classes.class_set.names
 
         def job(cancel):
             return (
                 yield from propagate.iter_propagate(
-                    vectors, manual, k=k, spreading=spreading, class_names=names, cancel=cancel
+                    vectors, manual, k=k, spreading=spreading, center=center,
+                    class_names=names, cancel=cancel,
                 )
             )
 
