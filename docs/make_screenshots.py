@@ -1,12 +1,15 @@
-"""Regenerate the user-guide screenshots of the segmentation and embedding docks.
+"""Regenerate the user-guide screenshots of the four docks.
 
 Run under a display (or Xvfb), from the repository root::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py [--backbone NAME]
 
-It opens the "Synthetic smear" sample, runs each dock exactly as a user would (values set,
-Run clicked, worker awaited) and saves ``viewer.screenshot(canvas_only=False)`` into
-``docs/images/``.
+Part 1 opens the "Synthetic smear" sample and runs the segmentation and embedding docks; part 2
+opens "Synthetic smears, 3 subjects", segments and embeds every smear, then drives the explorer
+(UMAP, k-means, colour by subject, a rectangle selection linked to the smears, batch metrics)
+and the labeling dock (5 cells per class labelled from the sample's truth, propagation, class
+colours, counts). Every dock is driven as a user would (values set, Run clicked, worker
+awaited); ``viewer.screenshot(canvas_only=False)`` goes into ``docs/images/``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 import napari
+import numpy as np
 from qtpy.QtWidgets import QApplication
 
 IMAGES = Path(__file__).parent / "images"
@@ -85,6 +89,90 @@ def main() -> None:
     settle(viewer)
     viewer.screenshot(str(IMAGES / "embedding_overlay.png"), canvas_only=False)
     print(f"wrote {IMAGES / 'segmentation_dock.png'} and {IMAGES / 'embedding_overlay.png'}")
+    viewer.close()
+    explorer_and_labeling(args)
+
+
+def _segment_and_embed(viewer, args) -> list:
+    """Every sample smear through the segmentation and embedding docks; its labels layers."""
+    _d, seg = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
+    _d, emb = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
+    if args.backbone:
+        emb.set_backbone_source(args.backbone)
+    emb.device.value = args.device
+    emb.overlay.value = False
+    images = [layer for layer in viewer.layers if isinstance(layer, napari.layers.Image)]
+    labels = []
+    for image in images:
+        seg.image_combo.value = image
+        seg.runner.run_button.click()
+        wait_for(seg.runner)
+        layer = viewer.layers[f"{image.name} labels"]
+        emb.image_combo.value = image
+        emb.labels_combo.value = layer
+        emb.runner.run_button.click()
+        wait_for(emb.runner)
+        labels.append(layer)
+    for widget in (seg, emb):  # the explorer and labeling docks need the room
+        viewer.window.remove_dock_widget(widget)
+    return labels
+
+
+def _truth_class(viewer, layer) -> np.ndarray:
+    """The sample's true class at each segmented cell's centroid (None where none)."""
+    truth = viewer.layers[layer.name.replace(" labels", " truth")]
+    table = truth.features.set_index("label")["true_class"]
+    rows = layer.features[["centroid_y", "centroid_x"]].round().astype(int).to_numpy()
+    ids = truth.data[rows[:, 0], rows[:, 1]]
+    return np.array([table.get(i) if i else None for i in ids], dtype=object)
+
+
+def explorer_and_labeling(args) -> None:
+    viewer = napari.Viewer(title="napari-reddino")
+    viewer.window.resize(1600, 1000)
+    viewer.open_sample("napari-reddino", "synthetic_subjects")
+    for layer in viewer.layers:
+        layer.visible = not layer.metadata.get("truth", False)
+    labels = _segment_and_embed(viewer, args)
+    _d, explorer = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
+    explorer.refresh()
+    explorer.method.setCurrentText("UMAP")
+    explorer.project_runner.run_button.click()
+    wait_for(explorer.project_runner)
+    explorer.n_clusters.setValue(9)
+    explorer.cluster_runner.run_button.click()
+    wait_for(explorer.cluster_runner)
+    explorer.batch_runner.run_button.click()
+    wait_for(explorer.batch_runner)
+    explorer.color_column.setCurrentText("subject")
+    coords = explorer.pool.table[["umap_0", "umap_1"]].to_numpy()
+    low, high = np.percentile(coords, [35, 55], axis=0)
+    explorer.scatter.select_rectangle(tuple(low), tuple(high))
+    for layer in labels[1:]:  # one smear on screen; the rings show on it
+        layer.visible = False
+        viewer.layers[layer.name.replace(" labels", "")].visible = False
+    labels[0].opacity = 0.3
+    viewer.reset_view()
+    settle(viewer, 2.0)
+    viewer.screenshot(str(IMAGES / "explorer_linked.png"), canvas_only=False)
+
+    _d, labeling = viewer.window.add_plugin_dock_widget("napari-reddino", "Label & propagate")
+    truth = np.concatenate([_truth_class(viewer, layer) for layer in labels])
+    rng = np.random.default_rng(0)
+    for name in labeling.classes.class_set.names:
+        rows = np.flatnonzero(truth == name)
+        if rows.size:
+            labeling.session.select(rng.choice(rows, min(5, rows.size), replace=False))
+            labeling.classes.set_active(name)
+            labeling.assign_selection()
+    labeling.propagate_runner.run_button.click()
+    wait_for(labeling.propagate_runner)
+    labeling.show_classes.setChecked(True)
+    labeling.update_counts()
+    labeling.next_uncertain()
+    settle(viewer, 2.0)
+    viewer.screenshot(str(IMAGES / "labeling.png"), canvas_only=False)
+    print(f"wrote {IMAGES / 'explorer_linked.png'} and {IMAGES / 'labeling.png'}")
     viewer.close()
 
 

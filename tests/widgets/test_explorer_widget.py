@@ -238,3 +238,21 @@ def test_mouse_drag_rectangle_and_hover_on_the_scatter_canvas(explorer):
     assert f"<b>label</b>: {widget.pool.table['label'].iloc[target]}" in (
         widget.hover_panel.details.text()
     )
+
+
+def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer, wait_idle):
+    """napari hands plugin docks a proxy of the viewer (a new one per dock, a new proxy per
+    attribute access): the explorer and labeling docks must still share selection and cells."""
+    viewer = make_napari_viewer()
+    add_smears(viewer)
+    _d, explorer = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
+    _d, labeling = viewer.window.add_plugin_dock_widget("napari-reddino", "Label & propagate")
+    assert explorer.session is labeling.session
+    assert explorer.pool is not None and len(explorer.pool) > 0
+    explorer.method.setCurrentText("PCA")
+    explorer.project_runner.run_button.click()
+    wait_idle(explorer.project_runner)
+    labeling.session.select([2, 5])  # e.g. the review queue or a click in the labeling dock
+    np.testing.assert_array_equal(explorer.scatter.selection, [2, 5])
+    rings = [layer for layer in viewer.layers if layer.name.endswith("labels selection")]
+    assert sum(len(layer.data) for layer in rings) == 2

@@ -3,7 +3,7 @@
 The manifest (``napari.yaml``) names each dock class by module, so importing this
 package stays cheap and pulls in no dock until napari asks for it.
 
-One process-level guard lives here because every dock is imported through this package:
+Two helpers every dock uses live here: :func:`real_viewer` and the process-level guard
 :func:`keep_triton_away_from_mesa_llvm`.
 """
 
@@ -11,6 +11,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def real_viewer(viewer: Any) -> Any:
+    """The viewer behind napari's ``PublicOnlyProxy``, which napari hands to plugin docks.
+
+    Every attribute access through the proxy returns a *new* proxy, so a layer seen twice is
+    not the same object, and each dock would get a viewer of its own identity: the explorer
+    and labeling docks could not share one session (selection, pooled cells). The docks keep
+    to napari's public API; they unwrap only to keep object identity.
+    """
+    return getattr(viewer, "__wrapped__", viewer)
 
 
 def keep_triton_away_from_mesa_llvm() -> bool:

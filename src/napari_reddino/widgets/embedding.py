@@ -20,7 +20,7 @@ from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
 from napari_reddino._progress import Progress
-from napari_reddino.widgets import keep_triton_away_from_mesa_llvm
+from napari_reddino.widgets import keep_triton_away_from_mesa_llvm, real_viewer
 from napari_reddino.widgets._workers import (
     TaskRunner,
     connect_until_destroyed,
@@ -73,6 +73,7 @@ class EmbeddingWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        napari_viewer = real_viewer(napari_viewer)
         keep_triton_away_from_mesa_llvm()  # before torch can pull Triton in (see there)
         from napari_reddino import backbones
 

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_reddino._progress import Progress
 from napari_reddino.session import POOL_COLUMNS, CellPool, SessionError, session_for
-from napari_reddino.widgets import _linking
+from napari_reddino.widgets import _linking, real_viewer
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
@@ -48,6 +48,7 @@ class ExplorerWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        napari_viewer = real_viewer(napari_viewer)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.highlighter = _linking.SelectionHighlighter(napari_viewer)

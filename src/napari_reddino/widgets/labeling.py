@@ -32,7 +32,7 @@ from napari_reddino import labels_io, propagate
 from napari_reddino._paths import session_autosave_path
 from napari_reddino.classes import recode
 from napari_reddino.session import CellPool, SessionError, session_for
-from napari_reddino.widgets import _linking
+from napari_reddino.widgets import _linking, real_viewer
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._explorer_panels import TablePanel
 from napari_reddino.widgets._review import CLASS_COLUMNS, LabelBook, class_counts
@@ -46,6 +46,7 @@ class LabelingWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        napari_viewer = real_viewer(napari_viewer)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.book = LabelBook(self.session)

@@ -23,7 +23,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
-from napari_reddino.widgets import keep_triton_away_from_mesa_llvm
+from napari_reddino.widgets import keep_triton_away_from_mesa_llvm, real_viewer
 from napari_reddino.widgets._workers import TaskRunner, layer_combo, notify_error
 
 TASK = "Segmentation"
@@ -45,6 +45,7 @@ class SegmentationWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
+        napari_viewer = real_viewer(napari_viewer)
         self.viewer = napari_viewer
         self.image_combo = layer_combo(napari_viewer, Image, label="image")
         self.method = ComboBox(label="method", choices=["classical", "cellpose"], value="classical")
