@@ -134,8 +134,8 @@ def explorer_and_labeling(args) -> None:
     for layer in viewer.layers:
         layer.visible = not layer.metadata.get("truth", False)
     labels = _segment_and_embed(viewer, args)
-    _d, explorer = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
-    explorer.refresh()
+    explorer_dock, explorer = viewer.window.add_plugin_dock_widget("napari-reddino",
+                                                                   "Cell explorer (UMAP)")
     explorer.method.setCurrentText("UMAP")
     explorer.project_runner.run_button.click()
     wait_for(explorer.project_runner)
@@ -145,17 +145,20 @@ def explorer_and_labeling(args) -> None:
     explorer.batch_runner.run_button.click()
     wait_for(explorer.batch_runner)
     explorer.color_column.setCurrentText("subject")
-    coords = explorer.pool.table[["umap_0", "umap_1"]].to_numpy()
-    low, high = np.percentile(coords, [35, 55], axis=0)
+    table = explorer.pool.table  # drag a rectangle around the first smear's biggest cluster
+    first = table[table["image"] == labels[0].metadata["image"]]
+    members = first[first["cluster"] == first["cluster"].mode()[0]][["umap_0", "umap_1"]]
+    low, high = np.percentile(members.to_numpy(), [10, 90], axis=0)
     explorer.scatter.select_rectangle(tuple(low), tuple(high))
     for layer in labels[1:]:  # one smear on screen; the rings show on it
         layer.visible = False
         viewer.layers[layer.name.replace(" labels", "")].visible = False
-    labels[0].opacity = 0.3
+    labels[0].contour = 1
     viewer.reset_view()
     settle(viewer, 2.0)
     viewer.screenshot(str(IMAGES / "explorer_linked.png"), canvas_only=False)
 
+    explorer_dock.hide()  # room for the labeling dock; the explorer keeps linking
     _d, labeling = viewer.window.add_plugin_dock_widget("napari-reddino", "Label & propagate")
     truth = np.concatenate([_truth_class(viewer, layer) for layer in labels])
     rng = np.random.default_rng(0)

@@ -267,7 +267,9 @@ def test_counts_and_class_colour_view(docks, wait_idle):
     expected = pd.Series(truth[: len(layer.features)]).value_counts()
     got = counts[counts["image"] == image].set_index("class")["count"]
     assert (got.reindex(expected.index).fillna(0) - expected).abs().sum() <= 2
+    assert layer.contour == 0
     labeling.show_classes.setChecked(True)
+    assert layer.contour >= 1  # outlines under the class colours
     overlay = viewer.layers[f"{layer.name} classes"]
     label = int(layer.features["label"].iloc[0])
     cls = layer.features["class"].iloc[0]
@@ -276,3 +278,5 @@ def test_counts_and_class_colour_view(docks, wait_idle):
     np.testing.assert_allclose(
         got_color[:3], [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)], atol=1e-3
     )
+    labeling.show_classes.setChecked(False)
+    assert layer.contour == 0 and not overlay.visible  # the user's own look is back

@@ -38,6 +38,8 @@ from napari_reddino.widgets._explorer_panels import TablePanel
 from napari_reddino.widgets._review import CLASS_COLUMNS, LabelBook, class_counts
 from napari_reddino.widgets._workers import TaskRunner
 
+CONTOUR_KEY = "reddino_contour_before_class_view"  # the labels layer's own contour setting
+
 SHORTCUT_KEYS = tuple(str(i) for i in range(1, 10))
 
 
@@ -278,6 +280,8 @@ class LabelingWidget(QWidget):
                 if overlay is not None:
                     overlay.metadata["enabled"] = False
                     overlay.visible = False
+                if CONTOUR_KEY in layer.metadata:  # the user's own look comes back
+                    layer.contour = layer.metadata.pop(CONTOUR_KEY)
             return
         colors = self.classes.class_set.color_map
         classes = self.book.classes()
@@ -286,6 +290,9 @@ class LabelingWidget(QWidget):
         for layer_index, layer in enumerate(pool.layers):
             mine = (layer_of == layer_index) & np.isin(classes, list(colors))
             overlay = _linking.overlay_layer(self.viewer, layer, "classes")
+            if CONTOUR_KEY not in layer.metadata:  # outlines, so class colours read clean
+                layer.metadata[CONTOUR_KEY] = layer.contour
+                layer.contour = max(1, layer.contour)
             overlay.metadata["enabled"] = True
             overlay.visible = layer.visible
             overlay.colormap = _linking.label_colormap(
