@@ -243,20 +243,3 @@ def test_default_backbone_propagates_morphology_from_five_labels_per_class(tmp_p
     assert ours > DEFAULT_BACKBONE_FLOOR
     assert ours > baseline + 0.03
 
-
-def test_many_labeled_cells_take_the_top_k_path_with_the_same_votes():
-    """Above _TOPK_ABOVE labeled cells the selection runs on torch; the votes stay sklearn's."""
-    from napari_reddino import propagate as module
-
-    x, y = make_blobs(4000, n_features=16, centers=5, cluster_std=6.0, random_state=4)
-    truth = np.array([f"c{v}" for v in y], dtype=object)
-    manual = _pick_labels(truth, 80)  # 400 labeled cells > _TOPK_ABOVE
-    labeled = ~unlabeled_mask(manual)
-    assert labeled.sum() > module._TOPK_ABOVE
-    sk = KNeighborsClassifier(n_neighbors=15, metric="cosine", weights="distance")
-    sk.fit(x[labeled], manual[labeled].astype(str))
-    result = propagate(x, manual, k=15)
-    rows = ~labeled
-    assert (result.classes[rows] == sk.predict(x[rows])).mean() >= 0.999
-    np.testing.assert_allclose(result.confidence[rows], sk.predict_proba(x[rows]).max(axis=1),
-                               atol=1e-4)

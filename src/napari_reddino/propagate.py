@@ -2,8 +2,7 @@
 
 Why not scikit-learn's KNeighborsClassifier: the search is always "a few hundred labeled cells
 against every cell", so one float32 matrix product per chunk plus ``argpartition`` beats building
-any index (see ``benchmarks/propagation.py``); with hundreds of labeled cells torch's top-k
-takes over from ``argpartition``. The votes are the same distance-weighted cosine votes
+any index (see ``benchmarks/propagation.py``). The votes are the same distance-weighted cosine votes
 scikit-learn casts (``weights="distance"``: weight = 1 / cosine distance, exact duplicates win).
 Optional label spreading (Zhou et al. 2004) iterates over a sparse k-NN graph of all cells, so
 labels can follow the shape of a cluster rather than only the nearest labeled cell.
@@ -23,7 +22,6 @@ MANUAL = "manual"
 PROPAGATED = "propagated"
 _CHUNK_ROWS = 32768
 _EXACT_GRAPH_MAX = 20000  # above this many cells the spreading graph uses pynndescent
-_TOPK_ABOVE = 256  # labeled cells; numpy's argpartition wins below (benchmarks/propagation.py)
 
 
 @dataclass
@@ -97,12 +95,8 @@ def _nearest_labeled(chunk: np.ndarray, labeled_unit: np.ndarray, k: int,
     if centre is not None:
         dots -= centre @ labeled_unit.T
         norms_sq += centre @ centre - 2.0 * (chunk @ centre)
-    if k < dots.shape[1] <= _TOPK_ABOVE:
+    if k < dots.shape[1]:
         idx = np.argpartition(dots, dots.shape[1] - k, axis=1)[:, -k:]
-    elif k < dots.shape[1]:  # many labeled cells: torch's multi-threaded top-k selects faster
-        import torch
-
-        idx = torch.topk(torch.from_numpy(dots), k, dim=1, sorted=False).indices.numpy()
     else:
         idx = np.broadcast_to(np.arange(dots.shape[1]), dots.shape)
     norms = np.sqrt(np.maximum(norms_sq, 1e-24))[:, None]
