@@ -193,3 +193,15 @@ def test_bccd_crops_are_the_annotated_real_cells(tmp_path):
         for label in ("RBC", "WBC")
     }
     assert blueness["WBC"] > blueness["RBC"] + 10
+
+
+def test_harness_runs_on_the_bundled_default_and_reproduces_itself(cell_folder, tmp_path):
+    """`python -m training.eval --backbone reddino-tiny`: the plugin's offline default, then
+    `--check` recomputes the saved run and finds every number again (determinism)."""
+    out = tmp_path / "bundled.json"
+    argv = ["--backbone", "reddino-tiny", "--data", str(cell_folder), "--protocol", "kfold",
+            "--folds", "2", "--out", str(out)]
+    assert main(argv) == 0
+    results = json.loads(out.read_text())
+    assert results["backbone"]["name"] == "reddino-tiny"
+    assert main(["--check", str(out)]) == 0
