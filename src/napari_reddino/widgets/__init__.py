@@ -3,8 +3,8 @@
 The manifest (``napari.yaml``) names each dock class by module, so importing this
 package stays cheap and pulls in no dock until napari asks for it.
 
-Two helpers every dock uses live here: :func:`real_viewer` and the process-level guard
-:func:`keep_triton_away_from_mesa_llvm`.
+Helpers the docks share live here: :func:`real_viewer`, :func:`fill_with_scrolling` and the
+process-level guard :func:`keep_triton_away_from_mesa_llvm`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,19 @@ def real_viewer(viewer: Any) -> Any:
     to napari's public API; they unwrap only to keep object identity.
     """
     return getattr(viewer, "__wrapped__", viewer)
+
+
+def fill_with_scrolling(dock: Any, content: Any, min_width: int) -> None:
+    """Lay ``content`` into ``dock`` inside a scroll area: tall docks stay usable on a laptop."""
+    from qtpy.QtWidgets import QScrollArea, QVBoxLayout
+
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(content)
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    dock.setMinimumWidth(min_width)
 
 
 def keep_triton_away_from_mesa_llvm() -> bool:

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -31,7 +30,7 @@ from qtpy.QtWidgets import (
 
 from napari_reddino._progress import Progress
 from napari_reddino.session import POOL_COLUMNS, CellPool, SessionError, session_for
-from napari_reddino.widgets import _linking, real_viewer
+from napari_reddino.widgets import _linking, fill_with_scrolling, real_viewer
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
@@ -162,13 +161,7 @@ class ExplorerWidget(QWidget):
         layout.addLayout(actions)
         layout.addWidget(self.hover_panel)
         layout.addWidget(self.batch_panel)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        self.setMinimumWidth(380)
+        fill_with_scrolling(self, content, min_width=380)
 
     # --- pool -------------------------------------------------------------------------
     @property

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -32,7 +31,7 @@ from napari_reddino import labels_io, propagate
 from napari_reddino._paths import session_autosave_path
 from napari_reddino.classes import recode
 from napari_reddino.session import CellPool, SessionError, session_for
-from napari_reddino.widgets import _linking, real_viewer
+from napari_reddino.widgets import _linking, fill_with_scrolling, real_viewer
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._explorer_panels import TablePanel
 from napari_reddino.widgets._review import CLASS_COLUMNS, LabelBook, class_counts
@@ -151,13 +150,7 @@ class LabelingWidget(QWidget):
         for group in (classes, labeling, spread, review, self.counts_panel, files):
             layout.addWidget(group)
         layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        self.setMinimumWidth(340)
+        fill_with_scrolling(self, content, min_width=340)
 
     # --- pool and classes --------------------------------------------------------------
     @property
