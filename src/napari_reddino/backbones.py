@@ -13,11 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import timm
-import torch
-from huggingface_hub import constants as hf_constants
-from huggingface_hub import try_to_load_from_cache
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+from napari_reddino._triton_guard import keep_triton_away_from_mesa_llvm
+
+keep_triton_away_from_mesa_llvm()  # `import timm` imports Triton: check for Mesa's LLVM first
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+from huggingface_hub import constants as hf_constants  # noqa: E402
+from huggingface_hub import try_to_load_from_cache  # noqa: E402
+from huggingface_hub.errors import (  # noqa: E402
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

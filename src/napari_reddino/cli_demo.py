@@ -99,8 +99,9 @@ def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = "cls_
                                rgb=True, opacity=0.5, scale=scale, translate=translate,
                                visible=False)
     docks = {}
-    for dock in DOCKS:
-        docks[dock] = viewer.window.add_plugin_dock_widget(PLUGIN, dock)
+    for index, dock in enumerate(DOCKS):  # one tab per dock: each gets the full height
+        docks[dock] = viewer.window.add_plugin_dock_widget(PLUGIN, dock, tabify=index > 0)
+    docks["Cell explorer (UMAP)"][0].raise_()  # the next step: map the embedded cells
     viewer.layers.selection.active = labels
     return {"image": image_layer, "labels": labels, "overlay": overlay, "docks": docks}
 

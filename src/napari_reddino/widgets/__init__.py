@@ -3,15 +3,16 @@
 The manifest (``napari.yaml``) names each dock class by module, so importing this
 package stays cheap and pulls in no dock until napari asks for it.
 
-Helpers the docks share live here: :func:`real_viewer`, :func:`fill_with_scrolling` and the
-process-level guard :func:`keep_triton_away_from_mesa_llvm`.
+Helpers the docks share live here: :func:`real_viewer` and :func:`fill_with_scrolling`; the
+process-level guard ``keep_triton_away_from_mesa_llvm`` (``napari_reddino._triton_guard``) runs
+when this package is imported.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
+
+from napari_reddino._triton_guard import keep_triton_away_from_mesa_llvm
 
 
 def real_viewer(viewer: Any) -> Any:
@@ -38,26 +39,6 @@ def fill_with_scrolling(dock: Any, content: Any, min_width: int) -> None:
     dock.setMinimumWidth(min_width)
 
 
-def keep_triton_away_from_mesa_llvm() -> bool:
-    """Stop ``import triton`` once Mesa's LLVM is loaded; True when the block is in place.
+keep_triton_away_from_mesa_llvm()  # every dock is imported through this package
 
-    napari's canvas on Mesa (llvmpipe, radeonsi: VMs, remote desktops, AMD GPUs) loads the
-    system ``libLLVM``; Triton's ``libtriton`` carries its own LLVM, and loading it into the
-    same process afterwards segfaults (torch imports Triton lazily, e.g. through
-    ``torchvision.ops`` -> ``torch._dynamo``). The plugin never uses Triton (no
-    ``torch.compile``), and torch runs eager CPU/CUDA code without it, so when Triton is not
-    imported yet and a Mesa LLVM is mapped, ``import triton`` is made to raise ImportError.
-    """
-    if "triton" in sys.modules:
-        return sys.modules["triton"] is None
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:  # not Linux: no Mesa libLLVM clash known there
-        return False
-    if "libLLVM" not in maps:
-        return False
-    sys.modules["triton"] = None  # type: ignore[assignment]
-    return True
-
-
-keep_triton_away_from_mesa_llvm()
+__all__ = ["fill_with_scrolling", "keep_triton_away_from_mesa_llvm", "real_viewer"]
