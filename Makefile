@@ -24,8 +24,8 @@ run: $(STAMP)
 	bash scripts/run_main.sh $(ARGS)
 
 test: $(STAMP) system-deps
-	$(VENV)/bin/ruff check src training tests benchmarks
+	$(VENV)/bin/ruff check src training tests benchmarks docs
 	QT_API=pyqt6 $(XVFB) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src training tests benchmarks
+	$(VENV)/bin/ruff check src training tests benchmarks docs

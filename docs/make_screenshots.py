@@ -22,6 +22,8 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
+from napari_reddino.widgets._linking import camera_of
+
 IMAGES = Path(__file__).parent / "images"
 
 
@@ -57,7 +59,7 @@ def main() -> None:
     viewer.window.resize(1500, 950)
     viewer.open_sample("napari-reddino", "synthetic_smear")
     image = next(layer for layer in viewer.layers if isinstance(layer, napari.layers.Image))
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9
+    camera = camera_of(viewer)
 
     _dock, seg = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
     seg.image_combo.value = image

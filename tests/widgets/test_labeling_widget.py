@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from app_model.types import KeyBinding
 
+from napari_reddino.widgets._linking import camera_of
 from napari_reddino.widgets.explorer import ExplorerWidget
 from napari_reddino.widgets.labeling import LabelingWidget
 
@@ -117,7 +118,7 @@ def test_review_queue_visits_the_least_confident_cell_first(docks, wait_idle):
     assert index == lowest
     np.testing.assert_array_equal(labeling.session.selection, [lowest])
     np.testing.assert_allclose(
-        viewer.camera.center[-2:], table.loc[lowest, ["centroid_y", "centroid_x"]].astype(float)
+        camera_of(viewer).center[-2:], table.loc[lowest, ["centroid_y", "centroid_x"]].astype(float)
     )
     # change its class: becomes manual and propagation runs again
     labeling.classes.set_active(truth[lowest])

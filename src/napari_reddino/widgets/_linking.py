@@ -210,12 +210,19 @@ def go_to_cell(viewer: Any, pool: CellPool, index: int) -> np.ndarray:
     else:
         centre = np.argwhere(np.asarray(layer.data) == int(row["label"])).mean(axis=0)
     world = np.asarray(layer.data_to_world(centre), dtype=float)
-    viewer.camera.center = tuple(world[-2:])
+    camera = camera_of(viewer)
+    camera.center = tuple(world[-2:])
     area = float(row["area"]) if "area" in row.index and np.isfinite(row["area"]) else 400.0
     diameter = 2.0 * np.sqrt(area / np.pi) * float(np.abs(layer.scale[-1]))
     canvas = getattr(viewer, "_canvas_size", (600, 600))
-    viewer.camera.zoom = float(min(canvas)) / (CELLS_IN_VIEW * max(diameter, 1e-6))
+    camera.zoom = float(min(canvas)) / (CELLS_IN_VIEW * max(diameter, 1e-6))
     return world[-2:]
+
+
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
 
 
 def cell_crop(image_layer: Image | None, pool: CellPool, index: int, margin: float = 1.4):
