@@ -58,7 +58,7 @@ def test_hub_families_load_from_the_hf_cache(tmp_path, name, repo_id):
     source = source_model("vit_small_patch14_dinov2", 224)
     save_for_hf(source, str(hub_cache_entry(tmp_path, repo_id)), safe_serialization=True)
 
-    backbone = load_backbone(name, device="cpu", cache_dir=tmp_path)
+    backbone = load_backbone(name, device="cpu", dtype="float32", cache_dir=tmp_path)
 
     assert backbone.model.pretrained_cfg["architecture"] == "vit_small_patch14_dinov2"
     assert (backbone.img_size, backbone.patch_size, backbone.embed_dim) == (224, 14, 384)
@@ -82,7 +82,7 @@ def test_timm_named_weights_load_at_224(tmp_path, name, architecture, prefix_tok
     repo_id = f"timm/{architecture}.lvd142m"
     save_file(source.state_dict(), str(hub_cache_entry(tmp_path, repo_id) / "model.safetensors"))
 
-    backbone = load_backbone(name, device="cpu", cache_dir=tmp_path)
+    backbone = load_backbone(name, device="cpu", dtype="float32", cache_dir=tmp_path)
 
     assert backbone.model.pretrained_cfg["architecture"] == architecture
     assert backbone.img_size == 224 and backbone.model.num_prefix_tokens == prefix_tokens
@@ -206,3 +206,20 @@ def test_forward_resizes_other_sizes_and_stays_deterministic(tiny_backbone):
     assert patches.shape == (3, 16, 16, 192) and cls_a.dtype == np.float32
     np.testing.assert_allclose(cls_a, cls_b[::-1], atol=1e-5)
     assert tiny_backbone.model.training is False
+
+
+def test_auto_precision_is_bf16_on_gpus_and_amx_cpus(tiny_backbone_dir, monkeypatch):
+    """'auto' runs bf16 where it is fast (CUDA, AMX CPUs), fp32 elsewhere; bf16 features stay
+    within a few hundredths of fp32 ones and keep their cosine geometry."""
+    for amx in (True, False):
+        monkeypatch.setattr(backbones, "cpu_has_amx_bf16", lambda amx=amx: amx)
+        chosen = load_backbone(f"local-dir:{tiny_backbone_dir}", device="cpu").dtype
+        assert chosen == (torch.bfloat16 if amx else torch.float32)
+    crops = RNG.integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    fp32, _ = load_backbone(f"local-dir:{tiny_backbone_dir}", device="cpu",
+                            dtype="float32").forward(crops)
+    bf16, _ = load_backbone(f"local-dir:{tiny_backbone_dir}", device="cpu",
+                            dtype="bfloat16").forward(crops)
+    assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).max() < 0.1
+    cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() > 0.999
