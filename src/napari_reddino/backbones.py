@@ -7,6 +7,7 @@ timm names all share one loader, and an export from ``training/`` loads here unc
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
@@ -94,8 +95,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+@functools.cache
 def cpu_has_amx_bf16() -> bool:
-    """True on CPUs with AMX bf16 tiles (Intel Xeon Sapphire Rapids and later, Linux)."""
+    """True on CPUs with AMX bf16 tiles (Intel Xeon Sapphire Rapids and later, Linux); read once."""
     try:
         with open("/proc/cpuinfo") as info:
             return any(line.startswith("flags") and " amx_bf16" in line for line in info)
