@@ -1,21 +1,33 @@
-"""Explorer benchmarks: UMAP of cell embeddings, and select -> highlight latency.
+"""Explorer benchmarks: first map of a session, UMAP at scale, select -> highlight latency.
 
-1. UMAP time and trustworthiness for N cells: ``project.project`` (the dock's path) vs
-   umap-learn called as a user would, ``umap.UMAP().fit_transform(X)``.
-2. Select-to-highlight latency with 250k cells in the viewer: a rectangle selection in
-   the scatter until the cells are highlighted in the Labels layer (colour-dict swap on
-   an overlay sharing the data) vs the naive way (``np.isin`` mask of the label image
-   pushed into a layer).
+1. First map of ``--first`` cells in FRESH processes, imports and every compile included:
+   once with an empty numba cache (the first process after installing) and once more with the
+   cache that run left on disk (every later session).
+2. UMAP time and trustworthiness for N cells: ``project.project`` (the dock's path; numba's
+   one-time NN-descent compile above 20k cells warmed first, and reported) vs umap-learn called
+   as a user would, ``umap.UMAP().fit_transform(X)`` (warmed too). Trustworthiness on a random
+   5000 cells (scikit-learn, 10 neighbours).
+3. Select -> highlight latency with 250k cells in the viewer: a rectangle selection in the
+   scatter until the cells are ringed in the image, vs the naive way (``np.isin`` mask of the
+   label image pushed into a layer); "+draw" forces both canvases to render (software OpenGL
+   under Xvfb). Hover and lasso with the scatter's draw, and the scatter's draw with vispy's
+   ``Markers`` (the earlier implementation) beside the dots visual used now.
 
-Run (needs a display for part 2): ``xvfb-run -a python benchmarks/explorer.py``
-Options: ``--sizes 10000 100000``, ``--cells 250000``, ``--skip-umap``, ``--skip-highlight``.
+Run (needs a display for part 3): ``xvfb-run -a python benchmarks/explorer.py``
+Options: ``--first 10000``, ``--sizes 100000 250000``, ``--baseline-max 100000`` (umap-learn
+only up to this size), ``--cells 250000``, ``--skip-first``, ``--skip-umap``,
+``--skip-highlight``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,31 +44,58 @@ def cell_like_embeddings(n: int, dim: int = 384, n_types: int = 12, seed: int = 
     return x.astype(np.float32)
 
 
+FIRST_MAP = """
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, {bench!r})
+from explorer import cell_like_embeddings
+x = cell_like_embeddings({n})
+start = time.perf_counter()
+from napari_reddino import project
+coords = project.project(x, "umap")
+seconds = time.perf_counter() - start
+print(seconds, project.trustworthiness(x, coords))
+"""
+
+
+def bench_first_map(n: int) -> list[tuple]:
+    """Seconds and trustworthiness of the first map in two fresh processes (cold, warm cache)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        code = FIRST_MAP.format(bench=str(Path(__file__).parent), n=n)
+        for label in ("empty numba cache (first process after install)",
+                      "numba cache on disk (every later session)"):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                 text=True, check=True).stdout.split()
+            rows.append((label, float(out[-2]), float(out[-1])))
+    return rows
+
+
 UMAP_HEADER = (
-    f"{'cells':>8} {'project s':>10} {'umap-learn s':>13} {'speed-up':>9} "
+    f"{'cells':>8} {'project s':>10} {'umap-learn s':>13} {'ratio':>7} "
     f"{'cached s':>9} {'trust ours':>11} {'trust umap':>11}"
 )
 
 
-def bench_umap(sizes) -> list[tuple]:
+def bench_umap(sizes, baseline_max: int) -> list[tuple]:
     """Times and trustworthiness per size; prints each row as soon as it is measured."""
     import umap
 
-    from napari_reddino import project
+    from napari_reddino import neighbours, project
 
-    # numba compiles each UMAP code path once per process (NN-descent, used above 4096 cells,
-    # cannot be cached on disk): warm both before timing, the seeded single-thread path
-    # project() uses and the parallel one of a plain umap.UMAP(), and report that one-time cost
-    warm = cell_like_embeddings(5000, dim=64, seed=1)
+    # numba compiles NN-descent once per process (used above neighbours.EXACT_MAX cells by
+    # project(), always by umap-learn): warm both before timing and report that one-time cost
+    warm = cell_like_embeddings(neighbours.EXACT_MAX + 1000, dim=16, seed=1)
     start = time.perf_counter()
-    project.project(warm, "umap", quality=False, cache_dir=tempfile.mkdtemp())
+    project.project(warm, "umap", n_epochs=5)
     cold_ours = time.perf_counter() - start
     start = time.perf_counter()
-    umap.UMAP().fit_transform(warm)
+    umap.UMAP(n_epochs=5).fit_transform(warm[:5000])
     cold_theirs = time.perf_counter() - start
-    print(f"\none-time numba compile + a 5000-cell map: project {cold_ours:.1f} s, "
-          f"umap-learn {cold_theirs:.1f} s (not timed below)")
-    print("\nUMAP of cell embeddings (384-d)")
+    print(f"\none-time warm-up in this process (NN-descent compile + a tiny map): project "
+          f"{cold_ours:.1f} s, umap-learn {cold_theirs:.1f} s (not timed below)")
+    print("\nUMAP of cell embeddings (384-d), every cell in one fit")
     print(UMAP_HEADER, flush=True)
     rows = []
     for n in sizes:
@@ -69,13 +108,16 @@ def bench_umap(sizes) -> list[tuple]:
             start = time.perf_counter()
             project.project(x, "umap", cache_dir=cache)
             t_cached = time.perf_counter() - start
-        start = time.perf_counter()
-        theirs = umap.UMAP().fit_transform(x)
-        t_theirs = time.perf_counter() - start
-        tw_ours, tw_theirs = project.trustworthiness(x, ours), project.trustworthiness(x, theirs)
+        tw_ours = project.trustworthiness(x, ours)
+        t_theirs = tw_theirs = float("nan")
+        if n <= baseline_max:
+            start = time.perf_counter()
+            theirs = umap.UMAP().fit_transform(x)
+            t_theirs = time.perf_counter() - start
+            tw_theirs = project.trustworthiness(x, theirs)
         rows.append((n, t_ours, t_theirs, t_cached, tw_ours, tw_theirs))
         print(
-            f"{n:>8} {t_ours:>10.1f} {t_theirs:>13.1f} {t_theirs / t_ours:>8.2f}x "
+            f"{n:>8} {t_ours:>10.1f} {t_theirs:>13.1f} {t_ours / t_theirs:>6.2f}x "
             f"{t_cached:>9.3f} {tw_ours:>11.3f} {tw_theirs:>11.3f}",
             flush=True,
         )
@@ -92,7 +134,7 @@ def grid_labels(n_cells: int, cell_px: int = 8) -> np.ndarray:
     return np.kron(ids, block)
 
 
-def bench_highlight(n_cells: int, repeats: int = 5) -> list[tuple]:
+def bench_highlight(n_cells: int, repeats: int = 5) -> tuple[list[tuple], dict]:
     import napari
     import pandas as pd
     from qtpy.QtWidgets import QApplication
@@ -130,6 +172,14 @@ def bench_highlight(n_cells: int, repeats: int = 5) -> list[tuple]:
     viewer.window.add_dock_widget(widget)
     app = QApplication.instance()
     app.processEvents()
+    scatter = widget.scatter
+
+    def draw() -> None:
+        """Both canvases rendered now (not just scheduled): the scatter and napari's."""
+        app.processEvents()
+        scatter.canvas.render()
+        viewer.screenshot(canvas_only=True, flash=False)
+
     rows = []
     for fraction in (0.0001, 0.01, 0.1):
         half = np.sqrt(fraction * 2 * np.pi) / 2  # box holding ~fraction of N(0, 1) points
@@ -137,9 +187,9 @@ def bench_highlight(n_cells: int, repeats: int = 5) -> list[tuple]:
         for r in range(repeats):
             shift = 0.01 * r
             start = time.perf_counter()
-            widget.scatter.select_rectangle((-half + shift, -half), (half + shift, half))
+            scatter.select_rectangle((-half + shift, -half), (half + shift, half))
             ours.append(time.perf_counter() - start)
-            app.processEvents()  # draw: software GL under Xvfb, ms on a GPU
+            draw()
             ours_drawn.append(time.perf_counter() - start)
             selected = features["label"].to_numpy()[widget.session.selection]
             start = time.perf_counter()
@@ -149,7 +199,7 @@ def bench_highlight(n_cells: int, repeats: int = 5) -> list[tuple]:
             else:
                 naive_layer.data = mask
             naive.append(time.perf_counter() - start)
-            app.processEvents()
+            draw()
             naive_drawn.append(time.perf_counter() - start)
         rows.append(
             (
@@ -157,21 +207,62 @@ def bench_highlight(n_cells: int, repeats: int = 5) -> list[tuple]:
                 *(np.median(t) * 1e3 for t in (ours, naive, ours_drawn, naive_drawn)),
             )
         )
+    viewer.layers.remove(naive_layer)
+    extra = _interaction_timings(scatter, coords, repeats)
     viewer.close()
-    return rows
+    return rows, extra
+
+
+def _median_ms(action, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def _interaction_timings(scatter, coords: np.ndarray, repeats: int) -> dict[str, float]:
+    """Hover and lasso with the scatter's draw; the scatter's draw alone, dots vs Markers."""
+    from vispy import scene
+
+    rng = np.random.default_rng(1)
+    lasso = np.array([[-0.5, -0.5], [0.5, -0.4], [0.6, 0.5], [-0.4, 0.6], [-0.7, 0.0]])
+    timings = {
+        "hover (nearest point + ring) + scatter draw": _median_ms(
+            lambda: (scatter.set_hovered(scatter.point_at(rng.normal(size=2), 0.05)),
+                     scatter.canvas.render()), repeats),
+        "lasso (~20% of cells) + scatter draw": _median_ms(
+            lambda: (scatter.select_polygon(lasso), scatter.canvas.render()), repeats),
+        "scatter draw, dots visual (now)": _median_ms(scatter.canvas.render, repeats),
+    }
+    scatter.markers.visible = False
+    before = scene.visuals.Markers(parent=scatter.view.scene)
+    before.set_data(coords, face_color=scatter.colors, size=scatter.point_size, edge_width=0)
+    timings["scatter draw, vispy Markers (before)"] = _median_ms(scatter.canvas.render, repeats)
+    before.parent = None
+    scatter.markers.visible = True
+    return timings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--first", type=int, default=10_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 250_000])
+    parser.add_argument("--baseline-max", type=int, default=100_000)
     parser.add_argument("--cells", type=int, default=250_000)
+    parser.add_argument("--skip-first", action="store_true")
     parser.add_argument("--skip-umap", action="store_true")
     parser.add_argument("--skip-highlight", action="store_true")
     args = parser.parse_args()
+    if not args.skip_first:
+        print(f"\nFirst map of {args.first} cells in a fresh process (imports + compiles)")
+        for label, seconds, trust in bench_first_map(args.first):
+            print(f"  {label:<50} {seconds:6.1f} s   trustworthiness {trust:.3f}", flush=True)
     if not args.skip_umap:
-        bench_umap(args.sizes)
+        bench_umap(args.sizes, args.baseline_max)
     if not args.skip_highlight:
-        rows = bench_highlight(args.cells)
+        rows, extra = bench_highlight(args.cells)
         print(f"\nSelect -> highlight latency, {args.cells} cells in one Labels layer (median)")
         print(
             f"{'selected':>9} {'ours ms':>9} {'naive isin ms':>14} {'ratio':>7} "
@@ -182,7 +273,9 @@ def main() -> None:
                 f"{n:>9} {ours:>9.1f} {naive:>14.1f} {naive / ours:>6.1f}x "
                 f"{ours_drawn:>13.1f} {naive_drawn:>14.1f}"
             )
-        print("(draw = one Qt event loop pass; Xvfb renders with software OpenGL)")
+        print("(draw = Qt events + both canvases rendered; Xvfb renders with software OpenGL)")
+        for label, ms in extra.items():
+            print(f"  {label:<48} {ms:8.1f} ms")
 
 
 if __name__ == "__main__":

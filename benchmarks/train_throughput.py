@@ -2,6 +2,13 @@
 
     python benchmarks/train_throughput.py                       # tiny_cpu + bundled_default
     python benchmarks/train_throughput.py --configs vits14_reddino --batch 64 --steps 20
+    python benchmarks/train_throughput.py --data-only --configs vits14_reddino   # loader only
+
+The loader table times one worker (one thread) building batches from 224 px patches of real
+smears (synthetic tiles when the data folder is absent), in the config's augmentation: the
+baseline is the plain pipeline the loader used to run (the library's RandomFog / GlassBlur,
+float32 crops normalised in the worker, every patch decoded from disk), "new" is the loader
+now (identical pixels from faster transforms, uint8 crops, decoded-patch cache).
 
 Each row times ``training.step.train_step`` on pre-built batches (the model step alone) and the
 data stream separately (augmentation img/s on one worker). The ratio column is the speed-up of
@@ -70,6 +77,67 @@ def measure(name: str, overrides: list[str], steps: int, warmup: int, device: to
                 "peak_mb": peak_memory_mb(device), "batch": stream.batch_size}  # fmt: skip
 
 
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "chula_rbc12_dev" / "images"
+
+
+def write_patches(folder: Path, n_smears: int = 40, size: int = 224) -> int:
+    """224 px tiles of real smears (or synthetic ones) as PNG files, like `training patches`."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    smears = sorted(DATA.glob("*.jpg"))[:n_smears] if DATA.is_dir() else []
+    if not smears:
+        from napari_reddino.synthetic import synthetic_smear
+
+        smears = [synthetic_smear(shape=(448, 672), seed=i).image for i in range(n_smears // 4)]
+    count = 0
+    for smear in smears:
+        image = np.asarray(iio.imread(smear) if isinstance(smear, Path) else smear)[..., :3]
+        for y in range(0, image.shape[0] - size + 1, size):
+            for x in range(0, image.shape[1] - size + 1, size):
+                iio.imwrite(folder / f"{count:05d}.png", image[y : y + size, x : x + size])
+                count += 1
+    return count
+
+
+def data_rates(name: str, batch: int, steps: int) -> dict[str, float]:
+    """Samples (two global crops + locals) per second of one worker: baseline vs now."""
+    import dataclasses
+
+    from training.data.augment import RedDinoAugmentation, normalize
+
+    with tempfile.TemporaryDirectory() as folder:
+        n_files = write_patches(Path(folder))
+        cfg = load_config(name, [f"data.patch_dirs=[{folder}]", "data.synthetic=false",
+                                 f"data.batch_size_per_gpu={batch}"])  # fmt: skip
+        rates = {}
+        for label in ("baseline", "new", "baseline ", "new "):  # twice, interleaved: load noise
+            stream = stream_from_config(cfg.data, cfg.mask, patch_size=cfg.model.patch_size,
+                                        seed=0, rank=0, world_size=1, start_step=0)  # fmt: skip
+            old = label.startswith("baseline")
+            if old:
+                spec = dataclasses.replace(stream.augment.spec, fast=False)
+                stream.augment = RedDinoAugmentation(stream.augment.crops, pixel=spec)
+                stream.read = stream.read.__wrapped__
+            tick = time.perf_counter()
+            for step in range(steps):
+                out = stream.batch(step)
+                if old:  # the old loader shipped normalised float32 crops
+                    normalize(out["global_crops"]), normalize(out["local_crops"])
+            rate = steps * batch / (time.perf_counter() - tick)
+            rates[label.strip()] = max(rates.get(label.strip(), 0.0), rate)
+        rates["files"] = n_files
+        return rates
+
+
+def print_data_table(names: list[str], batch: int, steps: int) -> None:
+    print(f"{'config':18} {'patches':>7} {'baseline img/s':>14} {'new img/s':>9} {'ratio':>6}")
+    for name in names:
+        rates = data_rates(name, batch, steps)
+        print(f"{name:18} {rates['files']:>7} {rates['baseline']:>14.1f} {rates['new']:>9.1f} "
+              f"{rates['new'] / rates['baseline']:>5.2f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["tiny_cpu", "bundled_default"])
@@ -77,7 +145,17 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-only", action="store_true", help="only the loader table")
+    parser.add_argument("--data-steps", type=int, default=4)
     args = parser.parse_args(argv)
+    if args.data_only:
+        import cv2
+
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
+        print("data loader, one worker, one thread; img/s = samples (2 global crops) per second")
+        print_data_table(args.configs, args.batch or 16, args.data_steps)
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items()

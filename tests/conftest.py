@@ -28,3 +28,11 @@ def tiny_backbone(tiny_backbone_dir):
     from napari_reddino.backbones import load_backbone
 
     return load_backbone(f"local-dir:{tiny_backbone_dir}", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, tiny_backbone_dir):
+    """A run folder written by the CLI (`embed` + `project`) on two small synthetic smears."""
+    from tests._runs import write_small_run
+
+    return write_small_run(tmp_path_factory.mktemp("small_run"), tiny_backbone_dir)

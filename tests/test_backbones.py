@@ -223,3 +223,59 @@ def test_auto_precision_is_bf16_on_gpus_and_amx_cpus(tiny_backbone_dir, monkeypa
     assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).max() < 0.1
     cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
     assert cosine.min() > 0.999
+
+
+def small_hub_model(cache_dir, repo_id: str = "Snarcy/RedDino-small") -> torch.nn.Module:
+    """A small timm ViT/14 saved in the HF cache layout under ``repo_id`` (what the hub gives)."""
+    torch.manual_seed(2)
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
+                              img_size=224, embed_dim=64, depth=1, num_heads=2).eval()
+    save_for_hf(model, str(hub_cache_entry(cache_dir, repo_id)), safe_serialization=True)
+    return model
+
+
+def test_cached_reddino_is_offered_first_and_loads_offline(tmp_path, monkeypatch):
+    """RedDino weights in the HF cache: listed first, recommended, described, loadable offline."""
+    from huggingface_hub import constants as hf_constants
+
+    from napari_reddino import backbone_offers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    assert backbone_offers.cached_backbones() == []
+    assert backbone_offers.recommended_backbone() == DEFAULT_BACKBONE
+    offers = backbone_offers.backbone_offers()
+    assert [o.state for o in offers[:2]] == ["bundled", "download"]
+    assert "bundled" in backbone_offers.describe_default()
+
+    source = small_hub_model(tmp_path)
+    assert backbone_offers.cached_backbones() == ["reddino-small"]
+    assert backbone_offers.recommended_backbone() == "reddino-small"
+    offers = backbone_offers.backbone_offers()
+    assert (offers[0].name, offers[0].state) == ("reddino-small", "cached")
+    assert (offers[1].name, offers[1].state) == (DEFAULT_BACKBONE, "bundled")
+    assert "reddino-small" not in [o.name for o in offers[2:]]  # listed once
+    assert "Hugging Face cache" in offers[0].label
+    assert "reddino-small" in backbone_offers.describe_default()
+    backbone = load_backbone("reddino-small", device="cpu", dtype="float32")
+    cls, _ = backbone.forward(TILES)
+    with torch.inference_mode():
+        expected = source.forward_features(to_input(backbone, TILES))[:, 0].numpy()
+    np.testing.assert_allclose(cls, expected, atol=1e-4)
+
+
+def test_config_without_weights_is_not_cached_and_downloads_refuse_offline(tmp_path,
+                                                                         monkeypatch):
+    from napari_reddino import backbone_offers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = hub_cache_entry(tmp_path, "Snarcy/RedDino-base")
+    (snapshot / "config.json").write_text("{}")  # an interrupted download: no weights
+    assert not backbone_offers.is_cached("reddino-base", tmp_path)
+    offer = next(o for o in backbone_offers.backbone_offers(tmp_path) if o.name == "reddino-base")
+    assert offer.state == "download" and offer.size_mb == 346
+    assert "~346 MB" in offer.label
+    with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE"):
+        list(backbone_offers.iter_download("reddino-base", tmp_path))
+    with pytest.raises(ValueError, match="not a Hugging Face hub backbone"):
+        list(backbone_offers.iter_download(DEFAULT_BACKBONE, tmp_path))

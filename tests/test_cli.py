@@ -94,7 +94,8 @@ def test_propagate_from_a_labeled_reference(runs, tmp_path, capsys):
     ref_dir.mkdir()
     save_table(reference, ref_dir / "cells.parquet")
     (ref_dir / "embeddings.npz").write_bytes((run_dir / "embeddings.npz").read_bytes())
-    assert main(["-q", "propagate", str(embed_dir), "--reference", str(ref_dir), "--k", "1"]) == 0
+    assert main(["-q", "propagate", str(embed_dir), "--reference", str(ref_dir), "--k", "1",
+                 "--classifier", "knn"]) == 0
     assert "mean confidence" in capsys.readouterr().out
     out = load_table(embed_dir / "cells.parquet")
     assert set(out["class_source"]) == {"propagated"}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from skimage.draw import disk, ellipse
 
 from napari_reddino._progress import Cancelled, Progress
@@ -277,3 +278,62 @@ def test_large_dask_smear_streams_with_bounded_memory(tmp_path, tiny_backbone_di
     assert large_growth - small_growth < 32 * 2**20 < added_data / 2, (
         f"heap grew {small_growth / 2**20:.0f} MB (2048) vs {large_growth / 2**20:.0f} MB (4096)")
     assert large_growth < 100 * 2**20
+
+
+class PatchMeanBackbone:
+    """A stand-in ViT whose patch token is its patch's mean colour: resolution is checkable."""
+
+    patch_size, img_size, embed_dim, name = 14, 56, 3, "patch-mean"
+    grid_size = img_size // patch_size
+
+    def preprocess(self, batch):
+        return torch.from_numpy(np.asarray(batch, np.float32) / 255.0).permute(0, 3, 1, 2)
+
+    def forward_tensor(self, x):
+        p = self.patch_size
+        patches = torch.nn.functional.avg_pool2d(x, p).permute(0, 2, 3, 1)
+        return patches.mean(dim=(1, 2)), patches
+
+
+def test_shifted_tilings_put_an_edge_at_sub_patch_resolution():
+    from napari_reddino.fine_grid import fine_grid, overlay_transform_fine
+
+    image = np.zeros((70, 84, 3), np.uint8)
+    image[:, 21:] = 255  # an edge inside a patch (14 px), on a 7 px fine-cell border
+    backbone = PatchMeanBackbone()
+    coarse = np.asarray(patch_grid(image, backbone))[..., 0]
+    fine = fine_grid(image, backbone, subdivide=2)[..., 0]
+    assert fine.shape == (10, 12)
+    assert np.allclose(coarse[:, 1], 0.5)  # one tiling: the edge is only known to +-7 px
+    assert (fine[:, :3] < 0.5).all() and (fine[:, 3:] > 0.5).all()  # now at pixel 21
+    np.testing.assert_allclose(fine[:, 2], 0.25)
+    np.testing.assert_allclose(fine[:, 3], 0.75)
+    assert overlay_transform_fine(14, 2) == ((7.0, 7.0), (3.0, 3.0))
+    with pytest.raises(ValueError, match="divide the patch size"):
+        fine_grid(image, backbone, subdivide=3)
+
+
+def test_cell_pca_colours_cell_kinds_apart_not_the_shared_rim_pattern():
+    from napari_reddino.fine_grid import cell_pca_rgb
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((40, 40), np.int32)
+    grid = rng.normal(0, 0.01, (40, 40, 16)).astype(np.float32)
+    grid[..., 5] += 50.0  # background tokens: far away, must not drive the colours
+    rim, kind = np.eye(16)[0] * 3.0, np.eye(16)[1] * 1.0  # shared pattern > kind difference
+    for n, (y, x) in enumerate([(2, 2), (2, 22), (22, 2), (22, 22)], start=1):
+        labels[y:y + 16, x:x + 16] = n
+        grid[y:y + 16, x:x + 16] += kind * (n % 2)
+        grid[y:y + 16, x:x + 16][[0, -1]] += rim  # rim rows of every cell
+    rgb = cell_pca_rgb(grid, labels, cell_size=1)
+    colour = {n: rgb[labels == n].mean(axis=0) for n in range(1, 5)}
+    between = np.abs(colour[1] - colour[2]).max()
+    assert between > 0.5  # odd and even cells in clearly different colours
+    assert np.abs(colour[1] - colour[3]).max() < 0.1 < between
+    assert (rgb[labels == 0] == 0).all()
+    from napari_reddino.pca import pca_rgb
+
+    # the first component (red): the kind of cell here, the shared rim pattern in a plain PCA
+    plain = pca_rgb(grid, mask=labels > 0)
+    assert rgb[..., 0][labels == 1].std() < 0.05
+    assert plain[..., 0][labels == 1].std() > 0.3

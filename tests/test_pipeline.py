@@ -100,7 +100,7 @@ def test_read_image_errors_are_clear(tmp_path):
         read_image(tmp_path / "missing.png")
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    with pytest.raises(PipelineInputError, match=r"bad\.jpg: cannot read image"):
+    with pytest.raises(PipelineInputError, match=r"bad\.jpg: this is a text file, not an image"):
         read_image(bad)
 
 

@@ -42,11 +42,11 @@ def test_pca_of_a_line_is_exact():
     np.testing.assert_allclose(coords[:, 1], 0, atol=1e-5)
 
 
-@pytest.mark.slow  # numba compiles UMAP's kernels in a fresh process: ~15 s idle, ~60 s loaded
-def test_umap_keeps_groups_apart_fits_a_subsample_and_reports_quality(blobs):
+@pytest.mark.slow  # loads UMAP's cached kernels (compiles them into the cache the first time)
+def test_umap_keeps_groups_apart_embeds_every_cell_and_reports_quality(blobs):
     x, y = blobs
     steps = []
-    gen = proj.iter_projection(x, "umap", n_neighbors=10, max_fit=150)
+    gen = proj.iter_projection(x, "umap", n_neighbors=10)
     while True:
         try:
             steps.append(next(gen))
@@ -54,13 +54,32 @@ def test_umap_keeps_groups_apart_fits_a_subsample_and_reports_quality(blobs):
             result = stop.value
             break
     assert all(isinstance(s, Progress) for s in steps) and steps[-1].fraction == 1.0
-    assert any("placing cells" in s.message for s in steps)  # the transform of the other 250
+    assert any("nearest neighbours" in s.message for s in steps)  # the shared graph's search
     assert result.coords.shape == (400, 2) and result.coords.dtype == np.float32
-    assert result.n_fit == 150 and _separated(result.coords, y)
+    assert result.n_fit == 400 and _separated(result.coords, y)
     shuffled = proj.trustworthiness(x, np.random.default_rng(0).permutation(result.coords))
     assert result.trustworthiness > 0.8 > shuffled
-    cached = proj.project(x, "umap", n_neighbors=10, max_fit=150)
+    cached = proj.project(x, "umap", n_neighbors=10)
     assert np.array_equal(cached, result.coords)  # same content + parameters: from the cache
+    proj.clear_cache()
+    assert np.array_equal(proj.project(x, "umap", n_neighbors=10), result.coords)  # seeded
+
+
+@pytest.mark.slow
+def test_umap_cancel_stops_during_the_layout(blobs):
+    cancel = threading.Event()
+    gen = proj.iter_project(blobs[0], "umap", n_neighbors=10, n_epochs=5000, cancel=cancel)
+    for step in gen:
+        if "layout epoch" in step.message and step.done > 0:  # the SGD is running
+            cancel.set()
+            with pytest.raises(Cancelled):
+                next(gen)
+            break
+    else:
+        pytest.fail("no layout progress was reported")
+    from napari_reddino import _umap_fast
+
+    assert _umap_fast.install() is None  # the hook stays installed for the next map
 
 
 def test_tsne_keeps_groups_apart(blobs):

@@ -83,9 +83,10 @@ def test_classical_reaches_f1_on_each_subject(subjects, index):
     assert score.f1 >= 0.90
     assert labels.dtype == np.int32 and labels.shape == smear.labels.shape
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    assert not edge.any()  # exclude_border=True
-    kept = classical_segment(smear.image, exclude_border=False)
-    assert kept.max() > labels.max()
+    assert edge.any()  # cells cut by the border are kept (and flagged in the table) by default
+    dropped = classical_segment(smear.image, exclude_border=True)
+    edge = np.concatenate([dropped[0], dropped[-1], dropped[:, 0], dropped[:, -1]])
+    assert not edge.any() and dropped.max() < labels.max()
 
 
 def test_tiles_give_the_same_cells(one_smear, reference_labels):

@@ -12,13 +12,15 @@ import os
 import pickle
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-_NAME = re.compile(r"^checkpoint_(\d{7})\.pt$")
+_NAME = re.compile(r"^checkpoint_(\d{7})\.(pt|dcp)$")  # .dcp: a sharded (DCP) folder
+META = "meta.pt"  # a sharded checkpoint's small, rank-0 part (everything but model / optimizer)
 
 
 def checkpoint_path(folder: str | Path, step: int) -> Path:
@@ -34,9 +36,37 @@ def list_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def remove_checkpoint(path: Path) -> None:
+    """Delete a checkpoint file or sharded checkpoint folder."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def prune(folder: str | Path, keep: int) -> None:
+    """Keep only the newest ``keep`` checkpoints (all when ``keep`` <= 0)."""
+    for _, old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        remove_checkpoint(old)
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
     found = list_checkpoints(folder)
     return found[-1][1] if found else None
+
+
+def newest_readable(folder: str | Path, warn=print) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads, and its state; unreadable newer ones are reported.
+
+    A checkpoint cut short (a full disk, a copy interrupted) must not stop a resume when the
+    previous one is intact.
+    """
+    for _, path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load_checkpoint(path)
+        except ValueError as err:
+            warn(f"{err}; resuming from the previous checkpoint instead")
+    return None
 
 
 def rng_state() -> dict[str, Any]:
@@ -70,20 +100,38 @@ def save_checkpoint(folder: str | Path, step: int, state: dict[str, Any], *, kee
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, final)
-    for _, old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    prune(folder, keep)
+    return final
+
+
+def finish_sharded(tmp: Path, step: int, meta: dict[str, Any], *, keep: int = 2) -> Path:
+    """Rank 0, after every rank wrote its shards into ``tmp``: add the metadata, then rename.
+
+    The rename makes the folder a checkpoint only once it is complete, as for single files.
+    """
+    with open(tmp / META, "wb") as handle:
+        torch.save({**meta, "step": step, "format": "dcp"}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    final = checkpoint_path(tmp.parent, step).with_suffix(".dcp")
+    remove_checkpoint(final)
+    os.replace(tmp, final)
+    prune(tmp.parent, keep)
     return final
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (onto the CPU)."""
     path = Path(path)
+    sharded = path.is_dir()
+    if sharded:
+        path = path / META  # the shards are read into the live (sharded) model on resume
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path} is not a readable training checkpoint: {err}") from err
-    if not isinstance(state, dict) or "step" not in state or "models" not in state:
+    if not isinstance(state, dict) or "step" not in state or not (sharded or "models" in state):
         raise ValueError(f"{path} is not a training checkpoint (no 'step'/'models')")
     return state

@@ -34,6 +34,7 @@ class ModelConfig:
     layerscale_init: float | None = 1e-5
     init_from: str | None = None  # None: scratch; else a napari_reddino.backbones name / timm id
     attn: str = "sdpa"  # "sdpa" (fused attention) or "eager"
+    activation_checkpointing: bool = False  # recompute each student block in backward (memory)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class LossConfig:
     dino_weight: float = 1.0
     ibot_weight: float = 1.0
     koleo_weight: float = 0.1
+    morph_weight: float = 0.0  # aux head: CLS -> cell morphology (needs data.cell_bank)
     centering: str = "sinkhorn_knopp"  # or "ema"
     student_temp: float = 0.1
 
@@ -97,6 +99,7 @@ class OptimConfig:
     layerwise_decay: float = 0.9
     patch_embed_lr_mult: float = 0.2
     freeze_last_layer_iters: int = 0
+    grad_accum_steps: int = 1  # split each per-GPU batch into this many student micro-batches
 
 
 @dataclass
@@ -118,6 +121,11 @@ class DataConfig:
     local_crop_size: int = 98
     local_crop_scale: tuple[float, float] = (0.05, 0.32)
     pixel_transforms: int = 4  # how many of the 33 pixel-level transforms per sample (A.SomeOf n)
+    pixel_transform_p: float = 1.0  # each drawn transform acts with this probability (RedDino 0.85)
+    flip_p: float = 0.5  # horizontal / vertical flip and 90-degree turn probability (RedDino 0.85)
+    transform_params: str = "tuned"  # "tuned" (milder) or "library" defaults (RedDino)
+    resize_before_crop: int | None = None  # square side images are resized to first (RedDino 224)
+    cell_bank: list[str] = field(default_factory=list)  # .npz banks (training/data/cell_bank.py)
 
 
 @dataclass
@@ -133,9 +141,14 @@ class RunConfig:
     checkpoint_every_minutes: float | None = None
     keep_checkpoints: int = 2
     log_every: int = 1
-    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp32"
+    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp16" | "fp32"
     compile: bool = False
     strategy: str = "ddp"  # "ddp" | "fsdp"
+    fsdp_param_dtype: str | None = None  # FSDP MixedPrecisionPolicy: "bf16" | "fp16" | "fp32"
+    fsdp_reduce_dtype: str | None = None  # dtype of the gradient reduce-scatter
+    fsdp_reshard_after_forward: bool = True  # False keeps gathered weights (SHARD_GRAD_OP)
+    checkpoint_format: str = "full"  # "full" (one file, rank 0) | "sharded" (DCP folder)
+    tensorboard: bool = False  # also write TensorBoard events under output_dir/tb
     threads: int | None = None  # torch.set_num_threads on CPU
     nan_abort_after: int = 10  # consecutive non-finite steps before giving up
 
@@ -252,6 +265,36 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     return config_from_dict(apply_overrides(data or {}, list(overrides or [])))
+
+
+# Keys a resumed run may change: how long it runs, how it logs and checkpoints, data workers.
+RESUME_MAY_CHANGE = frozenset({
+    "run.output_dir", "run.stop_after", "run.max_minutes", "run.checkpoint_every",
+    "run.checkpoint_every_minutes", "run.keep_checkpoints", "run.log_every", "run.threads",
+    "run.nan_abort_after", "run.tensorboard", "run.compile", "data.num_workers",
+})  # fmt: skip
+
+
+def resume_differences(saved: dict[str, Any] | None, config: TrainConfig) -> list[str]:
+    """``section.key: saved -> new`` for every setting a resume would silently ignore.
+
+    Schedules, optimizer and data order come from the checkpoint, so a changed lr, batch or
+    augmentation would not apply (yet be written to config.yaml); the caller refuses instead.
+    """
+    if not saved:
+        return []
+    try:
+        old = config_from_dict(saved).to_dict()
+    except ConfigError:  # a checkpoint from an older layout: nothing reliable to compare
+        return []
+    new = config.to_dict()
+    changed = []
+    for section, values in new.items():
+        for key, value in values.items():
+            before = old[section][key]
+            if f"{section}.{key}" not in RESUME_MAY_CHANGE and before != value:
+                changed.append(f"{section}.{key}: {before!r} -> {value!r}")
+    return changed
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -67,7 +67,25 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def wrap_student(module: nn.Module, env: DistEnv, strategy: str = "ddp") -> nn.Module:
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}
+
+
+def fsdp_kwargs(run=None) -> dict:
+    """``fully_shard`` options from ``run.fsdp_*``: mixed-precision policy and resharding."""
+    if run is None:
+        return {}
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    for key in ("fsdp_param_dtype", "fsdp_reduce_dtype"):
+        if getattr(run, key) not in DTYPES:
+            raise ValueError(f"run.{key} must be bf16, fp16, fp32 or null, got "
+                             f"{getattr(run, key)!r}")  # fmt: skip
+    policy = MixedPrecisionPolicy(param_dtype=DTYPES[run.fsdp_param_dtype],
+                                  reduce_dtype=DTYPES[run.fsdp_reduce_dtype])  # fmt: skip
+    return {"mp_policy": policy, "reshard_after_forward": run.fsdp_reshard_after_forward}
+
+
+def wrap_student(module: nn.Module, env: DistEnv, strategy: str = "ddp", run=None) -> nn.Module:
     """The module to call in the training step: plain, DDP, or FSDP2 (``fully_shard``).
 
     DDP replicates the student and averages gradients; FSDP shards parameters, gradients and
@@ -82,9 +100,10 @@ def wrap_student(module: nn.Module, env: DistEnv, strategy: str = "ddp") -> nn.M
         return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
     from torch.distributed.fsdp import fully_shard
 
+    options = fsdp_kwargs(run)
     for block in module.backbone.blocks:
-        fully_shard(block)
-    fully_shard(module)
+        fully_shard(block, **options)
+    fully_shard(module, **options)
     return module
 
 
@@ -106,6 +125,15 @@ def any_rank(flag: bool, env: DistEnv) -> bool:
     return bool(value.item())
 
 
+def broadcast_object(obj, env: DistEnv):
+    """Rank 0's ``obj`` on every rank (e.g. the checkpoint to resume from)."""
+    if not env.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_objects(obj, env: DistEnv) -> list:
     """Every rank's ``obj`` (e.g. RNG states), in rank order."""
     if not env.distributed:
@@ -115,13 +143,14 @@ def gather_objects(obj, env: DistEnv) -> list:
     return gathered
 
 
-def shard_teacher(teacher: nn.Module) -> None:
+def shard_teacher(teacher: nn.Module, run=None) -> None:
     """Shard the teacher exactly like the FSDP student, so the EMA update pairs local shards."""
     from torch.distributed.fsdp import fully_shard
 
+    options = fsdp_kwargs(run)
     for block in teacher.backbone.blocks:
-        fully_shard(block)
-    fully_shard(teacher)
+        fully_shard(block, **options)
+    fully_shard(teacher, **options)
 
 
 def full_state(models: nn.Module, optimizer, *, sharded: bool) -> tuple[dict, dict]:
@@ -156,3 +185,33 @@ def load_full_state(models: nn.Module, optimizer, state: dict, *, sharded: bool)
     options = StateDictOptions(full_state_dict=True)
     set_model_state_dict(models, state["models"], options=options)
     set_optimizer_state_dict(models.student, optimizer, state["optimizer"], options=options)
+
+
+def save_sharded(folder, models: nn.Module, optimizer) -> None:
+    """Every rank writes its own shards (torch.distributed.checkpoint): nothing is gathered."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    state = {"models": get_model_state_dict(models),
+             "optimizer": get_optimizer_state_dict(models.student, optimizer)}  # fmt: skip
+    dcp.save(state, checkpoint_id=str(folder))
+
+
+def load_sharded(folder, models: nn.Module, optimizer) -> None:
+    """Inverse of :func:`save_sharded` (any sharding, the same model and optimizer layout)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    state = {"models": get_model_state_dict(models),
+             "optimizer": get_optimizer_state_dict(models.student, optimizer)}  # fmt: skip
+    dcp.load(state, checkpoint_id=str(folder))
+    set_model_state_dict(models, state["models"])
+    set_optimizer_state_dict(models.student, optimizer, state["optimizer"])

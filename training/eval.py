@@ -5,6 +5,8 @@
     python -m training.eval --check results.json        # recompute, compare, exit 1 on a change
     python -m training.eval make-synthetic --out DIR    # a labeled set from synthetic smears
     python -m training.eval make-bccd --bccd BCCD --out DIR   # real RBC/WBC/platelet crops
+    python -m training.eval make-chula --chula CHULA_DEV --out DIR  # labelled real RBC crops
+    python -m training.eval --backbone generic-descriptor ...  # the hand-made baseline
 
 Frozen CLS features from any ``napari_reddino.backbones`` backbone, then a linear probe and
 1-NN / 20-NN classifiers (:mod:`training.eval_probe`) under leave-one-source-out (generalising
@@ -36,6 +38,22 @@ from training.eval_probe import PROTOCOLS, evaluate_split, format_table, make_sp
 
 RESULTS_FORMAT = "napari-reddino-eval/1"
 CHECK_TOLERANCE = 1e-9
+GENERIC_DESCRIPTOR = "generic-descriptor"
+
+
+class _DescriptorModel:
+    """:func:`training.eval_chula.generic_descriptor` behind the backbone's forward/embed_dim."""
+
+    name, img_size, patch_size = GENERIC_DESCRIPTOR, 0, 0
+
+    def __init__(self):
+        from training.eval_chula import generic_descriptor
+
+        self._describe = generic_descriptor
+        self.embed_dim = None
+
+    def forward(self, batch: np.ndarray):
+        return self._describe(batch), None
 
 
 def _same_shape_batches(shapes: list[tuple[int, ...]], batch_size: int) -> list[list[int]]:
@@ -56,10 +74,12 @@ def iter_cls_features(
     """Frozen CLS (pooled) features (N, D) float32 of every crop, in ``cells`` order."""
     shapes = [cell_image_shape(path) for path in cells.paths]  # headers only: crops stream
     batches = _same_shape_batches(shapes, batch_size)
-    features = np.zeros((len(cells), backbone.embed_dim), dtype=np.float32)
+    features = None
     for done, rows in enumerate(batches):
         check_cancel(cancel)
         cls, _ = backbone.forward(np.stack([read_cell_image(cells.paths[i]) for i in rows]))
+        if features is None:
+            features = np.zeros((len(cells), cls.shape[1]), dtype=np.float32)
         features[rows] = cls
         yield Progress(done + 1, len(batches), f"features: batch {done + 1}/{len(batches)}")
     return features
@@ -90,7 +110,10 @@ def iter_evaluate(
         for p in protocols
     }
     torch.manual_seed(seed)
-    model = load_backbone(backbone, device=device, dtype="float32")
+    if backbone == GENERIC_DESCRIPTOR:  # the hand-made baseline, through the same probes
+        model = _DescriptorModel()
+    else:
+        model = load_backbone(backbone, device=device, dtype="float32")
     features = yield from iter_cls_features(cells, model, batch_size=batch_size, cancel=cancel)
     if not np.isfinite(features).all():
         raise ValueError(f"backbone {backbone!r} produced non-finite features")
@@ -107,7 +130,7 @@ def iter_evaluate(
         },
         "backbone": {
             "name": model.name,
-            "embed_dim": model.embed_dim,
+            "embed_dim": int(features.shape[1]),
             "img_size": model.img_size,
             "patch_size": model.patch_size,
         },
@@ -318,6 +341,25 @@ def _make_bccd(argv: list[str]) -> int:
     return 0
 
 
+def _make_chula(argv: list[str]) -> int:
+    from training.eval_chula import make_chula_cell_folder
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.eval make-chula",
+        description="Write a <smear>/<class>/*.png folder of labelled Chula RBC-12 crops.",
+    )
+    parser.add_argument("--chula", required=True, help="chula_rbc12_dev folder (labels.csv)")
+    parser.add_argument("--out", required=True, help="new (or empty) folder to write")
+    parser.add_argument("--crop", type=int, default=64, help="crop side in pixels (native scale)")
+    parser.add_argument("--max-cells", type=int, default=0, help="0: every labelled cell")
+    args = parser.parse_args(argv)
+    table = make_chula_cell_folder(
+        args.chula, args.out, crop=args.crop, max_cells=args.max_cells or None
+    )
+    print(f"wrote {len(table)} crops to {args.out}\n{table['label'].value_counts().to_string()}")
+    return 0
+
+
 def _evaluate_cli(argv: list[str]) -> int:
     parser = _eval_parser()
     args = parser.parse_args(argv)
@@ -360,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _make_synthetic(argv[1:])
         if argv and argv[0] == "make-bccd":
             return _make_bccd(argv[1:])
+        if argv and argv[0] == "make-chula":
+            return _make_chula(argv[1:])
         return _evaluate_cli(argv)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

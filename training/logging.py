@@ -28,12 +28,22 @@ def peak_memory_mb(device: torch.device) -> float:
 class JsonlLogger:
     """Appends records to ``path`` (main rank only) and echoes a short line to stdout."""
 
-    def __init__(self, path: str | Path, *, enabled: bool = True, echo: bool = True):
+    def __init__(self, path: str | Path, *, enabled: bool = True, echo: bool = True,
+                 tensorboard_dir: str | Path | None = None):  # fmt: skip
         self.path = Path(path)
         self.enabled = enabled
         self.echo = echo
+        self.writer = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        if enabled and tensorboard_dir is not None:
+            try:  # optional: the JSONL log is the record, TensorBoard a live view of it
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("warning: run.tensorboard needs `pip install tensorboard`; logging to "
+                      f"{self.path} only", file=sys.stderr, flush=True)  # fmt: skip
+            else:
+                self.writer = SummaryWriter(str(tensorboard_dir))
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -42,6 +52,11 @@ class JsonlLogger:
         clean.setdefault("time", time.time())
         with open(self.path, "a") as handle:
             handle.write(json.dumps(clean) + "\n")
+        if self.writer is not None and "step" in clean and "event" not in clean:
+            for key, value in clean.items():
+                if isinstance(value, (int, float)) and key not in ("step", "time"):
+                    self.writer.add_scalar(f"train/{key}", value, clean["step"])
+            self.writer.flush()
         if self.echo:
             keys = ("step", "event", "total_loss", "dino_loss", "ibot_loss", "lr", "img_per_s")
             shown = " ".join(f"{k}={_short(clean[k])}" for k in keys if k in clean)

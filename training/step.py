@@ -14,12 +14,16 @@ from torch import nn
 
 from training.centering import make_centering
 from training.config import TrainConfig
+from training.data.augment import normalize
 from training.distributed import DistEnv, any_rank
 from training.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from training.losses.ibot import masks_weight_from_masks
 from training.models.heads import cancel_last_layer_gradients
+from training.models.morph_head import add_morph_loss
 from training.models.student_teacher import DinoOutputs, StudentTeacher
 from training.param_groups import apply_lr_wd
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -51,25 +55,26 @@ class Objective(nn.Module):
 
     @torch.no_grad()
     def teacher_targets(self, teacher: DinoOutputs, temp: float):
-        """Centered teacher probabilities: per global view (DINO) and per masked token (iBOT)."""
+        """Centered teacher probabilities: (2B, K) per global view and (n_masked, K') for iBOT."""
         cls_logits = teacher.global_cls_logits.float()
         patch_logits = teacher.masked_patch_logits.float()
         cls_probs = self.dino_center(cls_logits, temp)
         patch_probs = self.ibot_center(patch_logits, temp)
         self.dino_center.update(cls_logits)
         self.ibot_center.update(patch_logits)
-        return cls_probs.chunk(2), patch_probs
+        return cls_probs, patch_probs
 
-    def forward(self, student: DinoOutputs, teacher: DinoOutputs, masks: torch.Tensor,
-                temp: float) -> dict[str, torch.Tensor]:
-        teacher_views, teacher_patches = self.teacher_targets(teacher, temp)
+    def losses(self, student: DinoOutputs, cls_probs: torch.Tensor, patch_probs: torch.Tensor,
+               masks: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+        """The loss terms of a student output against its rows of the teacher targets."""
+        teacher_views = cls_probs.chunk(2)
         student_views = list(student.global_cls_logits.chunk(2))
         if student.local_cls_logits is not None:
             n_local = student.local_cls_logits.shape[0] // teacher_views[0].shape[0]
             student_views += list(student.local_cls_logits.chunk(n_local))
         terms = {"dino_loss": self.dino_loss(student_views, teacher_views)}
         terms["ibot_loss"] = self.ibot_loss.forward_masked(
-            student.masked_patch_logits, teacher_patches, masks_weight_from_masks(masks),
+            student.masked_patch_logits, patch_probs, masks_weight_from_masks(masks),
             n_images=masks.shape[0],
         )
         if self.weights["koleo"] > 0:
@@ -79,15 +84,27 @@ class Objective(nn.Module):
         terms["total_loss"] = total
         return terms
 
+    def forward(self, student: DinoOutputs, teacher: DinoOutputs, masks: torch.Tensor,
+                temp: float) -> dict[str, torch.Tensor]:
+        cls_probs, patch_probs = self.teacher_targets(teacher, temp)
+        return self.losses(student, cls_probs, patch_probs, masks)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``run.precision`` ("auto": bf16 on CUDA, fp32 elsewhere)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"run.precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
 
 def autocast_context(precision: str, device: torch.device):
-    """bf16 autocast on CUDA by default ("auto"), full fp32 on CPU unless asked otherwise."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"run.precision must be auto, bf16 or fp32, got {precision!r}")
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
+    """Autocast in the dtype of ``run.precision``; a no-op for fp32."""
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def mean_over_ranks(terms: dict[str, torch.Tensor], env: DistEnv) -> dict[str, float]:
@@ -98,6 +115,30 @@ def mean_over_ranks(terms: dict[str, torch.Tensor], env: DistEnv) -> dict[str, f
         torch.distributed.all_reduce(values)
         values /= env.world_size
     return dict(zip(terms, values.tolist()))
+
+
+def micro_batches(global_crops, local_crops, masks, n: int):
+    """``n`` equal slices of a batch (rows ``[view 0 | view 1]``) with their global row indices."""
+    rows = global_crops.shape[0] // 2
+    if rows % n:
+        raise ValueError(f"optim.grad_accum_steps={n} does not divide the per-GPU batch {rows}")
+    size = rows // n
+    n_local = local_crops.shape[0] // rows if rows else 0
+    for i in range(n):
+        part = torch.arange(i * size, (i + 1) * size, device=global_crops.device)
+        index = torch.cat([part, part + rows])
+        local = local_crops.unflatten(0, (n_local, rows))[:, i * size : (i + 1) * size] \
+            if n_local else local_crops
+        yield index, global_crops[index], local.flatten(0, 1) if n_local else local, masks[index]
+
+
+def _sync_context(student: nn.Module, last: bool):
+    """Reduce gradients across ranks on the last micro-batch only (DDP / FSDP2)."""
+    if hasattr(student, "set_requires_gradient_sync"):  # FSDP2: set on every micro-batch
+        student.set_requires_gradient_sync(last)
+    elif not last and hasattr(student, "no_sync"):
+        return student.no_sync()
+    return contextlib.nullcontext()
 
 
 def train_step(
@@ -111,35 +152,69 @@ def train_step(
     step: int,
     cfg: TrainConfig,
     env: DistEnv,
+    scaler=None,
 ) -> dict[str, float]:
     """Run one step; returns the loss terms and ``grad_norm`` (``skipped`` = 1 on non-finite).
 
     ``student`` is ``models.student`` itself or its DDP/FSDP wrapper (what gets called).
-    A non-finite loss or gradient on any rank skips the update on every rank.
+    A non-finite loss or gradient on any rank skips the update on every rank. With
+    ``optim.grad_accum_steps`` > 1 the teacher targets are computed (and centred) on the whole
+    batch, the student runs micro-batch by micro-batch and the gradients add up. ``scaler``
+    (fp16) scales the loss; a step whose gradients overflow is skipped and logged as ``overflow``.
     """
     device = env.device
-    global_crops = batch["global_crops"].to(device, non_blocking=True)
-    local_crops = batch["local_crops"].to(device, non_blocking=True)
+    global_crops = normalize(batch["global_crops"].to(device, non_blocking=True))
+    local_crops = normalize(batch["local_crops"].to(device, non_blocking=True))
     masks = batch["masks"].to(device, non_blocking=True)
     apply_lr_wd(optimizer, values.lr, values.weight_decay, last_layer_lr=values.last_layer_lr)
     optimizer.zero_grad(set_to_none=True)
-    with autocast_context(cfg.run.precision, device):
-        with torch.no_grad():
-            teacher_out = models.teacher(global_crops, masks, mask_inputs=False)
-        student_out = student(global_crops, masks, mask_inputs=True, local_crops=local_crops)
-    terms = objective(student_out, teacher_out, masks, values.teacher_temp)
-    total = terms["total_loss"]
-    result = mean_over_ranks(terms, env)
-    if any_rank(not torch.isfinite(total).item(), env):
-        return {**result, "grad_norm": float("nan"), "skipped": 1}
-    total.backward()
+    n_micro = max(int(cfg.optim.grad_accum_steps), 1)
+    with autocast_context(cfg.run.precision, device), torch.no_grad():
+        teacher_out = models.teacher(global_crops, masks, mask_inputs=False)
+    cls_probs, patch_probs = objective.teacher_targets(teacher_out, values.teacher_temp)
+    token_rows = torch.repeat_interleave(torch.arange(masks.shape[0], device=device),
+                                         masks.sum(dim=1))  # fmt: skip
+    sums: dict[str, torch.Tensor] = {}
+    for i, (index, crops, local, micro_masks) in enumerate(
+        micro_batches(global_crops, local_crops, masks, n_micro)
+    ):
+        with _sync_context(student, last=i == n_micro - 1):
+            with autocast_context(cfg.run.precision, device):
+                student_out = student(crops, micro_masks, mask_inputs=True, local_crops=local)
+            patches = patch_probs if n_micro == 1 else patch_probs[torch.isin(token_rows, index)]
+            terms = objective.losses(student_out, cls_probs[index], patches, micro_masks)
+            if cfg.loss.morph_weight > 0:  # BACKBONE's auxiliary head (training/models/morph_head)
+                rows = index[: index.shape[0] // 2].cpu()
+                terms = add_morph_loss(terms, models, student_out.global_cls,
+                                       batch["morph_targets"][rows].to(device),
+                                       cfg.loss.morph_weight)  # fmt: skip
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.detach() / n_micro
+            if any_rank(not torch.isfinite(terms["total_loss"]).item(), env):
+                optimizer.zero_grad(set_to_none=True)
+                return {**mean_over_ranks(sums, env), "grad_norm": float("nan"), "skipped": 1}
+            loss = terms["total_loss"] / n_micro
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+    result = mean_over_ranks(sums, env)
     cancel_last_layer_gradients(models.student, step, cfg.optim.freeze_last_layer_iters)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     params = [p for p in models.student.parameters() if p.grad is not None]
     clip = cfg.optim.clip_grad if cfg.optim.clip_grad else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-    if any_rank(not torch.isfinite(grad_norm).item(), env):
+    if scaler is not None:
+        scale = scaler.get_scale()
+        scaler.step(optimizer)  # skips the update by itself when a gradient overflowed
+        scaler.update()
+        overflow = scaler.get_scale() < scale
+        result["loss_scale"] = scale
+        if overflow:
+            optimizer.zero_grad(set_to_none=True)
+            return {**result, "grad_norm": float(grad_norm), "skipped": 1, "overflow": 1}
+    elif any_rank(not torch.isfinite(grad_norm).item(), env):
         optimizer.zero_grad(set_to_none=True)
         return {**result, "grad_norm": float(grad_norm), "skipped": 1}
-    optimizer.step()
+    else:
+        optimizer.step()
     models.update_teacher(values.momentum)
     return {**result, "grad_norm": float(grad_norm), "skipped": 0}

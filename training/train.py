@@ -6,6 +6,7 @@ Run as ``torchrun --nproc_per_node N -m training train --config X.yaml [section.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,24 +14,29 @@ from pathlib import Path
 import torch
 
 from training import checkpoint as ckpt
-from training.config import TrainConfig, save_config
+from training.config import ConfigError, TrainConfig, resume_differences, save_config
+from training.data.cell_bank import bank_stream_from_config, n_bank_targets
 from training.data.loader import build_loader, stream_from_config
 from training.distributed import (
     DistEnv,
     broadcast_flag,
+    broadcast_object,
     cleanup,
     full_state,
     gather_objects,
     init_distributed,
     load_full_state,
+    load_sharded,
+    save_sharded,
     shard_teacher,
     wrap_student,
 )
 from training.logging import JsonlLogger, peak_memory_mb
+from training.models.morph_head import attach_morph_head
 from training.models.student_teacher import StudentTeacher
 from training.param_groups import build_param_groups
 from training.schedules import CosineSchedule, scaled_lr
-from training.step import Objective, StepValues, train_step
+from training.step import Objective, StepValues, autocast_dtype, train_step
 
 
 @dataclass
@@ -83,9 +89,10 @@ def build_schedules(cfg: TrainConfig, global_batch: int) -> Schedules:
         lr=CosineSchedule(peak_lr(cfg, global_batch), optim.min_lr, iters, optim.warmup_iters),
         weight_decay=CosineSchedule(optim.weight_decay, optim.weight_decay_end, iters),
         momentum=CosineSchedule(teacher.momentum_start, teacher.momentum_end, iters),
+        # DINOv2/RedDino: a warm-up longer than the run stops part-way (RedDino: 30 of 10 epochs)
         teacher_temp=CosineSchedule(
-            teacher.temp, teacher.temp, iters, min(teacher.temp_warmup_iters, iters),
-            start_warmup=teacher.temp_warmup_start,
+            teacher.temp, teacher.temp, max(iters, teacher.temp_warmup_iters),
+            teacher.temp_warmup_iters, start_warmup=teacher.temp_warmup_start,
         ),
         freeze_last_layer_iters=optim.freeze_last_layer_iters,
     )
@@ -102,6 +109,17 @@ def build_optimizer(models: StudentTeacher, cfg: TrainConfig, device: torch.devi
     return torch.optim.AdamW(
         groups, betas=(cfg.optim.beta1, cfg.optim.beta2), fused=device.type == "cuda"
     )
+
+
+def make_grad_scaler(cfg: TrainConfig, env: DistEnv, *, sharded: bool):
+    """fp16 needs loss scaling; sharded gradients need the scaler that agrees across ranks."""
+    if autocast_dtype(cfg.run.precision, env.device) != torch.float16:
+        return None
+    if sharded:
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        return ShardedGradScaler(device=env.device.type)
+    return torch.amp.GradScaler(env.device.type)
 
 
 class Trainer:
@@ -122,22 +140,41 @@ class Trainer:
                 for block in model.backbone.blocks:
                     block.compile(dynamic=True)
         # wrap before building the optimizer: FSDP replaces the parameters by sharded ones
-        self.student = wrap_student(self.models.student, env, cfg.run.strategy)
+        if cfg.model.activation_checkpointing:
+            self.models.student.activation_checkpointing = True
+        self.student = wrap_student(self.models.student, env, cfg.run.strategy, run=cfg.run)
         self.sharded = env.distributed and cfg.run.strategy == "fsdp"
         if self.sharded:
-            shard_teacher(self.models.teacher)
+            shard_teacher(self.models.teacher, run=cfg.run)
+        self.scaler = make_grad_scaler(cfg, env, sharded=self.sharded)
         self.optimizer = build_optimizer(self.models, cfg, env.device)
+        if cfg.loss.morph_weight > 0:  # auxiliary morphology head (training/models/morph_head.py)
+            attach_morph_head(self.models, self.optimizer, n_bank_targets(cfg.data.cell_bank))
         self.schedules = build_schedules(cfg, self.global_batch)
         self.start_step = 0
-        self.logger = JsonlLogger(self.out / "log.jsonl", enabled=env.is_main)
+        self.logger = JsonlLogger(self.out / "log.jsonl", enabled=env.is_main,
+                                  tensorboard_dir=self.out / "tb" if cfg.run.tensorboard else None)
         self._resume()
 
     def _resume(self) -> None:
-        path = ckpt.latest_checkpoint(self.out)
+        # rank 0 picks the checkpoint (falling back past unreadable ones) and every rank loads it
+        found = ckpt.newest_readable(self.out, warn=self._warn) if self.env.is_main else None
+        path = broadcast_object(str(found[0]) if found else None, self.env)
         if path is None:
             return
-        state = ckpt.load_checkpoint(path)
-        load_full_state(self.models, self.optimizer, state, sharded=self.sharded)
+        state = found[1] if found else ckpt.load_checkpoint(path)
+        changed = resume_differences(state.get("config"), self.cfg)
+        if changed:
+            raise ConfigError(
+                f"{self.out} holds a checkpoint of a run with other settings ({'; '.join(changed)})"
+                "; resuming would silently drop them. Resume with the run's own settings (only "
+                "run length, logging, checkpointing and data.num_workers may change) or give a "
+                "new run.output_dir"
+            )
+        if state.get("format") == "dcp":
+            load_sharded(path, self.models, self.optimizer)
+        else:
+            load_full_state(self.models, self.optimizer, state, sharded=self.sharded)
         self.objective.load_state_dict(state["objective"])
         self.schedules = Schedules.from_state_dict(state["schedules"])
         rng_states = state["rng"]
@@ -147,26 +184,43 @@ class Trainer:
                 f"(this run has {self.env.world_size})"
             )
         ckpt.set_rng_state(rng_states[self.env.rank])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.start_step = state["step"] + 1
         self.logger.log({"event": "resume", "step": state["step"], "checkpoint": str(path)})
 
+    def _warn(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        self.logger.log({"event": "warning", "message": message})
+
     def save(self, step: int) -> None:
         rng_states = gather_objects(ckpt.rng_state(), self.env)
-        models_state, optimizer_state = full_state(self.models, self.optimizer,
-                                                   sharded=self.sharded)  # fmt: skip
+        if self.cfg.run.checkpoint_format not in ("full", "sharded"):
+            raise ValueError("run.checkpoint_format must be 'full' or 'sharded', got "
+                             f"{self.cfg.run.checkpoint_format!r}")  # fmt: skip
+        if self.cfg.run.checkpoint_format == "sharded":
+            tmp = self.out / f".checkpoint_{step:07d}.dcp.tmp"  # the same name on every rank
+            save_sharded(tmp, self.models, self.optimizer)
+            models_state = optimizer_state = None
+        else:
+            models_state, optimizer_state = full_state(self.models, self.optimizer,
+                                                       sharded=self.sharded)  # fmt: skip
         if not self.env.is_main:
             return
         state = {
-            "models": models_state,
             "objective": self.objective.state_dict(),
-            "optimizer": optimizer_state,
-            "scaler": None,  # bf16 autocast needs no loss scaling
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "schedules": self.schedules.state_dict(),
             "rng": rng_states,
             "config": self.cfg.to_dict(),
             "global_batch": self.global_batch,
         }
-        path = ckpt.save_checkpoint(self.out, step, state, keep=self.cfg.run.keep_checkpoints)
+        keep = self.cfg.run.keep_checkpoints
+        if models_state is None:
+            path = ckpt.finish_sharded(tmp, step, state, keep=keep)
+        else:
+            state = {"models": models_state, "optimizer": optimizer_state, **state}
+            path = ckpt.save_checkpoint(self.out, step, state, keep=keep)
         self.logger.log({"event": "checkpoint", "step": step, "path": str(path)})
 
     def fit(self) -> int:
@@ -176,12 +230,13 @@ class Trainer:
         if env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
-        stream = stream_from_config(
+        make_stream = bank_stream_from_config if cfg.data.cell_bank else stream_from_config
+        stream = make_stream(
             cfg.data, cfg.mask, patch_size=cfg.model.patch_size, seed=cfg.run.seed,
             rank=env.rank, world_size=env.world_size, start_step=self.start_step,
         )
         loader = build_loader(stream, num_workers=cfg.data.num_workers,
-                              pin_memory=env.device.type == "cuda")
+                              pin_memory=env.device.type == "cuda", seed=cfg.run.seed)
         self.models.train()
         started = last_ckpt_time = time.monotonic()
         tick, last_step, bad_steps = time.monotonic(), self.start_step - 1, 0
@@ -189,8 +244,9 @@ class Trainer:
             step = int(batch["step"])
             values = self.schedules.at(step)
             terms = train_step(self.models, self.student, self.objective, self.optimizer, batch,
-                               values, step=step, cfg=cfg, env=env)
-            bad_steps = bad_steps + 1 if terms["skipped"] else 0
+                               values, step=step, cfg=cfg, env=env, scaler=self.scaler)
+            # an fp16 overflow is the grad scaler's normal search for its scale, not a bad step
+            bad_steps = bad_steps + 1 if terms["skipped"] and not terms.get("overflow") else 0
             now = time.monotonic()
             if step % cfg.run.log_every == 0 or terms["skipped"]:
                 self.logger.log({"step": step, **terms, **values.__dict__,

@@ -57,11 +57,13 @@ def _architecture(state: dict[str, torch.Tensor]) -> tuple[str, dict]:
     return arch, args
 
 
-def convert_dinov2_checkpoint(checkpoint: str | Path, folder: str | Path, *, img_size: int = 224,
-                              key: str = "teacher", mean=None, std=None) -> Path:
-    """Official DINOv2/DinoBloom ``.pth`` -> timm folder loadable as ``local-dir:folder``."""
-    from napari_reddino.backbones import IMAGENET_MEAN, IMAGENET_STD, export_backbone
+def load_dinov2_checkpoint(checkpoint: str | Path, *, img_size: int = 224,
+                           key: str = "teacher") -> torch.nn.Module:
+    """Official DINOv2/DinoBloom ``.pth`` -> timm ViT holding its weights.
 
+    ``backbones.convert_dinov2_checkpoint`` exports it as a folder (this module imports nothing
+    of the package, so ``backbones`` can import it without an import cycle).
+    """
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -81,5 +83,4 @@ def convert_dinov2_checkpoint(checkpoint: str | Path, folder: str | Path, *, img
         raise ValueError(
             f"{path} does not match {arch} {model_args}: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}")
-    return export_backbone(model, folder, img_size=img_size, mean=mean or IMAGENET_MEAN,
-                           std=std or IMAGENET_STD, tag=f"converted-{path.stem}")
+    return model

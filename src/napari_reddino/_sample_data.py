@@ -1,4 +1,8 @@
-"""napari sample data: synthetic smears with their truth, as LayerData tuples (no Qt here).
+"""napari sample data: real smears (Chula RBC-12, MIT) and synthetic smears with their truth,
+as LayerData tuples (no Qt here).
+
+The real smears ship in ``napari_reddino/data`` (see its README for the attribution); their
+image layers carry ``metadata`` ``image`` (the file name) and ``subject`` (the diagnosis).
 
 Each smear gives an RGB Image layer (``metadata``: ``image``, ``subject``, ``synthetic`` style)
 and a Labels layer "<name> truth" whose ``features`` are the truth table. There the truth class
@@ -8,10 +12,42 @@ labels that the labeling dock writes.
 
 from __future__ import annotations
 
+from importlib import resources
+
+from .names import IMAGE, SUBJECT
 from .synthetic import Smear, synthetic_dataset, synthetic_smear
 
 SAMPLE_SHAPE = (1024, 1024)
 SUBJECTS_SHAPE = (768, 768)
+#: bundled real smears: file in napari_reddino/data -> subject (the smear's diagnosis)
+REAL_SMEARS = {"chula_elliptocytosis.jpg": "hereditary elliptocytosis",
+               "chula_thalassemia.jpg": "thalassemia"}
+
+
+def real_smear_path(name: str = "chula_elliptocytosis.jpg"):
+    """Path of a bundled real smear photo."""
+    if name not in REAL_SMEARS:
+        raise KeyError(f"no bundled smear {name!r}; there are {sorted(REAL_SMEARS)}")
+    return resources.files("napari_reddino") / "data" / name
+
+
+def _real_layer(name: str) -> tuple:
+    import imageio.v3 as iio
+
+    with resources.as_file(real_smear_path(name)) as path:
+        image = iio.imread(path)
+    meta = {IMAGE: name, SUBJECT: REAL_SMEARS[name], "source": "Chula RBC-12 (MIT)"}
+    return image, {"name": name.rsplit(".", 1)[0], "rgb": True, "metadata": meta}, "image"
+
+
+def real_smear_sample() -> list[tuple]:
+    """A real 1280 x 960 Wright-stained smear (hereditary elliptocytosis, Chula RBC-12)."""
+    return [_real_layer("chula_elliptocytosis.jpg")]
+
+
+def real_smears_sample() -> list[tuple]:
+    """Two real smears of two diagnoses (elliptocytosis, thalassemia): two subjects."""
+    return [_real_layer(name) for name in REAL_SMEARS]
 
 
 def smear_layers(smear: Smear) -> list[tuple]:

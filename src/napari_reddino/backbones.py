@@ -8,6 +8,7 @@ timm names all share one loader, and an export from ``training/`` loads here unc
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -240,6 +241,11 @@ def _create_model(name: str, spec: BackboneSpec, cache_dir) -> torch.nn.Module:
                    "backbone, e.g. 'dinov2-small', or a 'local-dir:' folder" if bundled else
                    ". Pass a folder written by napari_reddino.backbones.export_backbone"))
         source = f"local-dir:{folder}"
+        try:
+            json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"backbone {name!r}: {folder / 'config.json'} is damaged ({err}); "
+                             "export the model again or restore that file") from err
     hub = _hub_repo_and_file(source)
     if hub is not None:
         repo, filename = hub
@@ -256,6 +262,13 @@ def _create_model(name: str, spec: BackboneSpec, cache_dir) -> torch.nn.Module:
         raise _missing_weights(name, repo, cache_dir, type(err).__name__) from err
     except RuntimeError as err:  # e.g. a timm architecture without published weights
         raise ValueError(f"backbone {name!r} cannot be loaded: {err}") from err
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        where = (Path(source[len("local-dir:"):]) / "model.safetensors"
+                 if source.startswith("local-dir:") else f"of {hub[0] if hub else source!r}")
+        raise ValueError(f"backbone {name!r}: the weights file {where} is damaged or truncated "
+                         f"({err}); export or download it again") from err
 
 
 def _spec_for(name_or_path: str) -> tuple[str, BackboneSpec]:
@@ -325,7 +338,15 @@ def build_random_backbone(folder: str | Path, *, architecture: str = "vit_small_
                            tag=f"random-init-seed{seed}")
 
 
-from napari_reddino._dinobloom import convert_dinov2_checkpoint  # noqa: E402
+def convert_dinov2_checkpoint(checkpoint: str | Path, folder: str | Path, *, img_size: int = 224,
+                              key: str = "teacher", mean=None, std=None) -> Path:
+    """Official DINOv2/DinoBloom ``.pth`` -> timm folder loadable as ``local-dir:folder``."""
+    from napari_reddino._dinobloom import load_dinov2_checkpoint
+
+    model = load_dinov2_checkpoint(checkpoint, img_size=img_size, key=key)
+    return export_backbone(model, folder, img_size=img_size, mean=mean or IMAGENET_MEAN,
+                           std=std or IMAGENET_STD, tag=f"converted-{Path(checkpoint).stem}")
+
 
 __all__ = [
     "BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneSpec", "WeightsNotFoundError",

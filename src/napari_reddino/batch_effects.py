@@ -52,16 +52,9 @@ class BatchReport:
 
 def neighbour_indices(vectors: np.ndarray, k: int) -> np.ndarray:
     """(N, k) indices of each cell's k nearest other cells by cosine distance."""
-    from sklearn.neighbors import NearestNeighbors
+    from .neighbours import neighbour_graph
 
-    nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute").fit(vectors)
-    idx = nn.kneighbors(vectors, return_distance=False)
-    own = idx == np.arange(len(vectors))[:, None]
-    # drop the cell itself (or, with exact duplicates, the last neighbour) from each row
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-    keep = np.ones_like(idx, dtype=bool)
-    keep[np.arange(len(idx)), drop] = False
-    return idx[keep].reshape(len(idx), k)
+    return neighbour_graph(vectors, k, metric="cosine").others(k)[0]
 
 
 def _composition(neighbour_groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -112,13 +105,17 @@ def subject_mixing(
 
 
 def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state: int = 0,
-                  max_cells: int = 20000) -> BatchReport:
+                  max_cells: int | None = None, graph=None) -> BatchReport:
     """Subject mixing and class separation of ``vectors`` (N, D), one subject per cell.
 
     ``classes`` (optional, ``None`` / ``""`` = unlabeled) adds class silhouette and purity.
-    The neighbour search is exact (all pairs), so above ``max_cells`` cells the metrics are
-    computed on a random subsample of that size (``summary["n_scored"]`` says how many).
+    Neighbourhoods come from ``graph`` (a :class:`~napari_reddino.neighbours.NeighbourGraph`
+    of these cells, e.g. the one the map used) or else the shared graph of ``vectors``
+    (:func:`~napari_reddino.neighbours.feature_graph`, cached). ``max_cells``: score a random
+    subsample of that size instead (``summary["n_scored"]`` says how many).
     """
+    from .neighbours import DEFAULT_K, feature_graph
+
     x = np.asarray(vectors, dtype=np.float32)
     subjects = np.asarray(subjects, dtype=object).astype(str)
     if x.ndim != 2 or x.shape[0] != subjects.shape[0]:
@@ -135,11 +132,17 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state:
     n_cells = x.shape[0]
     if classes is not None and len(classes) != n_cells:
         raise ValueError(f"classes has {len(classes)} entries for {n_cells} cells")
-    if n_cells > max_cells:
+    if graph is not None and len(graph.indices) != n_cells:
+        raise ValueError(f"the neighbour graph has {len(graph.indices)} cells, not {n_cells}")
+    if max_cells is not None and n_cells > max_cells:
         rows = np.sort(np.random.default_rng(random_state).choice(n_cells, max_cells, False))
         x, subjects, subject_codes = x[rows], subjects[rows], subject_codes[rows]
         classes = None if classes is None else np.asarray(classes, dtype=object)[rows]
-    neighbours = neighbour_indices(x, k)
+        graph = None
+    if graph is None:
+        graph = feature_graph(x, min(max(k, DEFAULT_K), x.shape[0] - 1),
+                              random_state=random_state)
+    neighbours = graph.others(k)[0]
     share = np.bincount(subject_codes, minlength=subject_names.size) / subject_codes.size
     per_cell = subject_mixing(subject_codes[neighbours], subject_names.size, share)
     per_cell["subject"] = subjects

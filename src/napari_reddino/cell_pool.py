@@ -81,11 +81,12 @@ def iter_cell_embeddings(image, labels, backbone, *, pooling: str = "cls_crop", 
                          cancel: threading.Event | None = None) -> ProgressGen:
     """Embed every labelled cell (rows in ascending label order) -> ``CellEmbeddings``.
 
-    ``grid`` (from :func:`napari_reddino.embed.iter_patch_grid`) is reused by ``patch_mean``
-    and computed when missing; ``margin`` scales the crop side of ``cls_crop``.
+    ``grid`` (from :func:`napari_reddino.embed.iter_patch_grid`) is what ``patch_mean`` pools
+    (``embed.iter_cell_embeddings`` computes it when missing); ``margin`` scales the crop side
+    of ``cls_crop``.
     """
     from napari_reddino.cells import CellEmbeddings
-    from napari_reddino.embed import check_image
+    from napari_reddino.image_checks import check_image
 
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -101,10 +102,9 @@ def iter_cell_embeddings(image, labels, backbone, *, pooling: str = "cls_crop", 
     if pooling == "cls_crop":
         vectors = yield from _cls_crop_vectors(image, boxes, backbone, margin, batch_size, cancel)
     else:
-        if grid is None:
-            from napari_reddino.embed import iter_patch_grid
-
-            grid = yield from iter_patch_grid(image, backbone, cancel=cancel)
+        if grid is None:  # embed.iter_cell_embeddings computes it (cell_pool imports no embed)
+            raise ValueError("patch_mean pooling needs the smear's patch grid: pass grid= "
+                             "(napari_reddino.embed.iter_cell_embeddings computes it)")
         expected = (math.ceil(labels.shape[0] / backbone.patch_size),
                     math.ceil(labels.shape[1] / backbone.patch_size))
         if tuple(grid.shape[:2]) != expected:

@@ -1,12 +1,13 @@
 """The cell table (one row per segmented cell, keyed by ``(image, label)``) and cell embeddings.
 
-Column names live here once; every module reads them from here. Region features come from
+Column names live once in :mod:`napari_reddino.names` (re-exported here). Region features come from
 skimage's ``regionprops_table``; tables pool by concatenation; io is csv or parquet with a schema
 check. :class:`CellEmbeddings` is the N x D matrix that travels beside the table (``.npz``).
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +16,26 @@ import numpy as np
 import pandas as pd
 from skimage.measure import regionprops_table
 
-LABEL = "label"
-IMAGE = "image"
-SUBJECT = "subject"
-CENTROID_Y = "centroid_y"
-CENTROID_X = "centroid_x"
-AREA = "area"
-PERIMETER = "perimeter"
-ECCENTRICITY = "eccentricity"
-SOLIDITY = "solidity"
-MEAN_RGB = ("mean_r", "mean_g", "mean_b")
-EMBEDDING_ROW = "embedding_row"
-CLASS = "class"
-CLASS_SOURCE = "class_source"
-CONFIDENCE = "confidence"
-CLUSTER = "cluster"
-UMAP = ("umap_0", "umap_1")
+from .names import (  # noqa: F401  (re-exported: modules import the names from here too)
+    AREA,
+    CENTROID_X,
+    CENTROID_Y,
+    CLASS,
+    CLASS_SOURCE,
+    CLUSTER,
+    CONFIDENCE,
+    ECCENTRICITY,
+    EMBEDDING_ROW,
+    IMAGE,
+    KIND,
+    LABEL,
+    MEAN_RGB,
+    PERIMETER,
+    SOLIDITY,
+    SUBJECT,
+    TOUCHES_BORDER,
+    UMAP,
+)
 
 #: Columns every cell table has (what ``region_features`` writes), in order.
 REGION_COLUMNS = (LABEL, IMAGE, SUBJECT, CENTROID_Y, CENTROID_X, AREA, PERIMETER, ECCENTRICITY,
@@ -193,13 +198,20 @@ class CellEmbeddings:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no cell embeddings at {path}")
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("vectors", "image", "label", "backbone", "pooling")
-                       if k not in data.files]
-            if missing:
-                raise ValueError(f"{path.name} is not a cell-embeddings file: missing {missing}")
-            return cls(data["vectors"], data["image"], data["label"], str(data["backbone"]),
-                       str(data["pooling"]))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in ("vectors", "image", "label", "backbone", "pooling")
+                           if k not in data.files]
+                if missing:
+                    raise ValueError(f"{path.name} is not a cell-embeddings file: missing "
+                                     f"{missing}")
+                return cls(data["vectors"], data["image"], data["label"], str(data["backbone"]),
+                           str(data["pooling"]))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated, damaged
+            if str(exc).startswith(path.name):
+                raise
+            raise ValueError(f"{path.name} is damaged or not a cell-embeddings .npz "
+                             f"({type(exc).__name__}: {exc}); embed the smear again") from exc
 
     @classmethod
     def concat(cls, parts: Sequence[CellEmbeddings]) -> CellEmbeddings:

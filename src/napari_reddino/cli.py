@@ -11,13 +11,11 @@ holds the argument parser and error handling; the commands live in ``cli_run.py`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Generator
-from typing import Any, TypeVar
 
-from ._progress import Cancelled, Progress, run_to_completion
-
-T = TypeVar("T")
+from ._console import drive  # noqa: F401  (re-exported: `from napari_reddino.cli import drive`)
+from ._progress import Cancelled
 
 BACKBONE_HELP = (
     "backbone: a registry name (reddino-tiny, reddino-small/base/large, dinov2-*, dinobloom-*), "
@@ -26,30 +24,19 @@ BACKBONE_HELP = (
 )
 
 
-def drive(gen: Generator[Progress, Any, T], description: str, *, quiet: bool = False) -> T:
-    """Run a core progress generator under a rich progress bar (on stderr); return its result."""
-    if quiet:
-        return run_to_completion(gen)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.progress import Progress as Bar
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (argparse prints the message, exit code 2)."""
 
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn())
-    with Bar(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(description, total=None)
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
 
-        def update(p: Progress) -> None:
-            text = f"{description}: {p.message}" if p.message else description
-            bar.update(task, completed=p.done, total=max(p.total, 1), description=text)
-
-        return run_to_completion(gen, update)
+    return parse
 
 
 def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> None:
@@ -68,10 +55,16 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> 
                        help="torch device: auto, cpu, cuda, cuda:N or mps (default: auto)")
 
 
+FEATURES_HELP = ("space cells are compared in: the backbone 'embedding', the standardised "
+                 "'morphology', or 'both' (default: both when the cells have morphology)")
+
+
 def _add_combine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", choices=("embedding", "morphology", "both"), default=None,
+                   help=FEATURES_HELP)
     p.add_argument("--projection", choices=("umap", "pca", "tsne"), default="umap",
                    help="2-D map of the cell embeddings (default: umap)")
-    p.add_argument("--clusters", type=int, default=8, metavar="K",
+    p.add_argument("--clusters", type=_count(2), default=8, metavar="K",
                    help="number of k-means clusters of the embeddings (default: 8)")
 
 
@@ -117,9 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "'class' and 'embedding_row' columns")
     p.add_argument("--reference-embeddings", metavar="NPZ",
                    help="embeddings of a reference table (default: embeddings.npz beside it)")
-    p.add_argument("--k", type=int, default=15, help="neighbours that vote (default: 15)")
+    p.add_argument("--k", type=_count(1), default=15, help="neighbours that vote (default: 15)")
     p.add_argument("--spreading", action="store_true",
                    help="then spread labels over the k-NN graph of all cells")
+    p.add_argument("--features", choices=("embedding", "morphology", "both"), default=None,
+                   help=FEATURES_HELP)
+    p.add_argument("--classifier", choices=("auto", "knn", "logreg"), default="auto",
+                   help="k-NN votes, a logistic regression fitted on the labeled cells, or "
+                   "'auto': whichever cross-validates better on them (default)")
     p.add_argument("--no-center", dest="center", action="store_false",
                    help="plain cosine around the origin instead of around the mean cell "
                    "(centring separates ViT embeddings better; the default)")
@@ -128,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write an HTML report (index.html + PNGs + CSV tables).")
     p.add_argument("run_dir", help="run folder with a pooled cells.parquet")
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
-    p.add_argument("--max-overlays", type=int, default=12,
+    p.add_argument("--max-overlays", type=_count(0), default=12,
                    help="PCA overlay figures for at most this many images (default: 12)")
 
     p = sub.add_parser("run", help="whole pipeline over many smears with dask, then a report",
@@ -139,11 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     _add_pipeline_options(p)
     _add_combine_options(p)
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_count(1), default=None,
                    help="local dask worker processes (default: one per GPU, else per core)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of an existing dask scheduler (tcp://host:8786) instead")
-    p.add_argument("--retries", type=int, default=1,
+    p.add_argument("--retries", type=_count(0), default=1,
                    help="retries of a smear task that raised (default: 1)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
@@ -155,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="no window, even with a display")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--backbone", default=None, help=BACKBONE_HELP)
-    p.add_argument("--workers", type=int, default=2, help="dask workers (default: 2)")
+    p.add_argument("--workers", type=_count(1), default=2, help="dask workers (default: 2)")
     return parser
 
 
@@ -177,3 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ConnectionError) as exc:  # bad input, missing files/weights
         print(f"napari-reddino {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: say so in one line, the traceback only on request
+        if os.environ.get("NAPARI_REDDINO_DEBUG"):
+            raise
+        print(f"napari-reddino {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set NAPARI_REDDINO_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 3

@@ -1,7 +1,8 @@
 """``napari-reddino demo``: the README's main job.
 
-With a display it opens napari on the bundled sample smear with the plugin's four docks and
-segmentation + embedding already run, so the first thing a user sees is a result. Headless (or
+With a display it opens napari on the bundled real sample smear (Chula RBC-12, see
+``napari_reddino/data``) with the plugin's four docks and segmentation + embedding already run,
+so the first thing a user sees is a result on real cells. Headless (or
 ``--headless``) it writes synthetic smears of three subjects to a folder and runs the whole batch
 pipeline on them, ending with the HTML report.
 """
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .names import IMAGE, META_METHOD, SUBJECT
+
 PLUGIN = "napari-reddino"
 DOCKS = ("Segment cells", "Embed smear (RedDino)", "Cell explorer (UMAP)", "Label & propagate")
-SAMPLE = "synthetic_smear"
+SAMPLE = "real_smear"  # a real Chula RBC-12 smear (napari_reddino/data), not a synthetic one
 
 
 def has_display() -> bool:
@@ -41,11 +44,11 @@ def write_demo_smears(
                                shape=shape, seed=seed)
     files, rows = [], []
     for smear in smears:
-        name = f"{smear.metadata['image']}.png"
+        name = f"{smear.metadata[IMAGE]}.png"
         path = folder / name
         iio.imwrite(path, smear.image)
         files.append(path)
-        rows.append({"image": name, "subject": smear.metadata["subject"]})
+        rows.append({IMAGE: name, SUBJECT: smear.metadata[SUBJECT]})
     mapping = folder / "subjects.csv"
     pd.DataFrame(rows).to_csv(mapping, index=False)
     return files, mapping
@@ -54,12 +57,13 @@ def write_demo_smears(
 def run_headless_demo(out_dir: Path, *, backbone: str | None, workers: int,
                       quiet: bool = False) -> int:
     """Synthetic smears -> ``run`` pipeline -> report under ``out_dir``."""
+    from ._console import say
     from .backbones import DEFAULT_BACKBONE
-    from .cli_run import _say, run_pipeline
+    from .cli_run import run_pipeline
     from .pipeline import PipelineConfig, read_subject_map
 
     images, mapping = write_demo_smears(out_dir / "input")
-    _say(f"demo: {len(images)} synthetic smears of 3 subjects in {out_dir / 'input'}")
+    say(f"demo: {len(images)} synthetic smears of 3 subjects in {out_dir / 'input'}")
     config = PipelineConfig(backbone=backbone or DEFAULT_BACKBONE)
     return run_pipeline(images, out_dir, config, read_subject_map(mapping, images),
                         workers=workers, quiet=quiet)
@@ -72,9 +76,9 @@ def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = "cls_
     Layers follow the docks' conventions: ``"<image> labels"`` (features + embeddings in
     metadata) and ``"<image> RedDino PCA"`` (the patch-token overlay). Returns the added layers.
     """
+    from ._console import drive
     from .backbones import DEFAULT_BACKBONE
-    from .cli import drive
-    from .embed import grid_mask, overlay_transform, pca_rgb
+    from .layers import add_layers, labels_layer_data, overlay_layer_data
     from .pipeline import cached_backbone, iter_process_smear
 
     layers = viewer.open_sample(PLUGIN, SAMPLE)
@@ -82,22 +86,19 @@ def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = "cls_
     for layer in layers:  # the sample's truth layers would hide the result
         if layer is not image_layer:
             layer.visible = False
-    name = str(image_layer.metadata.get("image") or image_layer.name)
-    subject = str(image_layer.metadata.get("subject") or "unknown")
+    name = str(image_layer.metadata.get(IMAGE) or image_layer.name)
+    subject = str(image_layer.metadata.get(SUBJECT) or "unknown")
     model = cached_backbone(backbone or DEFAULT_BACKBONE)
     result = drive(iter_process_smear(image_layer.data, model, image_name=name, subject=subject,
                                       pooling=pooling), "demo", quiet=quiet)
-    labels = viewer.add_labels(
-        result.labels, name=f"{image_layer.name} labels", features=result.table,
-        metadata={"image": name, "subject": subject, "method": "classical",
-                  "reddino_embeddings": result.embeddings},
-    )
-    scale, translate = overlay_transform(model)
-    cells = grid_mask(result.labels > 0, model.patch_size)  # PCA fitted on cell tokens
-    rgb = pca_rgb(result.grid, cells if cells.sum() >= 3 else None)
-    overlay = viewer.add_image(rgb, name=f"{image_layer.name} RedDino PCA",
-                               rgb=True, opacity=0.5, scale=scale, translate=translate,
-                               visible=False)
+    placement = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
+    labels, overlay = add_layers(viewer, [
+        labels_layer_data(result.labels, result.table, result.embeddings, image_name=name,
+                          image_layer=image_layer.name, subject=subject,
+                          metadata={META_METHOD: "classical"}, **placement),
+        overlay_layer_data(result.grid, model.patch_size, image_layer=image_layer.name,
+                           labels=result.labels, backbone=model.name, **placement),
+    ])
     docks = {}
     for index, dock in enumerate(DOCKS):  # one tab per dock: each gets the full height
         docks[dock] = viewer.window.add_plugin_dock_widget(PLUGIN, dock, tabify=index > 0)
@@ -110,9 +111,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if args.headless or not has_display():
         if not args.headless:
-            from .cli_run import _say
+            from ._console import say
 
-            _say("demo: no display found (DISPLAY/WAYLAND_DISPLAY unset), running headless")
+            say("demo: no display found (DISPLAY/WAYLAND_DISPLAY unset), running headless")
         return run_headless_demo(out_dir, backbone=args.backbone, workers=args.workers,
                                  quiet=args.quiet)
     from .backbones import DEFAULT_BACKBONE

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._console import drive
 from ._progress import Progress, ProgressGen
-from .cli import drive
 from .pipeline import (
     PipelineConfig,
     SmearStatus,
@@ -26,10 +26,16 @@ from .pipeline import (
 )
 
 
-def _say(text: str) -> None:
+def _say(text: str, style: str | None = None) -> None:
+    """One line to the terminal, never wrapped; no markup, so '[x]' in names shows as typed."""
     from rich.console import Console
 
-    Console(highlight=False, soft_wrap=True).print(text)  # one line per message, never wrapped
+    Console(highlight=False, soft_wrap=True).print(text, markup=False, style=style)
+
+
+def _warn(warnings) -> None:
+    for text in warnings:
+        _say(f"warning: {text}", style="yellow")
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
@@ -49,8 +55,15 @@ def _print_statuses(statuses: pd.DataFrame, out_dir: Path) -> int:
     _say(f"smears: {counts.get('done', 0)} done, {counts.get('skipped', 0)} already done "
          f"(skipped), {counts.get('failed', 0)} failed -> {out_dir}")
     failed = statuses[statuses["status"] == "failed"]
+    for row in statuses[statuses["status"] != "failed"].itertuples():
+        if isinstance(row.error, str) and row.error:  # e.g. redone because the file changed
+            _say(f"note: {row.image}: {row.error}")
+    if "warning" in statuses.columns:
+        flagged = statuses[statuses["warning"].fillna("").astype(str) != ""]
+        for row in flagged.itertuples():
+            _say(f"warning: {row.image}: {row.warning}", style="yellow")
     for row in failed.itertuples():
-        _say(f"[red]failed[/red] {row.image}: {row.error}")
+        _say(f"failed {row.image}: {row.error}", style="red")
     return 1 if len(failed) else 0
 
 
@@ -135,7 +148,12 @@ def cmd_project(args: argparse.Namespace) -> int:
     from .distributed import iter_combine
 
     combined = drive(iter_combine(args.run_dir, projection=args.projection,
-                                  n_clusters=args.clusters), "project", quiet=args.quiet)
+                                  n_clusters=args.clusters, features=args.features),
+                     "project", quiet=args.quiet)
+    from .anndata_io import write_run_h5ad
+
+    write_run_h5ad(args.run_dir)  # cells.h5ad beside cells.parquet, for scanpy
+    _warn(combined.warnings)
     _say(f"pooled {len(combined.table)} cells of {combined.summary['n_images']} images "
          f"-> {Path(args.run_dir) / 'cells.parquet'}")
     return 0
@@ -160,6 +178,13 @@ def _load_pooled(folder_or_table: str | Path, embeddings_path: str | None = None
         rows = np.asarray(emb.rows_for(table["image"].to_numpy(), table["label"].to_numpy()))
     if len(rows) and (rows.min() < 0 or rows.max() >= len(emb.vectors)):
         raise ValueError(f"{table_path}: embedding_row points outside {npz}")
+    wrong = (emb.image[rows] != table["image"].astype(str).to_numpy()) | (
+        emb.label[rows] != table["label"].to_numpy(dtype=np.int64))
+    if wrong.any():
+        example = table.loc[wrong, ["image", "label"]].head(3).to_records(index=False).tolist()
+        raise ValueError(f"{npz} does not hold the embeddings of {table_path}: {int(wrong.sum())} "
+                         f"of {len(rows)} cells (e.g. {example}) have another (image, label) "
+                         "there; pass the embeddings.npz written with that table")
     return table, np.asarray(emb.vectors, dtype=np.float32)[rows], emb.backbone
 
 
@@ -182,8 +207,15 @@ def cmd_propagate(args: argparse.Namespace) -> int:
         own[manual] = table["class"].astype(str).to_numpy()[manual]
     ref_classes = ref_table["class"].astype(object).where(~unlabeled_mask(ref_table["class"]))
     classes = np.concatenate([ref_classes.to_numpy(dtype=object), own])
-    result = drive(iter_propagate(np.vstack([ref_vectors, vectors]), classes, k=args.k,
-                                  spreading=args.spreading, center=args.center),
+    from .feature_spaces import resolve_space, space_matrix
+
+    stacked = pd.concat([ref_table, table], ignore_index=True)
+    stacked["embedding_row"] = np.arange(len(stacked))
+    all_vectors = np.vstack([ref_vectors, vectors])
+    space = resolve_space(args.features, stacked, all_vectors)
+    result = drive(iter_propagate(space_matrix(stacked, all_vectors, space), classes, k=args.k,
+                                  spreading=args.spreading, center=args.center,
+                                  method=args.classifier),
                    "propagate", quiet=args.quiet)
     n_ref = len(ref_table)
     table["class"] = result.classes[n_ref:].astype(str)
@@ -192,7 +224,8 @@ def cmd_propagate(args: argparse.Namespace) -> int:
     save_table(table, Path(args.run_dir) / "cells.parquet")
     counts = table["class"].value_counts().to_dict()
     _say(f"{len(table)} cells classified from {int((~unlabeled_mask(ref_classes)).sum())} "
-         f"reference cells: {counts}; mean confidence {table['confidence'].mean():.2f}")
+         f"reference cells ({space} space, {result.method}): {counts}; "
+         f"mean confidence {table['confidence'].mean():.2f}")
     return 0
 
 
@@ -207,7 +240,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subjects: dict,
                  *, workers=None, scheduler=None, retries=1, projection="umap", clusters=8,
-                 report=True, quiet=False) -> int:
+                 report=True, quiet=False, features=None) -> int:
     """Batch (dask) -> pool/project/cluster/metrics -> HTML report; returns the exit code."""
     from .distributed import iter_combine, iter_run_batch
     from .pipeline import cached_backbone
@@ -219,10 +252,14 @@ def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subj
     code = _print_statuses(batch.runs, out_dir)
     finished = batch.runs.loc[batch.runs["status"] != "failed", "image"].tolist()
     if not finished:
-        _say("[red]no smear could be processed[/red]")
+        _say("no smear could be processed", style="red")
         return 1
-    drive(iter_combine(out_dir, images=finished, projection=projection, n_clusters=clusters),
-          "combine", quiet=quiet)
+    combined = drive(iter_combine(out_dir, images=finished, projection=projection,
+                                  n_clusters=clusters, features=features), "combine", quiet=quiet)
+    _warn(combined.warnings)
+    from .anndata_io import write_run_h5ad
+
+    write_run_h5ad(out_dir)  # cells.h5ad beside cells.parquet, for scanpy
     if report:
         index = drive(iter_write_report(out_dir), "report", quiet=quiet)
         _say(f"report: {index.resolve()}")
@@ -235,5 +272,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_pipeline(images, Path(args.out), _config(args), subjects, workers=args.workers,
                         scheduler=args.scheduler, retries=args.retries,
                         projection=args.projection, clusters=args.clusters,
+                        features=args.features,
                         report=not args.no_report, quiet=args.quiet)
 

@@ -57,9 +57,14 @@ def hdbscan(x: np.ndarray, min_cluster_size: int = 15, **params) -> np.ndarray:
 
 
 def leiden(
-    x: np.ndarray, *, n_neighbors: int = 15, resolution: float = 1.0, random_state: int = 0
+    x: np.ndarray, *, n_neighbors: int = 15, resolution: float = 1.0, random_state: int = 0,
+    graph=None,
 ) -> np.ndarray:
-    """Leiden communities of the symmetric k-NN graph (leidenalg + igraph, optional)."""
+    """Leiden communities of the symmetric k-NN graph (leidenalg + igraph, optional).
+
+    ``graph``: a :class:`~napari_reddino.neighbours.NeighbourGraph` of these cells (the one the
+    map used); without it the shared graph of ``x`` is found (or taken from the cache).
+    """
     try:
         import igraph
         import leidenalg
@@ -68,15 +73,18 @@ def leiden(
             "Leiden clustering needs the optional packages 'leidenalg' and 'igraph': "
             "pip install leidenalg igraph (or use method='kmeans' / 'hdbscan')"
         ) from None
-    from sklearn.neighbors import kneighbors_graph
+    from .neighbours import DEFAULT_K, feature_graph
 
     n_neighbors = min(int(n_neighbors), x.shape[0] - 1)
     if n_neighbors < 1:
         raise ValueError("Leiden needs at least 2 cells")
-    graph = kneighbors_graph(x, n_neighbors, mode="connectivity", include_self=False)
-    graph = graph.maximum(graph.T).tocoo()
-    upper = graph.row < graph.col
-    g = igraph.Graph(n=x.shape[0], edges=list(zip(graph.row[upper], graph.col[upper])))
+    if graph is None:
+        graph = feature_graph(x, max(n_neighbors, DEFAULT_K), random_state=random_state)
+    if len(graph.indices) != x.shape[0]:
+        raise ValueError(f"the neighbour graph has {len(graph.indices)} cells, x {x.shape[0]}")
+    adjacency = graph.adjacency(min(n_neighbors, graph.k)).tocoo()
+    upper = adjacency.row < adjacency.col
+    g = igraph.Graph(n=x.shape[0], edges=np.c_[adjacency.row[upper], adjacency.col[upper]])
     partition = leidenalg.find_partition(
         g, leidenalg.RBConfigurationVertexPartition,
         resolution_parameter=resolution, seed=random_state,

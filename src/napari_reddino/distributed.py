@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,8 @@ from .pipeline import (
     DONE_MARKER,
     PipelineConfig,
     SmearStatus,
+    check_smear_outputs,
+    invalidate,
     load_smear_outputs,
     run_smear_file,
     smear_dir,
@@ -214,6 +216,7 @@ class Combined:
     embeddings: object  # cells.CellEmbeddings
     metrics: pd.DataFrame
     summary: dict
+    warnings: list[str] = field(default_factory=list)  # what the user must hear (CLI prints)
 
 
 def iter_combine(
@@ -223,21 +226,34 @@ def iter_combine(
     projection: str = "umap",
     n_clusters: int = 8,
     random_state: int = 0,
+    features: str | None = None,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[Combined]:
     """Pool finished smears, add ``umap_0/umap_1`` and ``cluster``, compute batch metrics.
 
     Writes ``cells.parquet``, ``embeddings.npz``, ``batch_metrics.csv`` and ``summary.json``.
+    ``features`` is the space map and clusters are made in (``feature_spaces``; default: the
+    best the cells allow).
     """
+    from .analysis import Settings, iter_clusters, iter_map
     from .batch_effects import batch_metrics
     from .cells import CellEmbeddings, pool_tables, save_table
-    from .cluster import cluster
-    from .project import project
 
     out_dir = Path(out_dir)
-    folders = finished_smears(out_dir, images)
+    previous = _previous_labels(out_dir / POOLED_TABLE)
+    warnings: list[str] = []
+    folders = []
+    for folder in finished_smears(out_dir, images):
+        problem = check_smear_outputs(folder)
+        if problem is None:
+            folders.append(folder)
+            continue
+        invalidate(folder)  # the next `embed` / `run` redoes it
+        warnings.append(f"smear folder {folder.name} left out: {problem}; rerun `napari-reddino "
+                        "run` (or `embed`) on its image to redo it")
     if not folders:
-        raise ValueError(f"{out_dir}: no finished smears to combine")
+        raise ValueError(f"{out_dir}: no finished smears to pool"
+                         + (f" ({'; '.join(warnings)})" if warnings else ""))
     tables, parts, offset = [], [], 0
     for i, folder in enumerate(folders):
         check_cancel(cancel)
@@ -250,30 +266,79 @@ def iter_combine(
         yield Progress(i + 1, len(folders) + 3, f"pooled {folder.name}")
     table = pool_tables(tables).reset_index(drop=True)
     embeddings = CellEmbeddings.concat(parts)
-    vectors = np.asarray(embeddings.vectors, dtype=np.float32)[table["embedding_row"].to_numpy()]
+    from .feature_spaces import resolve_space, space_matrix
+
+    space = resolve_space(features, table, embeddings.vectors)
+    vectors = space_matrix(table, np.asarray(embeddings.vectors, dtype=np.float32), space)
     n = len(table)
     if n < 3:
         raise ValueError(f"{out_dir}: only {n} cells in total, too few to project or cluster")
     method = projection if n > 15 else "pca"
+    if method != projection:
+        warnings.append(f"only {n} cells: the map is a PCA instead of {projection} (which needs "
+                        "more than 15 cells)")
     yield Progress(len(folders), len(folders) + 3, f"{method} of {n} cells")
-    coords = project(vectors, method=method, random_state=random_state)
+    settings = Settings(n_clusters=n_clusters, random_state=random_state).for_cells(n)
+    coords = yield from iter_map(vectors, method, settings, cancel)  # the explorer's settings
     table["umap_0"], table["umap_1"] = coords[:, 0], coords[:, 1]
     check_cancel(cancel)
     yield Progress(len(folders) + 1, len(folders) + 3, "clustering")
-    k = int(min(n_clusters, max(2, n // 5)))
-    table["cluster"] = cluster(vectors, method="kmeans", n_clusters=k, random_state=random_state)
+    k = settings.n_clusters  # at most one cluster per 5 cells, as in the explorer
+    if k != n_clusters:
+        warnings.append(f"{k} clusters instead of the {n_clusters} asked for: {n} cells allow at "
+                        "most one cluster per 5 cells")
+    table["cluster"] = yield from iter_clusters(vectors, "kmeans", settings, cancel)
     check_cancel(cancel)
     yield Progress(len(folders) + 2, len(folders) + 3, "batch-effect metrics")
     metrics, summary = _metrics(batch_metrics, vectors, table)
     summary.update({"n_cells": n, "n_images": len(folders), "projection": method,
-                    "n_clusters": k})
+                    "n_clusters": k, "feature_space": space})
     summary["n_subjects"] = int(table["subject"].nunique())
+    if previous is not None:
+        table, note = _carry_labels(table, previous, out_dir)
+        warnings += [note] if note else []
+    summary["warnings"] = warnings
     save_table(table, out_dir / POOLED_TABLE)
     embeddings.save(out_dir / POOLED_EMBEDDINGS)
     metrics.to_csv(out_dir / METRICS_TABLE, index=False)
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=_json_default))
     yield Progress(len(folders) + 3, len(folders) + 3, f"combined {n} cells")
-    return Combined(table, embeddings, metrics, summary)
+    return Combined(table, embeddings, metrics, summary, warnings)
+
+
+def _previous_labels(path: Path) -> pd.DataFrame | None:
+    """The class columns of an existing pooled table (None if it has no classes yet)."""
+    from .cells import load_table
+
+    if not path.is_file():
+        return None
+    try:
+        table = load_table(path)
+    except Exception as exc:  # never overwrite labels we could not read
+        raise ValueError(f"{path} exists but cannot be read ({exc}); it may hold labels: move "
+                         "it away before pooling again") from exc
+    if "class" not in table.columns or table["class"].isna().all():
+        return None
+    for column, empty in (("class_source", None), ("confidence", np.nan)):
+        if column not in table.columns:
+            table[column] = empty
+    return table
+
+
+def _carry_labels(table: pd.DataFrame, previous: pd.DataFrame, out_dir: Path):
+    """Copy class, class_source, confidence of the previous pooled table onto the new one.
+
+    Labels whose cell is gone or moved are written to ``labels_not_carried.csv`` (never lost).
+    """
+    from .labels_io import export_labels, merge_labels
+
+    result = merge_labels(table, previous)
+    left = pd.concat([result.missing, result.moved.drop(columns="distance", errors="ignore")])
+    if not len(left):
+        return result.table, ""
+    path = export_labels(left, out_dir / "labels_not_carried.csv")
+    return result.table, (f"{len(left)} labeled cell(s) of the previous {POOLED_TABLE} are not "
+                          f"in the new pool (smear redone or left out); kept in {path}")
 
 
 def _metrics(batch_metrics, vectors, table) -> tuple[pd.DataFrame, dict]:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_reddino import cell_pool
 from napari_reddino._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from napari_reddino.backbones import Backbone
-from napari_reddino.cell_pool import cell_embeddings, iter_cell_embeddings
+from napari_reddino.image_checks import check_image
 from napari_reddino.pca import grid_mask, overlay_transform, pca_rgb
 
 IN_MEMORY_GRID_BYTES = 512 * 2**20  # larger grids go to a zarr store
@@ -49,18 +50,6 @@ def _as_rgb_uint8(tile: np.ndarray) -> np.ndarray:
     return tile[..., :3]
 
 
-def check_image(image):
-    """Validate an in-memory image fully; lazy ones (dask, zarr, memmap) only by shape."""
-    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
-        from napari_reddino.segment import validate_image
-
-        return validate_image(image)
-    shape = getattr(image, "shape", None)
-    if shape is None or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
-        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got shape {shape}")
-    if min(shape[:2]) < 2:
-        raise ValueError(f"image is too small to embed: {shape}")
-    return image
 
 
 class _BandReader:
@@ -160,6 +149,21 @@ def iter_patch_grid(image, backbone: Backbone, *, overlap: int | None = None,
 def patch_grid(image, backbone: Backbone, **kwargs):
     """Synchronous :func:`iter_patch_grid`."""
     return run_to_completion(iter_patch_grid(image, backbone, **kwargs))
+
+
+def iter_cell_embeddings(image, labels, backbone, *, pooling: str = "cls_crop", grid=None,
+                         cancel: threading.Event | None = None, **kwargs) -> ProgressGen:
+    """:func:`napari_reddino.cell_pool.iter_cell_embeddings`, embedding the patch grid first
+    when ``patch_mean`` pooling needs it and none is given."""
+    if pooling == "patch_mean" and grid is None:
+        grid = yield from iter_patch_grid(image, backbone, cancel=cancel)
+    return (yield from cell_pool.iter_cell_embeddings(image, labels, backbone, pooling=pooling,
+                                                      grid=grid, cancel=cancel, **kwargs))
+
+
+def cell_embeddings(image, labels, backbone, **kwargs):
+    """Synchronous :func:`iter_cell_embeddings`."""
+    return run_to_completion(iter_cell_embeddings(image, labels, backbone, **kwargs))
 
 
 __all__ = [

@@ -1,9 +1,9 @@
-"""Per-cell label tables on disk: export, validated import merged by (image, label), autosave.
+"""Per-cell label tables on disk: export, validated import merged by (image, label, centroid).
 
 Why a module of its own: labels are hours of a hematologist's work. Import never overwrites the
-table it is given (it returns a merged copy and says which cells no longer exist), and the
-:class:`Autosaver` rewrites its file through a temporary file + ``os.replace``, so a crash at any
-moment leaves either the previous or the new complete file, never half of one.
+table it is given (it returns a merged copy and says which cells no longer exist or no longer lie
+where they were labelled), exports are written atomically, and the autosave is an append-only
+journal (:mod:`napari_reddino.label_journal`, re-exported here).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .cells import (
+    AREA,
     CENTROID_X,
     CENTROID_Y,
     CLASS,
@@ -31,11 +32,15 @@ from .cells import (
     load_table,
     save_table,
 )
+from .label_journal import AUTOSAVE_COLUMNS, Autosaver, is_journal, read_journal
 from .propagate import MANUAL, unlabeled_mask
 
 LABEL_COLUMNS = (IMAGE, SUBJECT, LABEL, CENTROID_Y, CENTROID_X, CLASS, CLASS_SOURCE, CONFIDENCE)
 OPTIONAL_COLUMNS = (*UMAP, CLUSTER)
-AUTOSAVE_COLUMNS = (IMAGE, LABEL, CLASS)
+MIN_TOLERANCE_PX = 4.0
+DEFAULT_TOLERANCE_PX = 8.0  # without cell areas
+__all__ = ["AUTOSAVE_COLUMNS", "Autosaver", "export_labels", "import_labels", "merge_labels",
+           "read_labels"]
 _CLASS_COLUMNS = (CLASS, CLASS_SOURCE, CONFIDENCE)
 
 
@@ -49,6 +54,8 @@ def _atomic_save(df: pd.DataFrame, path: Path) -> Path:
         with open(tmp, "rb+") as handle:  # on disk before the rename, not only in the page cache
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # name the file the user chose, not our temporary one
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -79,15 +86,20 @@ def export_labels(features: pd.DataFrame, path) -> Path:
 
 
 def _file_columns(path: Path) -> list[str]:
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, nrows=0).columns)
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0).columns)
+    except Exception as exc:  # pandas / pyarrow parser errors: the file is not a table
+        raise ValueError(f"{path.name} is not a label table: it cannot be read as "
+                         f"{path.suffix.lower()[1:]} ({type(exc).__name__}); nothing was "
+                         "imported") from exc
 
 
 def read_labels(path) -> pd.DataFrame:
-    """Read a label table; a ``ValueError`` listing expected vs found columns if it is not one."""
+    """Read a label table (or an autosave); a ``ValueError`` saying why if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no label table at {path}")
@@ -95,12 +107,18 @@ def read_labels(path) -> pd.DataFrame:
         raise ValueError(f"label tables are .csv or .parquet files, got '{path.name}'")
     found = _file_columns(path)
     missing = [c for c in LABEL_COLUMNS if c not in found]
+    if missing and path.suffix.lower() == ".csv" and is_journal(path):
+        return read_journal(path)  # the plugin's own autosave
     if missing:
         raise ValueError(
             f"{path.name} is not a label table: expected columns {list(LABEL_COLUMNS)}, "
             f"found {found} (missing {missing}); nothing was imported"
         )
-    table = load_table(path, required=LABEL_COLUMNS)
+    try:
+        table = load_table(path, required=LABEL_COLUMNS)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a valid label table ({exc}); nothing was "
+                         "imported") from exc
     for column in (CLASS, CLASS_SOURCE):  # empty cells read back as NaN: keep them as None
         table[column] = table[column].astype(object).where(table[column].notna(), None)
     return table
@@ -113,15 +131,80 @@ class MergeResult:
     table: pd.DataFrame
     n_matched: int
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows for cells that are gone
+    moved: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows on no cell at their place
+    n_relocated: int = 0  # labels found on their cell under another label number
+    other_smears: list = field(default_factory=list)  # same image name, but another smear
 
     @property
     def message(self) -> str:
         text = f"imported labels for {self.n_matched} cell(s)"
+        if self.n_relocated:
+            text += (f" ({self.n_relocated} found at their position under a new label number: "
+                     "the smear was segmented again)")
         if len(self.missing):
             keys = self.missing[list(KEY_COLUMNS)].head(5).to_records(index=False).tolist()
             text += (f"; {len(self.missing)} labeled cell(s) no longer exist in the loaded "
                      f"images (e.g. (label, image) {keys}) and were skipped")
+        if self.other_smears:
+            text += (f"; {self.other_smears} look like other smears of the same name (their "
+                     "labeled cells do not lie on this smear's cells): their labels were skipped")
+        moved = self.moved[~self.moved[IMAGE].isin(self.other_smears)] if len(self.moved) else []
+        if len(moved):
+            keys = moved[list(KEY_COLUMNS)].head(5).to_records(index=False).tolist()
+            text += (f"; {len(moved)} labeled cell(s) no longer exist where they were labeled "
+                     f"(e.g. (label, image) {keys}; the nearest cell is "
+                     f"{moved['distance'].min():.0f} px or more away) and were skipped")
         return text
+
+
+def _tolerance(features: pd.DataFrame) -> np.ndarray:
+    """How far (px) a label's centroid may lie from its cell's: half the cell's radius, >= 4."""
+    if AREA in features.columns:
+        radius = np.sqrt(pd.to_numeric(features[AREA], errors="coerce").to_numpy() / np.pi)
+        return np.fmax(np.nan_to_num(radius * 0.5, nan=MIN_TOLERANCE_PX), MIN_TOLERANCE_PX)
+    return np.full(len(features), DEFAULT_TOLERANCE_PX)
+
+
+def _locate(table: pd.DataFrame, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row of ``table`` for each label (-1: none), distance to it, row by (image, label).
+
+    A label goes to the cell with its (image, label) if that cell lies at the recorded centroid;
+    else to the cell of its image nearest to the centroid if within tolerance (the smear was
+    segmented again, label numbers changed); else nowhere. Without centroids: (image, label).
+    """
+    from scipy.spatial import cKDTree
+
+    keys = list(KEY_COLUMNS)
+    position = pd.Series(np.arange(len(table)), index=pd.MultiIndex.from_frame(table[keys]))
+    lookup = pd.MultiIndex.from_frame(labels[keys].astype({LABEL: "int64", IMAGE: str}))
+    exact = position.reindex(lookup).fillna(-1).to_numpy(dtype=np.int64)
+    centroid = [CENTROID_Y, CENTROID_X]
+    if not set(centroid) <= set(labels.columns) or not set(centroid) <= set(table.columns):
+        return exact, np.zeros(len(labels)), exact
+    where = labels[centroid].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    cells = table[centroid].to_numpy(dtype=float)
+    tolerance = _tolerance(table)
+    rows = np.where(np.isnan(where).any(axis=1), exact, -1)  # no recorded place: trust the key
+    distance = np.zeros(len(labels))
+    has_exact = (exact >= 0) & ~np.isnan(where).any(axis=1)
+    gap = np.hypot(*(cells[exact[has_exact]] - where[has_exact]).T)
+    ok = gap <= tolerance[exact[has_exact]]
+    rows[np.flatnonzero(has_exact)[ok]] = exact[has_exact][ok]
+    table_images = table[IMAGE].astype(str).to_numpy()
+    label_images = labels[IMAGE].astype(str).to_numpy()
+    todo = np.flatnonzero((rows < 0) & ~np.isnan(where).any(axis=1))
+    for image in pd.unique(label_images[todo]):
+        mine = np.flatnonzero(table_images == image)
+        ask = todo[label_images[todo] == image]
+        if mine.size == 0:
+            continue
+        dist, nearest = cKDTree(cells[mine]).query(where[ask])
+        target = mine[nearest]
+        hit = dist <= tolerance[target]
+        rows[ask[hit]] = target[hit]
+        distance[ask] = dist
+    distance[rows >= 0] = 0.0
+    return rows, distance, exact
 
 
 def merge_labels(
@@ -130,11 +213,14 @@ def merge_labels(
 ) -> MergeResult:
     """Copy ``class``, ``class_source``, ``confidence`` from ``labels`` into a copy of ``features``.
 
-    Cells are matched by (image, label); labels for cells not in ``features`` are returned in
-    ``missing``. Classes outside ``class_names`` raise a ``ValueError`` before anything changes.
+    Cells are keyed by (image, label, centroid): a label whose recorded centroid is not on the
+    cell of that label goes to the cell at its place (re-segmented smear) or nowhere (reported
+    in ``moved``); an image where most labels lie on no cell is another smear of the same name
+    and none of its labels are taken. Labels of images not in ``features`` are in ``missing``.
+    Classes outside ``class_names`` raise a ``ValueError`` before anything changes.
     """
     labels = labels[labels[CLASS_SOURCE].astype(str) == MANUAL] if manual_only else labels
-    labels = labels[~unlabeled_mask(labels[CLASS])]
+    labels = labels[~unlabeled_mask(labels[CLASS])].reset_index(drop=True)
     if class_names is not None:
         unknown = sorted(set(labels[CLASS].astype(str)) - set(map(str, class_names)))
         if unknown:
@@ -142,80 +228,31 @@ def merge_labels(
                 f"the labels use classes not in the current class set: {unknown}; add them to "
                 "the class set first (nothing was imported)"
             )
-    keys = list(KEY_COLUMNS)
     table = features.copy()
     for column in _CLASS_COLUMNS:
         if column not in table.columns:
             table[column] = np.nan if column == CONFIDENCE else None
         elif column != CONFIDENCE:
             table[column] = table[column].astype(object)
-    position = pd.Series(np.arange(len(table)), index=pd.MultiIndex.from_frame(table[keys]))
-    lookup = pd.MultiIndex.from_frame(labels[keys].astype({LABEL: "int64", IMAGE: str}))
-    found = lookup.isin(position.index)
-    rows = position.loc[lookup[found]].to_numpy()
+    rows, distance, exact = _locate(table, labels)
+    loaded = labels[IMAGE].astype(str).isin(set(table[IMAGE].astype(str))).to_numpy()
+    other_smears = []
+    for image in pd.unique(labels.loc[loaded, IMAGE].astype(str)):
+        mine = (labels[IMAGE].astype(str) == image).to_numpy()
+        if mine.sum() >= 3 and (rows[mine] >= 0).mean() < 0.5:
+            other_smears.append(image)
+            rows[mine] = -1
+    found = rows >= 0
     for column in _CLASS_COLUMNS:
         values = labels.loc[found, column].to_numpy()
-        table.iloc[rows, table.columns.get_loc(column)] = values
-    return MergeResult(table, int(found.sum()), labels.loc[~found].reset_index(drop=True))
+        table.iloc[rows[found], table.columns.get_loc(column)] = values
+    moved = labels.loc[~found & loaded].assign(distance=distance[~found & loaded])
+    missing = labels.loc[~found & ~loaded].reset_index(drop=True)
+    relocated = int((found & (rows != exact)).sum())
+    return MergeResult(table, int(found.sum()), missing, moved.reset_index(drop=True), relocated,
+                       other_smears)
 
 
 def import_labels(path, features: pd.DataFrame, **kwargs) -> MergeResult:
     """:func:`read_labels` then :func:`merge_labels` (``features`` itself is never modified)."""
     return merge_labels(features, read_labels(path), **kwargs)
-
-
-class Autosaver:
-    """Keeps the manual labels in a small CSV (image, label, class), rewritten atomically.
-
-    Call :meth:`record` on every label click (or :meth:`sync` with the whole table); after a
-    crash, :meth:`restore` gives the labels back for :func:`merge_labels`.
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-        if self.path.suffix.lower() != ".csv":
-            raise ValueError(f"the autosave file must be a .csv, got '{self.path.name}'")
-        self._labels: dict[tuple[str, int], str] = {}
-        if self.path.exists():
-            saved = self.restore()
-            for image, label, class_name in zip(saved[IMAGE], saved[LABEL], saved[CLASS]):
-                self._labels[(str(image), int(label))] = str(class_name)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def record(self, image: str, label: int, class_name: str | None) -> None:
-        """Set (or with ``None`` / ``""`` clear) one cell's manual label and save."""
-        key = (str(image), int(label))
-        if class_name is None or not str(class_name).strip():
-            self._labels.pop(key, None)
-        else:
-            self._labels[key] = str(class_name)
-        self._write()
-
-    def sync(self, features: pd.DataFrame) -> None:
-        """Replace the saved labels with the table's manual labels and save."""
-        manual = features[
-            (features[CLASS_SOURCE].astype(str) == MANUAL) & ~unlabeled_mask(features[CLASS])
-        ]
-        self._labels = {
-            (str(i), int(lb)): str(c)
-            for i, lb, c in zip(manual[IMAGE], manual[LABEL], manual[CLASS])
-        }
-        self._write()
-
-    def frame(self) -> pd.DataFrame:
-        """The saved manual labels as a table with ``class_source = "manual"``."""
-        rows = [(i, lb, c) for (i, lb), c in sorted(self._labels.items())]
-        frame = pd.DataFrame(rows, columns=list(AUTOSAVE_COLUMNS)).astype({LABEL: "int64"})
-        return frame.assign(**{CLASS_SOURCE: MANUAL, CONFIDENCE: 1.0})
-
-    def restore(self) -> pd.DataFrame:
-        """Read the autosave file back (image, label, class, class_source, confidence)."""
-        if pd.read_csv(self.path, nrows=1).empty:  # saved with no labels: header only
-            return self.frame().iloc[:0]
-        table = load_table(self.path, required=AUTOSAVE_COLUMNS)
-        return table[list(AUTOSAVE_COLUMNS)].assign(**{CLASS_SOURCE: MANUAL, CONFIDENCE: 1.0})
-
-    def _write(self) -> None:
-        _atomic_save(self.frame()[list(AUTOSAVE_COLUMNS)], self.path)

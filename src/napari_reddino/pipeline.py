@@ -9,7 +9,7 @@ folder is complete and was made with a given configuration, so reruns skip finis
 from __future__ import annotations
 
 import functools
-import glob
+import hashlib
 import json
 import os
 import re
@@ -24,16 +24,18 @@ import numpy as np
 import pandas as pd
 
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
+from .images import (  # noqa: F401  (re-exported: the pipeline's public API)
+    IMAGE_SUFFIXES,
+    PipelineInputError,
+    find_images,
+    read_image,
+    read_subject_map,
+)
 
 DONE_MARKER = "_SUCCESS"
 TABLE_FILE = "cells.parquet"
 EMBEDDINGS_FILE = "embeddings.npz"
 GRID_FILE = "grid.zarr"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-class PipelineInputError(ValueError):
-    """A smear that cannot be processed (unreadable file, bad image): the message says why."""
 
 
 @dataclass(frozen=True)
@@ -68,82 +70,7 @@ class SmearResult:
     grid: np.ndarray
     patch_size: int
     seconds: float = 0.0
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a smear photo as (H, W, 3) uint8, with a clear error for unreadable files."""
-    import imageio.v3 as iio
-
-    from .segment import validate_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineInputError(f"{path}: no such image file")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
-        else:
-            data = iio.imread(path)
-    except Exception as exc:  # any decoder error means the same thing to the user
-        raise PipelineInputError(f"{path.name}: cannot read image ({exc})") from exc
-    try:
-        return validate_image(np.asarray(data))
-    except ValueError as exc:
-        raise PipelineInputError(f"{path.name}: {exc}") from exc
-
-
-def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Expand folders and glob patterns to a sorted list of image files; clear error if none."""
-    found: list[Path] = []
-    for item in inputs:
-        text = str(item)
-        path = Path(text)
-        if path.is_dir():
-            found += [p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif path.is_file():
-            found.append(path)
-        elif any(ch in text for ch in "*?["):
-            found += sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        else:
-            raise PipelineInputError(f"{text}: no such file, folder or matching pattern")
-    if not found:
-        raise PipelineInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {inputs}")
-    names = [p.name for p in found]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise PipelineInputError(
-            f"image file names must be unique (they key the cells): duplicated {duplicates}"
-        )
-    return found
-
-
-def read_subject_map(path: str | os.PathLike | None, images: list[Path]) -> dict[str, str]:
-    """Image file name -> subject, from a CSV with ``image,subject`` columns.
-
-    Without a CSV the subject is the image's parent folder name (one folder per subject).
-    """
-    if path is None:
-        return {p.name: p.parent.name or "unknown" for p in images}
-    try:
-        table = pd.read_csv(path, dtype=str)
-    except Exception as exc:
-        raise PipelineInputError(f"{path}: cannot read subject CSV ({exc})") from exc
-    missing_cols = {"image", "subject"} - set(table.columns)
-    if missing_cols:
-        raise PipelineInputError(
-            f"{path}: subject CSV needs columns 'image' and 'subject', "
-            f"missing {sorted(missing_cols)}"
-        )
-    by_name = dict(zip(table["image"].str.strip(), table["subject"].str.strip()))
-    mapping = {}
-    for p in images:
-        subject = by_name.get(p.name, by_name.get(p.stem))
-        if subject is None:
-            raise PipelineInputError(f"{path}: no subject for image {p.name!r}")
-        mapping[p.name] = subject
-    return mapping
+    warning: str = ""  # the segmentation looks implausible (segment_check), else empty
 
 
 @functools.lru_cache(maxsize=2)
@@ -196,6 +123,9 @@ def iter_process_smear(
         cancel=cancel,
     )
     table = _attach_embedding_rows(seg.features, embeddings, subject)
+    from .morphology import add_morphology  # interpretable features beside the embedding
+
+    table = add_morphology(table, seg.labels, image)
     yield Progress(3, 3, f"{image_name}: done")
     return SmearResult(
         image_name=image_name,
@@ -206,6 +136,7 @@ def iter_process_smear(
         grid=grid,
         patch_size=int(backbone.patch_size),
         seconds=time.perf_counter() - start,
+        warning=getattr(seg, "warning", None) or "",
     )
 
 
@@ -225,23 +156,89 @@ def _attach_embedding_rows(features: pd.DataFrame, embeddings, subject: str) -> 
 
 
 def smear_dir(out_dir: str | os.PathLike, image_name: str) -> Path:
-    """The output folder of one smear (the file name, made safe for any file system)."""
-    return Path(out_dir) / "smears" / re.sub(r"[^A-Za-z0-9._-]", "_", image_name)
+    """The output folder of one smear: the file name if it is safe for any file system, else
+    the name made safe plus ``~`` and a hash of the real name (``a b.png`` and ``a_b.png`` never
+    share a folder: a safe name never contains ``~``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", image_name)
+    if safe != image_name or safe in ("", ".", ".."):
+        safe += "~" + hashlib.sha1(image_name.encode("utf-8")).hexdigest()[:10]
+    return Path(out_dir) / "smears" / safe
 
 
-def is_done(out_dir: str | os.PathLike, image_name: str, config: PipelineConfig) -> bool:
-    """True if this smear's outputs are complete and were made with the same configuration."""
-    marker = smear_dir(out_dir, image_name) / DONE_MARKER
-    if not marker.is_file():
-        return False
+def file_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a file (an image replaced under the same name is another smear)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_marker(out_dir: str | os.PathLike, image_name: str) -> dict | None:
+    """The done marker of a smear, None if absent or unreadable."""
     try:
-        return json.loads(marker.read_text())["config"] == config.fingerprint()
-    except (ValueError, KeyError):
+        marker = json.loads((smear_dir(out_dir, image_name) / DONE_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def is_done(out_dir: str | os.PathLike, image_name: str, config: PipelineConfig, *,
+            source_sha256: str | None = None) -> bool:
+    """True if this smear's outputs are complete and were made with the same configuration
+    (and, when ``source_sha256`` is given, from an image file with that content)."""
+    marker = read_marker(out_dir, image_name)
+    if marker is None or marker.get("config") != config.fingerprint():
         return False
+    return source_sha256 is None or marker.get("source_sha256") == source_sha256
+
+
+def check_smear_outputs(folder: str | os.PathLike) -> str | None:
+    """Why a finished smear folder cannot be used (damaged file, rows out of range), or None."""
+    from .cells import CellEmbeddings, load_table
+
+    folder = Path(folder)
+    try:
+        table = load_table(folder / TABLE_FILE)
+        emb = CellEmbeddings.load(folder / EMBEDDINGS_FILE)
+    except Exception as exc:  # zip/parquet/npz decoders raise many types: all mean "damaged"
+        return f"damaged output ({type(exc).__name__}: {exc})"
+    rows = pd.to_numeric(table.get("embedding_row", pd.Series(dtype=float)), errors="coerce")
+    if rows.isna().any() or (len(rows) and (rows.min() < 0 or rows.max() >= len(emb.label))):
+        return f"{TABLE_FILE}: embedding_row points outside the {len(emb.label)} embeddings"
+    if len(rows) and not np.array_equal(np.asarray(emb.label)[rows.to_numpy(int)],
+                                        table["label"].to_numpy()):
+        return f"{TABLE_FILE} and {EMBEDDINGS_FILE} disagree on the cells' labels"
+    return None
+
+
+def invalidate(folder: str | os.PathLike) -> None:
+    """Remove a smear folder's done marker, so the next run redoes it."""
+    (Path(folder) / DONE_MARKER).unlink(missing_ok=True)
+
+
+def set_subject(folder: str | os.PathLike, subject: str) -> None:
+    """Give a finished smear a new subject (table + marker) without recomputing it."""
+    from .cells import load_table, save_table
+
+    folder = Path(folder)
+    table = load_table(folder / TABLE_FILE)
+    table["subject"] = subject
+    save_table(table, folder / TABLE_FILE)
+    marker = json.loads((folder / DONE_MARKER).read_text())
+    marker["subject"] = subject
+    _write_marker(folder, marker)
+
+
+def _write_marker(folder: Path, marker: dict) -> None:
+    tmp_marker = folder / f".{DONE_MARKER}.tmp"
+    tmp_marker.write_text(json.dumps(marker, indent=1))
+    os.replace(tmp_marker, folder / DONE_MARKER)
 
 
 def write_smear_outputs(
-    result: SmearResult, out_dir: str | os.PathLike, config: PipelineConfig, source: str = ""
+    result: SmearResult, out_dir: str | os.PathLike, config: PipelineConfig, source: str = "",
+    source_sha256: str | None = None,
 ) -> Path:
     """Write grid (Zarr), cell table (Parquet), embeddings (.npz), then the done marker.
 
@@ -274,15 +271,15 @@ def write_smear_outputs(
         "image": result.image_name,
         "subject": result.subject,
         "source": str(source),
+        "source_sha256": source_sha256,
+        "warning": result.warning,
         "n_cells": len(result.table),
         "patch_size": result.patch_size,
         "seconds": round(result.seconds, 3),
         "config": config.fingerprint(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    tmp_marker = final / f".{DONE_MARKER}.tmp"
-    tmp_marker.write_text(json.dumps(marker, indent=1))
-    os.replace(tmp_marker, final / DONE_MARKER)
+    _write_marker(final, marker)
     return final
 
 
@@ -317,6 +314,7 @@ class SmearStatus:
     n_cells: int = 0
     seconds: float = 0.0
     error: str = ""
+    warning: str = ""  # an implausible segmentation (few cells for the stained area...)
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -339,8 +337,26 @@ def iter_run_smear_file(
     """
     path = Path(path)
     name = path.name
-    if is_done(out_dir, name, config):
-        return SmearStatus(name, subject, str(path), "skipped")
+    try:
+        sha = file_sha256(path)
+    except OSError as exc:
+        return SmearStatus(name, subject, str(path), "failed", error=f"{name}: {exc}")
+    note = ""
+    if is_done(out_dir, name, config, source_sha256=sha):
+        folder = smear_dir(out_dir, name)
+        problem = check_smear_outputs(folder)
+        if problem is None:
+            marker = read_marker(out_dir, name)
+            if marker.get("subject") != subject:
+                set_subject(folder, subject)
+            return SmearStatus(name, subject, str(path), "skipped",
+                               warning=marker.get("warning") or "")
+        invalidate(folder)
+        note = f"redone: its finished folder was unusable ({problem})"
+    elif read_marker(out_dir, name) is not None:
+        marker = read_marker(out_dir, name)
+        if marker.get("config") == config.fingerprint():
+            note = "redone: the image file changed since it was processed"
     if threads:
         import torch
 
@@ -362,9 +378,10 @@ def iter_run_smear_file(
         )
     except (ValueError, OSError) as exc:  # bad or unreadable input: the smear's fault
         return SmearStatus(name, subject, str(path), "failed", error=str(exc))
-    write_smear_outputs(result, out_dir, config, source=str(path))
+    write_smear_outputs(result, out_dir, config, source=str(path), source_sha256=sha)
     return SmearStatus(
-        name, subject, str(path), "done", len(result.table), time.perf_counter() - start
+        name, subject, str(path), "done", len(result.table), time.perf_counter() - start,
+        error=note, warning=result.warning,
     )
 
 

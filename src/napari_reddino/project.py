@@ -3,18 +3,18 @@
 Why the extras around the libraries:
 - cache: the explorer re-asks for the same map whenever a layer or colouring changes, so results
   are kept by a BLAKE2 hash of the array's bytes + the parameters (in memory, optionally on disk);
-- numba: UMAP's numba kernels compile on first use (tens of seconds); ``NUMBA_CACHE_DIR`` points at
-  a user cache folder so later sessions reuse what numba can cache (pynndescent's neighbour search),
-  and :func:`warm_up` pays the rest early (e.g. while the user is still segmenting);
-- large sets: above ``max_fit`` cells UMAP is fitted on a random subsample and the other cells are
-  placed with ``UMAP.transform`` (in chunks, cancellable); D > 50 is PCA-reduced to 50 first;
+- neighbours: UMAP gets its k-NN graph from :mod:`.neighbours` (``precomputed_knn``), the same
+  graph clusters, batch metrics and label spreading use, found without numba's NN-descent (which
+  compiled for ~30 s in every new process); D > 50 is PCA-reduced to 50 first;
+- numba: what of umap-learn still compiles (fuzzy set, layout) is cached on disk
+  (:mod:`._umap_fast`, ``NUMBA_CACHE_DIR`` in the user cache folder, set on first use);
+- every cell is placed by the same fit, with progress per layout epoch and cancel at any point;
 - quality: :func:`trustworthiness` (scikit-learn) says how well the map keeps neighbourhoods.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import os
 import threading
 import warnings
@@ -24,41 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._paths import user_cache_dir
+from ._paths import configure_numba_cache  # noqa: F401  (re-exported for callers)
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
+from .neighbours import DEFAULT_K, content_key, iter_feature_graph
 
+__all__ = ["content_key"]  # re-exported: callers key their own caches the same way
 METHODS = ("umap", "pca", "tsne")
 _MEMORY_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 _MEMORY_CACHE_SIZE = 16
-_TRANSFORM_CHUNK = 5000
+_WARMING = {False: threading.Event(), True: threading.Event()}  # by "with NN-descent"
 SHORT_LAYOUT_ABOVE = 2000  # cells; umap-learn itself uses 500 epochs up to 10k cells, then 200
-_EXACT_NEIGHBOURS_BELOW = 4096  # umap-learn's switch from exact neighbours to NN-descent
-_UMAP_COMPILED = False  # NN-descent's numba kernels ran in this process (compiled)
-
-
-def configure_numba_cache(folder: str | Path | None = None) -> Path:
-    """Point numba's on-disk cache at ``folder`` (default: the user cache) unless already set.
-
-    Only kernels declared ``cache=True`` are stored: most of pynndescent's (UMAP's neighbour
-    search), few of umap's own, which :func:`warm_up` compiles once per session instead.
-    """
-    path = Path(os.environ.get("NUMBA_CACHE_DIR") or folder or user_cache_dir() / "numba")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only home: numba falls back to its own default, still correct
-        return path
-    os.environ["NUMBA_CACHE_DIR"] = str(path)
-    try:  # numba reads the variable at import; refresh it if numba is already loaded
-        import sys
-
-        if "numba" in sys.modules:
-            sys.modules["numba"].config.reload_config()
-    except Exception:  # a read-only config must never stop a projection
-        pass
-    return path
-
-
-configure_numba_cache()
 
 
 @dataclass
@@ -69,21 +44,15 @@ class Projection:
     method: str
     params: dict = field(default_factory=dict)
     trustworthiness: float | None = None
-    n_fit: int = 0  # cells the model was fitted on (< N when UMAP used a subsample)
-
-
-def content_key(vectors: np.ndarray, **params) -> str:
-    """BLAKE2 hash of the array's dtype, shape and bytes plus the parameters."""
-    digest = hashlib.blake2b(digest_size=20)
-    digest.update(f"{vectors.dtype.str}{vectors.shape}".encode())
-    digest.update(np.ascontiguousarray(vectors).view(np.uint8).reshape(-1))
-    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    n_fit: int = 0  # cells the model was fitted on (all of them)
 
 
 def clear_cache() -> None:
-    """Forget every in-memory projection."""
+    """Forget every in-memory projection, neighbour graph and reduced matrix."""
+    from .neighbours import clear_cache as clear_neighbours
+
     _MEMORY_CACHE.clear()
+    clear_neighbours()
 
 
 def _cache_get(key: str, cache_dir: Path | None) -> np.ndarray | None:
@@ -138,41 +107,48 @@ def _construct(cls, name: str, **params):
         raise ValueError(f"{name} does not take these parameters: {err}") from None
 
 
-def _iter_umap(x, n_components, random_state, max_fit, cancel, params):
-    with warnings.catch_warnings():  # "TensorFlow not installed": only ParametricUMAP needs it
-        warnings.simplefilter("ignore", ImportWarning)
-        import umap
+def layout_epochs(n: int) -> int:
+    """Layout epochs for ``n`` cells above ``SHORT_LAYOUT_ABOVE``: 200 up to 10k cells (umap-learn
+    uses 500 there, for the same trustworthiness), then fewer as each epoch moves more points:
+    200 * sqrt(10k / n), at least 60 (100k: 63, 250k: 60). See docs/benchmarks.md."""
+    return int(np.clip(round(200 * np.sqrt(10_000 / max(n, 1))), 60, 200))
 
-    global _UMAP_COMPILED
+
+def _iter_umap(x, n_components, random_state, cancel, params, graph_k, pca_dims):
+    from . import _umap_fast
+
+    _umap_fast.install()  # imports first, one thread at a time (see install)
     n = x.shape[0]
-    params = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean", **params}
-    params["n_neighbors"] = min(int(params["n_neighbors"]), n - 1)
-    if min(n, max_fit) > SHORT_LAYOUT_ABOVE:  # 200 layout epochs: same trustworthiness, 2-3x faster
-        params.setdefault("n_epochs", 200)
+    params = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", **params}
+    params["n_neighbors"] = max(2, min(int(params["n_neighbors"]), n - 1))
+    if n > SHORT_LAYOUT_ABOVE:
+        params.setdefault("n_epochs", layout_epochs(n))
     if n <= n_components + 2:  # the spectral start needs more cells than eigenvectors
         params.setdefault("init", "random")
-    model = _construct(umap.UMAP, "UMAP", n_components=n_components, random_state=random_state,
-                       **params)
+    metric = params["metric"]
+    if metric in ("cosine", "euclidean") and n > params["n_neighbors"]:
+        reduced, graph = yield from iter_feature_graph(
+            x, max(graph_k, params["n_neighbors"]), metric=metric, pca_dims=pca_dims,
+            random_state=0 if random_state is None else random_state, cancel=cancel)
+        knn = graph.umap_knn(params["n_neighbors"])
+        params.update(precomputed_knn=(*knn, None), force_approximation_algorithm=True)
+    else:  # another metric: umap-learn searches itself (and compiles NN-descent)
+        from .neighbours import reduce_features
+
+        reduced = reduce_features(x, pca_dims, random_state)
+    import umap
+
+    with warnings.catch_warnings():  # "knn_search_index is not an NNDescent": no transform
+        warnings.simplefilter("ignore", UserWarning)
+        model = _construct(umap.UMAP, "UMAP", n_components=n_components,
+                           random_state=random_state, **params)
     if random_state is not None:
         model.n_jobs = 1  # what UMAP does anyway with a seed; set here so it does not warn
-    first = "" if _UMAP_COMPILED else " (the session's first map also compiles UMAP, ~30 s)"
-    if n <= max_fit:
-        yield Progress(1, 3, f"UMAP: fitting {n} cells{first}")
-        coords = model.fit_transform(x)
-        _UMAP_COMPILED = _UMAP_COMPILED or n > _EXACT_NEIGHBOURS_BELOW
-        return coords
-    rng = np.random.default_rng(random_state)
-    fit_rows = np.sort(rng.choice(n, size=max_fit, replace=False))
-    yield Progress(1, 3, f"UMAP: fitting a random {max_fit} of {n} cells{first}")
-    coords = np.empty((n, n_components), dtype=np.float32)
-    coords[fit_rows] = model.fit_transform(x[fit_rows])
-    _UMAP_COMPILED = _UMAP_COMPILED or max_fit > _EXACT_NEIGHBOURS_BELOW
-    rest = np.setdiff1d(np.arange(n), fit_rows)
-    for start in range(0, rest.size, _TRANSFORM_CHUNK):
-        check_cancel(cancel)
-        yield Progress(2, 3, f"UMAP: placing cells {start}/{rest.size} beside the fitted map")
-        rows = rest[start : start + _TRANSFORM_CHUNK]
-        coords[rows] = model.transform(x[rows])
+    n_epochs = int(params.get("n_epochs") or (500 if n <= 10_000 else 200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        coords = yield from _umap_fast.iter_fit(model, reduced, n_epochs, cancel,
+                                                f"UMAP of {n} cells")
     return coords
 
 
@@ -182,8 +158,8 @@ def iter_projection(
     *,
     n_components: int = 2,
     random_state: int | None = 0,
-    max_fit: int = 20000,
     pca_dims: int = 50,
+    graph_k: int = DEFAULT_K,
     quality: bool = True,
     cache_dir: str | Path | None = None,
     cancel: threading.Event | None = None,
@@ -192,36 +168,35 @@ def iter_projection(
     """Map ``vectors`` (N, D) to ``n_components`` dims; returns a :class:`Projection`.
 
     ``params`` go to ``umap.UMAP`` / ``sklearn.manifold.TSNE`` (e.g. ``n_neighbors``,
-    ``min_dist``, ``perplexity``). ``random_state=None`` is faster (parallel UMAP) but not
-    reproducible and never cached.
+    ``min_dist``, ``metric``, ``perplexity``). UMAP's neighbours come from the shared graph
+    (:func:`.neighbours.iter_feature_graph`, ``graph_k`` neighbours, ``metric`` cosine by
+    default). ``random_state=None`` is not reproducible and never cached.
     """
     x = _validate(vectors, method, n_components)
     settings = dict(method=method, n_components=n_components, random_state=random_state,
-                    max_fit=max_fit, pca_dims=pca_dims, **params)
+                    pca_dims=pca_dims, **params)
     cache_path = Path(cache_dir) if cache_dir is not None else None
     key = content_key(x, **settings) if random_state is not None else None
     check_cancel(cancel)
     yield Progress(0, 3, f"{method.upper()}: preparing {x.shape[0]} cells")
     coords = _cache_get(key, cache_path) if key else None
-    n_fit = min(x.shape[0], max_fit) if method == "umap" else x.shape[0]  # cache hits too
     if coords is None:
-        reduced = x
-        if method != "pca" and x.shape[1] > pca_dims and x.shape[0] > pca_dims:
-            reduced = _pca(x, pca_dims, random_state)
         if method == "pca":
             coords = _pca(x, n_components, random_state)
         elif method == "tsne":
             from sklearn.manifold import TSNE
 
+            from .neighbours import reduce_features
+
+            reduced = reduce_features(x, pca_dims, random_state)
             yield Progress(1, 3, f"t-SNE: fitting {x.shape[0]} cells")
             perplexity = min(float(params.pop("perplexity", 30.0)), (x.shape[0] - 1) / 3)
             model = _construct(TSNE, "t-SNE", n_components=n_components, init="pca",
                                random_state=random_state, perplexity=perplexity, **params)
             coords = model.fit_transform(reduced)
         else:
-            coords = yield from _iter_umap(
-                reduced, n_components, random_state, max_fit, cancel, params
-            )
+            coords = yield from _iter_umap(x, n_components, random_state, cancel, params,
+                                           graph_k, pca_dims)
         coords = np.asarray(coords, dtype=np.float32)
         if key:
             _cache_put(key, coords, cache_path)
@@ -231,7 +206,7 @@ def iter_projection(
         yield Progress(2, 3, "measuring trustworthiness")
         score = trustworthiness(x, coords, random_state=random_state or 0)
     yield Progress(3, 3, "map ready")
-    return Projection(coords, method, settings, score, n_fit)
+    return Projection(coords, method, settings, score, x.shape[0])
 
 
 def projection(vectors, method: str = "umap", **kwargs) -> Projection:
@@ -272,19 +247,34 @@ def trustworthiness(
     return float(sk_trustworthiness(X, Y, n_neighbors=n_neighbors))
 
 
-def warm_up() -> float:
-    """Run a tiny UMAP (fit + transform, seeded like :func:`project`) so numba compiles, or loads
-    from its cache, the kernels a real map needs now; returns the seconds it took."""
+def warm_up(neighbours_index: bool = False) -> float:
+    """Run a tiny seeded UMAP so numba loads (or, the very first time, compiles and caches)
+    every kernel a real map needs; with ``neighbours_index`` also compile NN-descent, which maps
+    of more than ``neighbours.EXACT_MAX`` cells use. Returns the seconds it took; run it off
+    the UI thread."""
     import time
 
-    global _UMAP_COMPILED
-    import pynndescent
+    from .neighbours import warm_up_index
 
     start = time.perf_counter()
     x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
-    run_to_completion(iter_projection(x, "umap", n_neighbors=5, max_fit=48, quality=False,
-                                      n_epochs=10))
-    # above 4096 cells UMAP finds neighbours with NN-descent, whose kernels numba cannot cache
-    pynndescent.NNDescent(x, n_neighbors=5, random_state=0, n_jobs=1).neighbor_graph  # noqa: B018
-    _UMAP_COMPILED = True
+    run_to_completion(iter_projection(x, "umap", n_neighbors=5, quality=False, n_epochs=10))
+    if neighbours_index:
+        warm_up_index()
     return time.perf_counter() - start
+
+
+def warm_up_in_background(neighbours_index: bool = False) -> None:
+    """:func:`warm_up` once per process in a daemon thread (the explorer dock calls it on open,
+    and with ``neighbours_index`` once it holds many cells), so the user's first map finds
+    UMAP imported and its kernels loaded."""
+    flag = _WARMING[bool(neighbours_index)]
+    if flag.is_set():
+        return
+    flag.set()
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):  # the real map reports problems, not the warm-up
+            warm_up(neighbours_index)
+
+    threading.Thread(target=warm, name="reddino-umap-warm-up", daemon=True).start()

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
+from .names import EMBEDDING_ROW, MANUAL, PROPAGATED
 
-MANUAL = "manual"
-PROPAGATED = "propagated"
+METHODS = ("auto", "knn", "logreg")
 _CHUNK_ROWS = 32768
-_EXACT_GRAPH_MAX = 20000  # above this many cells the spreading graph uses pynndescent
 
 
 @dataclass
@@ -31,6 +30,8 @@ class Propagation:
     classes: np.ndarray  # (N,) object, class names
     confidence: np.ndarray  # (N,) float32; 1.0 for manual cells
     source: np.ndarray  # (N,) object, MANUAL or PROPAGATED
+    method: str = "knn"  # what voted: "knn" or "logreg" (what "auto" chose)
+    scores: dict | None = None  # method -> cross-validated balanced accuracy ("auto" only)
 
 
 def unlabeled_mask(classes) -> np.ndarray:
@@ -146,6 +147,8 @@ def iter_propagate(
     alpha: float = 0.8,
     max_iter: int = 30,
     random_state: int = 0,
+    method: str = "knn",
+    graph=None,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[Propagation]:
     """Propagate manual labels (``classes``: name per cell, ``None`` / ``""`` = unlabeled).
@@ -153,14 +156,34 @@ def iter_propagate(
     Confidence is the winning class's share of the weighted votes of the ``k`` nearest labeled
     cells; ``scale_by_similarity`` multiplies it by their mean cosine similarity, so a cell far
     from every labeled cell is flagged even when its few neighbours agree. With ``spreading`` the
-    labels then diffuse over the k-NN graph of all cells (``alpha`` = how far they travel).
+    labels then diffuse over the k-NN graph of all cells (``alpha`` = how far they travel;
+    ``graph``: that graph precomputed, e.g. the explorer's, else the shared cached one).
     ``center`` measures cosine around the mean cell instead of the origin: embeddings whose
     vectors all share one large common direction (cosine ~1 everywhere) separate much better.
+    ``method="logreg"`` fits a logistic regression on the labeled cells instead (confidence =
+    its top class probability); ``"auto"`` picks whichever of the two cross-validates better
+    on the labeled cells (see :mod:`napari_reddino.propagate_classifier`).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x, classes, missing = _check_inputs(vectors, classes, k, weighting, metric, class_names)
     names, codes = np.unique(classes[~missing].astype(str), return_inverse=True)
     n = x.shape[0]
     labeled_rows = np.flatnonzero(~missing)
+    scores = None
+    if method == "auto":
+        from .propagate_classifier import choose_method
+
+        yield Progress(0, 1, "choosing k-NN or logistic regression by cross-validation")
+        method, scores = choose_method(x[labeled_rows], codes, k=int(k), center=center,
+                                       weighting=weighting, random_state=random_state,
+                                       knn=propagate)
+    if method == "logreg":
+        from .propagate_classifier import iter_logreg
+
+        winners, confidence = yield from iter_logreg(x, labeled_rows, codes, len(names),
+                                                     random_state=random_state, cancel=cancel)
+        return _result(names, winners, confidence, classes, labeled_rows, "logreg", scores)
     k_eff = min(int(k), labeled_rows.size)
     centre = x.mean(axis=0, dtype=np.float64).astype(np.float32) if center else None
     labeled_x = x[labeled_rows]
@@ -186,17 +209,24 @@ def iter_propagate(
         spread = yield from _iter_spread(
             x, codes, labeled_rows, len(names), k=int(k), alpha=alpha, max_iter=max_iter,
             random_state=random_state, cancel=cancel, step0=len(starts), steps=steps,
+            graph=graph,
         )
         reached = spread.sum(axis=1) > 0
         winners[reached] = spread[reached].argmax(axis=1)
         confidence[reached] = (spread[reached].max(axis=1) / spread[reached].sum(axis=1))
+    yield Progress(steps, steps, "propagation done")
+    return _result(names, winners, confidence, classes, labeled_rows, "knn", scores)
+
+
+def _result(names, winners, confidence, classes, labeled_rows, method, scores) -> Propagation:
+    """Manual cells keep their class with confidence 1; the rest get the winner."""
     result_classes = names[winners].astype(object)
     result_classes[labeled_rows] = classes[labeled_rows].astype(str)
+    confidence = np.asarray(confidence, np.float32)
     confidence[labeled_rows] = 1.0
-    source = np.full(n, PROPAGATED, dtype=object)
+    source = np.full(len(winners), PROPAGATED, dtype=object)
     source[labeled_rows] = MANUAL
-    yield Progress(steps, steps, "propagation done")
-    return Propagation(result_classes, confidence, source)
+    return Propagation(result_classes, confidence, source, method, scores)
 
 
 def propagate(vectors, classes, **kwargs) -> Propagation:
@@ -204,38 +234,34 @@ def propagate(vectors, classes, **kwargs) -> Propagation:
     return run_to_completion(iter_propagate(vectors, classes, **kwargs))
 
 
-def knn_graph(x: np.ndarray, k: int, *, random_state: int = 0):
-    """Symmetric sparse cosine-similarity k-NN graph of all cells (self excluded)."""
-    from scipy import sparse
+def knn_graph(x: np.ndarray, k: int, *, random_state: int = 0, graph=None):
+    """Symmetric sparse cosine-similarity k-NN graph of all cells (self excluded).
 
-    n = x.shape[0]
-    k = min(k, n - 1)
-    if n <= _EXACT_GRAPH_MAX:
-        from sklearn.neighbors import NearestNeighbors
+    From ``graph`` (a :class:`~napari_reddino.neighbours.NeighbourGraph` of these cells) or
+    else the shared graph of ``x`` (:func:`~napari_reddino.neighbours.feature_graph`, cached:
+    the one the explorer's map, Leiden and batch metrics use for the same cells).
+    """
+    from .neighbours import DEFAULT_K, feature_graph
 
-        nn = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute").fit(x)
-        dist, idx = nn.kneighbors(x)
-    else:  # approximate, the same search UMAP uses
-        from pynndescent import NNDescent
-
-        idx, dist = NNDescent(
-            x, metric="cosine", n_neighbors=k + 1, random_state=random_state
-        ).neighbor_graph
-    dist, idx = dist[:, 1:], idx[:, 1:]
-    sims = np.clip(1.0 - dist, 0.0, None).ravel()
-    graph = sparse.csr_matrix((sims, (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
-    return graph.maximum(graph.T).tocsr()
+    k = min(k, x.shape[0] - 1)
+    if graph is None:
+        graph = feature_graph(x, max(k, min(DEFAULT_K, x.shape[0] - 1)),
+                              random_state=random_state)
+    if len(graph.indices) != x.shape[0] or graph.k < k:
+        raise ValueError(f"the neighbour graph ({len(graph.indices)} cells, {graph.k} "
+                         f"neighbours) does not fit {x.shape[0]} cells and k={k}")
+    return graph.adjacency(k, weighted=True)
 
 
 def _iter_spread(x, codes, labeled_rows, n_classes, *, k, alpha, max_iter, random_state,
-                 cancel, step0, steps):
+                 cancel, step0, steps, graph=None):
     """Zhou et al. label spreading F <- alpha S F + (1 - alpha) Y on the normalised graph."""
     from scipy import sparse
 
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     yield Progress(step0, steps, "building the k-NN graph of all cells")
-    graph = knn_graph(x, k, random_state=random_state)
+    graph = knn_graph(x, k, random_state=random_state, graph=graph)
     degree = np.asarray(graph.sum(axis=1)).ravel()
     inv_sqrt = np.zeros_like(degree)
     inv_sqrt[degree > 0] = 1.0 / np.sqrt(degree[degree > 0])
@@ -267,34 +293,42 @@ def review_order(features: pd.DataFrame) -> pd.Index:
 
 
 def iter_propagate_features(
-    features: pd.DataFrame, vectors, *, row_column: str = "embedding_row", **kwargs
+    features: pd.DataFrame, vectors, *, row_column: str = EMBEDDING_ROW,
+    space: str = "embedding", **kwargs
 ) -> ProgressGen[pd.DataFrame]:
     """Propagate the table's manual labels; returns a copy with class / source / confidence.
 
     Manual cells are those with ``class_source == "manual"`` and a class (every classed cell
     when the table has no ``class_source`` yet). ``features[row_column]`` points into
-    ``vectors``; ``kwargs`` go to :func:`iter_propagate`.
+    ``vectors``; ``space`` (``embedding`` / ``morphology`` / ``both``, see
+    :mod:`napari_reddino.feature_spaces`) says what distances are measured in; ``kwargs`` go to
+    :func:`iter_propagate`.
     """
-    for column in (row_column, "class"):
+    from .feature_spaces import space_matrix
+
+    needed = ("class",) if space == "morphology" else (row_column, "class")
+    for column in needed:
         if column not in features.columns:
             raise ValueError(
                 f"the cell table has no '{column}' column (has {list(features.columns)}); "
                 + ("embed the cells first" if column == row_column else "label some cells first")
             )
-    vectors = np.asarray(vectors)
-    rows = pd.to_numeric(features[row_column], errors="coerce").to_numpy()
-    bad = ~np.isfinite(rows) | (rows < 0) | (rows >= len(vectors))
-    if bad.any():
-        keys = features.loc[bad, ["image", "label"]].head(5).to_records(index=False).tolist()
-        raise ValueError(
-            f"{int(bad.sum())} cell(s) have no embedding (e.g. (image, label) {keys}); "
-            "re-run the embedding for these images"
-        )
+    if space != "morphology":
+        vectors = np.asarray(vectors)
+        rows = pd.to_numeric(features[row_column], errors="coerce").to_numpy()
+        bad = ~np.isfinite(rows) | (rows < 0) | (rows >= len(vectors))
+        if bad.any():
+            keys = features.loc[bad, ["image", "label"]].head(5).to_records(index=False).tolist()
+            raise ValueError(
+                f"{int(bad.sum())} cell(s) have no embedding (e.g. (image, label) {keys}); "
+                "re-run the embedding for these images"
+            )
+    x = space_matrix(features, vectors, space, row_column=row_column)
     classes = features["class"].astype(object).to_numpy()
     if "class_source" in features.columns:
         is_manual = features["class_source"].astype(str).to_numpy() == MANUAL
         classes = np.where(is_manual, classes, None)
-    result = yield from iter_propagate(vectors[rows.astype(np.int64)], classes, **kwargs)
+    result = yield from iter_propagate(x, classes, **kwargs)
     table = features.copy()
     table["class"] = result.classes
     table["class_source"] = result.source

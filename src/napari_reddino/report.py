@@ -3,11 +3,13 @@
 A folder a person opens in any browser: ``index.html`` (plain HTML + CSS, images linked
 relatively), the PNGs under ``images/`` and every table as CSV next to it, so the numbers can
 be taken to a spreadsheet. Reads what :mod:`napari_reddino.distributed` wrote; no Qt.
+Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas (importing this module
+never switches matplotlib's backend of a notebook or a viewer); the page is a Jinja2 template
+with autoescape, so image or subject names can never inject markup.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -15,18 +17,19 @@ import threading
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window (the report runs headless and on workers)
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
+from . import names as nm
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from .distributed import (
     FAILURES_TABLE,
     METRICS_TABLE,
     POOLED_TABLE,
+    RUNS_TABLE,
     SUMMARY_FILE,
     finished_smears,
 )
@@ -54,10 +57,11 @@ figcaption { font-size: .85em; color: #555; }
 
 def class_column(table: pd.DataFrame) -> str:
     """Count by ``class`` where cells have classes, else by ``cluster``."""
-    if "class" in table.columns and table["class"].notna().any() and (table["class"] != "").any():
-        return "class"
-    if "cluster" in table.columns:
-        return "cluster"
+    if nm.CLASS in table.columns and table[nm.CLASS].notna().any() and (
+            table[nm.CLASS] != "").any():
+        return nm.CLASS
+    if nm.CLUSTER in table.columns:
+        return nm.CLUSTER
     raise ValueError("cell table has neither a 'class' nor a 'cluster' column to count by")
 
 
@@ -66,7 +70,7 @@ def count_table(table: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
     unlabeled = {"nan": "unlabeled", "None": "unlabeled", "<NA>": "unlabeled", "": "unlabeled"}
     values = table[column].astype(str).replace(unlabeled)
     counts = pd.crosstab(table[by].astype(str), values)
-    counts.columns = [f"{column} {c}" if column == "cluster" else str(c) for c in counts.columns]
+    counts.columns = [f"{column} {c}" if column == nm.CLUSTER else str(c) for c in counts.columns]
     counts["total"] = counts.sum(axis=1)
     counts.index.name = by
     return counts.reset_index()
@@ -76,20 +80,31 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def plot_umap(table: pd.DataFrame, color_by: str, path: Path, title: str) -> Path:
-    """Scatter of ``umap_0/umap_1`` colored by a categorical column, legend outside."""
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=100)
+def _figure(width: float, height: float, dpi: int = 100) -> Figure:
+    """A figure on the Agg canvas: files only, whatever backend pyplot uses elsewhere."""
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_umap(table: pd.DataFrame, color_by: str, path: Path, title: str,
+              method: str = "UMAP") -> Path:
+    """Scatter of the table's 2-D map coloured by a categorical column, legend outside."""
+    _method, columns = nm.find_map(table.columns)
+    if not columns:
+        raise ValueError("the cell table has no 2-D map columns (umap_0/1, pca_0/1 or tsne_0/1)")
+    fig = _figure(6.4, 5.2)
+    ax = fig.subplots()
     groups = table[color_by].astype(str)
-    cmap = plt.get_cmap("tab20" if groups.nunique() > 10 else "tab10")
+    cmap = colormaps["tab20" if groups.nunique() > 10 else "tab10"]
     for i, (value, rows) in enumerate(table.groupby(groups, sort=True)):
-        ax.scatter(rows["umap_0"], rows["umap_1"], s=8, alpha=0.8, color=cmap(i % cmap.N),
+        ax.scatter(rows[columns[0]], rows[columns[1]], s=8, alpha=0.8, color=cmap(i % cmap.N),
                    label=f"{value} ({len(rows)})", linewidths=0)
-    ax.set(xlabel="UMAP 1", ylabel="UMAP 2", title=title, xticks=[], yticks=[])
+    ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=title, xticks=[], yticks=[])
     ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5),
               frameon=False, title=color_by, title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -116,15 +131,14 @@ def plot_overlay(folder: Path, path: Path, max_side: int = 640) -> Path:
     outlined = image.copy()
     outlined[find_boundaries(labels, mode="inner")] = (0, 0, 0)
     scale = max(image.shape[:2]) / max_side
-    fig, axes = plt.subplots(1, 2, figsize=(2 * image.shape[1] / scale / 100 + 0.4,
-                                            image.shape[0] / scale / 100 + 0.5), dpi=100)
+    fig = _figure(2 * image.shape[1] / scale / 100 + 0.4, image.shape[0] / scale / 100 + 0.5)
+    axes = fig.subplots(1, 2)
     for ax, shown, title in zip(axes, (outlined, blend), ("cells", "PCA-3 of patch tokens")):
         ax.imshow(shown, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -147,7 +161,8 @@ def iter_write_report(
     pooled = run_dir / POOLED_TABLE
     if not pooled.is_file():
         raise FileNotFoundError(
-            f"{run_dir}: no {POOLED_TABLE}; run `napari-reddino run` (or combine) there first"
+            f"{run_dir}: no {POOLED_TABLE}; run `napari-reddino run` (or `napari-reddino "
+            "project`) there first"
         )
     from .cells import load_table
 
@@ -155,12 +170,12 @@ def iter_write_report(
     images_dir = report_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     table = load_table(pooled)
-    folders = finished_smears(run_dir, sorted(table["image"].astype(str).unique()))
+    folders = finished_smears(run_dir, sorted(table[nm.IMAGE].astype(str).unique()))
     n_overlays = min(max_overlays, len(folders))
     total = 2 + n_overlays
     column = class_column(table)
-    by_subject = count_table(table, "subject", column)
-    by_image = count_table(table, "image", column)
+    by_subject = count_table(table, nm.SUBJECT, column)
+    by_image = count_table(table, nm.IMAGE, column)
     metrics = _read_csv(run_dir / METRICS_TABLE)
     failures = _read_csv(run_dir / FAILURES_TABLE)
     summary_path = run_dir / SUMMARY_FILE
@@ -168,10 +183,11 @@ def iter_write_report(
     for name, df in (("counts_by_subject", by_subject), ("counts_by_image", by_image),
                      ("batch_metrics", metrics), ("failures", failures)):
         df.to_csv(report_dir / f"{name}.csv", index=False)
-    yield Progress(0, total, "UMAP plots")
+    method = _METHOD_TITLES.get(str(summary.get("projection", "umap")), "map")
+    yield Progress(0, total, f"{method} plots")
     figures = [
-        plot_umap(table, column, images_dir / f"umap_{column}.png", f"Cells by {column}"),
-        plot_umap(table, "subject", images_dir / "umap_subject.png", "Cells by subject"),
+        plot_umap(table, column, images_dir / f"umap_{column}.png", f"Cells by {column}", method),
+        plot_umap(table, nm.SUBJECT, images_dir / "umap_subject.png", "Cells by subject", method),
     ]
     yield Progress(1, total, "PCA overlays")
     overlays = []
@@ -181,9 +197,14 @@ def iter_write_report(
         png = plot_overlay(folder, images_dir / f"pca_{stem}.png")
         overlays.append((folder.name, png))
         yield Progress(2 + i, total, f"overlay {folder.name}")
+    runs = _read_csv(run_dir / RUNS_TABLE)
+    flagged = runs[runs["warning"].fillna("").astype(str) != ""] if "warning" in runs else runs[:0]
+    notes = [*map(str, summary.get("warnings", [])),
+             *(f"{r.image}: {r.warning}" for r in flagged.itertuples())]
     page = _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
                  [f.relative_to(report_dir) for f in figures],
-                 [(n, p.relative_to(report_dir)) for n, p in overlays], len(folders))
+                 [(n, p.relative_to(report_dir)) for n, p in overlays], len(folders), method,
+                 notes=notes)
     index = report_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     yield Progress(total, total, f"report written to {index}")
@@ -204,50 +225,67 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
-          figures, overlays, n_images) -> str:
-    esc = html.escape
-    cards = [("cells", len(table)), ("images", n_images),
-             ("subjects", table["subject"].nunique()), ("failed smears", len(failures))]
-    card_html = "".join(f'<div class="card"><b>{v}</b>{esc(k)}</div>' for k, v in cards)
-    summary_rows = pd.DataFrame(
-        [{"metric": k, "value": v} for k, v in summary.items() if not isinstance(v, dict)]
-    )
-    fig_html = "".join(
-        f'<figure><img src="{esc(str(f))}" alt="{esc(f.stem)}"><figcaption>{esc(f.stem)}'
-        "</figcaption></figure>" for f in figures
-    )
-    overlay_html = "".join(
-        f'<figure><img src="{esc(str(p))}" alt="{esc(n)}"><figcaption>{esc(n)}'
-        "</figcaption></figure>" for n, p in overlays
-    )
-    more = n_images - len(overlays)
-    fail_html = (f'<p class="fail">{len(failures)} smear(s) could not be processed:</p>'
-                 + _html_table(failures[["image", "error"]]) if len(failures) else "<p>none</p>")
-    counted = ("class (manual or propagated)" if column == "class"
-               else "k-means cluster of embeddings")
-    shown_note = f" First {len(overlays)} of {n_images} images shown." if more > 0 else ""
-    return f"""<!DOCTYPE html>
+_METHOD_TITLES = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
+
+PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>napari-reddino report</title>
-<style>{CSS}</style></head><body>
+<style>{{ css }}</style></head><body>
 <h1>Red-blood-cell smear report</h1>
-<p class="meta">{esc(str(run_dir.resolve()))} &middot; {esc(time.strftime("%Y-%m-%d %H:%M"))}
-&middot; cells counted by {esc(counted)}</p>
-<div class="cards">{card_html}</div>
-<h2>Cells per subject</h2>{_html_table(by_subject)}
+<p class="meta">{{ run_dir }} &middot; {{ stamp }} &middot; cells counted by {{ counted }}</p>
+<div class="cards">{% for name, value in cards %}
+<div class="card"><b>{{ value }}</b>{{ name }}</div>{% endfor %}</div>
+<h2>Cells per subject</h2>{{ by_subject }}
 <p>Tables as CSV: <a href="counts_by_subject.csv">per subject</a>,
 <a href="counts_by_image.csv">per image</a>, <a href="batch_metrics.csv">batch metrics</a>,
 <a href="failures.csv">failures</a>.</p>
-<h2>Embedding map (UMAP)</h2><div class="figs">{fig_html}</div>
+<h2>Embedding map ({{ method }})</h2>
+<div class="figs">{% for src, caption in figures %}
+<figure><img src="{{ src }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</div>
 <h2>Batch effects</h2>
 <p>Per-subject silhouette near 0 and high subject mixing (iLISI) mean the embedding groups cells by
 morphology rather than by who the smear came from.</p>
-{_html_table(metrics)}{_html_table(summary_rows, "{:.4g}") if len(summary_rows) else ""}
-<h2>Cells per image</h2>{_html_table(by_image)}
+{{ metrics }}{{ summary }}
+<h2>Cells per image</h2>{{ by_image }}
 <h2>PCA overlays</h2>
 <p>The first three principal components of each smear's patch tokens as RGB: regions the model
-sees alike share a color.{shown_note}</p>
-<div class="figs">{overlay_html}</div>
-<h2>Failed smears</h2>{fail_html}
+sees alike share a color.{% if more > 0 %}
+First {{ overlays|length }} of {{ n_images }} images shown.{% endif %}</p>
+<div class="figs">{% for src, caption in overlays %}
+<figure><img src="{{ src }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
+{% endfor %}</div>
+<h2>Failed smears</h2>
+{% if n_failed %}<p class="fail">{{ n_failed }} smear(s) could not be processed:</p>{{ failures }}
+{% else %}<p>none</p>{% endif %}
+<h2>Warnings</h2>
+{% if notes %}<ul class="fail">{% for note in notes %}<li>{{ note }}</li>{% endfor %}</ul>
+{% else %}<p>none</p>{% endif %}
 </body></html>
 """
+
+
+def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
+          figures, overlays, n_images, method: str = "UMAP", notes=()) -> str:
+    """The report page: Jinja2 with autoescape; only pandas' escaped tables pass as markup."""
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    summary_rows = pd.DataFrame(
+        [{"metric": k, "value": v} for k, v in summary.items() if not isinstance(v, (dict, list))]
+    )
+    counted = ("class (manual or propagated)" if column == nm.CLASS
+               else "k-means cluster of embeddings")
+    cards = [("cells", len(table)), ("images", n_images),
+             ("subjects", table[nm.SUBJECT].nunique()), ("failed smears", len(failures))]
+    template = Environment(autoescape=True).from_string(PAGE)
+    return template.render(
+        css=Markup(CSS), run_dir=str(run_dir.resolve()), stamp=time.strftime("%Y-%m-%d %H:%M"),
+        counted=counted, cards=cards, method=method,
+        by_subject=Markup(_html_table(by_subject)), by_image=Markup(_html_table(by_image)),
+        metrics=Markup(_html_table(metrics)),
+        summary=Markup(_html_table(summary_rows, "{:.4g}")) if len(summary_rows) else "",
+        figures=[(str(f), f.stem) for f in figures],
+        overlays=[(str(p), n) for n, p in overlays], n_images=n_images,
+        more=n_images - len(overlays), n_failed=len(failures), notes=list(notes),
+        failures=Markup(_html_table(failures[[nm.IMAGE, "error"]])) if len(failures) else "",
+    )

@@ -91,7 +91,7 @@ def cellpose_segment(
     """
     from skimage.segmentation import clear_border, relabel_sequential
 
-    from .segment import validate_image
+    from .image_checks import validate_image
 
     rgb = validate_image(image)
     weights = resolve_cellpose_weights(model, allow_download=allow_download)

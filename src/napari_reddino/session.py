@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
-EMBEDDINGS_KEY = "reddino_embeddings"
+from .names import EMBEDDING_ROW, EMBEDDINGS_KEY
+
 POOL_COLUMNS = ("_layer", "_row")  # where each pooled row came from; never written back
 
 
@@ -55,8 +56,8 @@ def _layer_rows(layer: Any) -> tuple[pd.DataFrame, np.ndarray]:
     features = layer.features
     embeddings = layer.metadata[EMBEDDINGS_KEY]
     vectors = _embedding_vectors(embeddings)
-    if "embedding_row" in features.columns:
-        rows = features["embedding_row"].to_numpy()
+    if EMBEDDING_ROW in features.columns:
+        rows = features[EMBEDDING_ROW].to_numpy()
     elif hasattr(embeddings, "rows_for"):
         image = layer.metadata.get("image", layer.name)
         rows = embeddings.rows_for(image, features["label"].to_numpy())
@@ -196,6 +197,21 @@ class CellPool:
             for name in source.columns:
                 _set_rows(self.table, np.flatnonzero(part), name, source[name].to_numpy())
 
+    def is_current(self) -> bool:
+        """False once a pooled layer lost its embeddings or its cells changed (segmented
+        again): the pool's rows would point at other cells, or past the end."""
+        layer_of = self.table["_layer"].to_numpy()
+        for layer_index, layer in enumerate(self.layers):
+            if not is_embedded_labels(layer):
+                return False
+            part = layer_of == layer_index
+            rows = self.table["_row"].to_numpy()[part]
+            labels = layer.features["label"].to_numpy()
+            if len(rows) and (rows.max() >= len(labels) or not np.array_equal(
+                    labels[rows], self.table["label"].to_numpy()[part])):
+                return False
+        return True
+
     def public_table(self) -> pd.DataFrame:
         """The pooled table without the bookkeeping columns."""
         return self.table.drop(columns=list(POOL_COLUMNS))
@@ -221,9 +237,21 @@ class SharedSession:
         self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to colour plots
 
     def set_pool(self, pool: CellPool | None) -> None:
+        for layer in [] if self.pool is None else self.pool.layers:
+            for event in _layer_events(layer):
+                event.disconnect(self._check_pool)
         self.pool = pool
         self.selection = np.empty(0, dtype=np.int64)
+        for layer in [] if pool is None else pool.layers:
+            for event in _layer_events(layer):
+                event.connect(self._check_pool)
         self.pool_changed.emit(pool)
+
+    def _check_pool(self, _event: Any = None) -> None:
+        """A pooled layer changed under the pool (segmented again): drop the stale pool, so
+        no dock indexes cells that are gone; the explorer's Refresh pools the new cells."""
+        if self.pool is not None and not self.pool.is_current():
+            self.set_pool(None)
 
     def select(self, indices: Sequence[int] | np.ndarray) -> None:
         indices = np.unique(np.asarray(indices, dtype=np.int64))
@@ -237,6 +265,12 @@ class SharedSession:
             raise SessionError("no cells loaded: press Refresh in the explorer dock first")
         self.pool.write_columns(columns, indices)
         self.columns_changed.emit(list(columns))
+
+
+def _layer_events(layer: Any) -> list:
+    events = getattr(layer, "events", None)
+    return [getattr(events, name) for name in ("data", "features", "metadata")
+            if hasattr(events, name)]
 
 
 _SESSIONS: dict[int, tuple[weakref.ref, SharedSession]] = {}

@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import regionprops_table
 from skimage.segmentation import relabel_sequential
 
-from .synthetic_cells import DISTRACTOR_CLASSES, RBC_CLASSES, render
+from .synthetic_cells import DISTRACTOR_CLASSES, RBC_CLASSES, hypochromic, render
 from .synthetic_style import SubjectStyle, make_subject_styles
 
 __all__ = [
@@ -177,6 +177,8 @@ def synthetic_smear(
         infected = bool(parasites and kind in RBC_CLASSES and rng.random() < PARASITE_RATE)
         top, left, sprite = render(kind, centers[i, 0], centers[i, 1], cell_radius,
                                    rng.uniform(0, 2 * np.pi), rng, parasite=infected)
+        if kind in RBC_CLASSES:
+            sprite = hypochromic(sprite, kind, style.hypochromia, rng)
         thickness = np.float32(rng.uniform(0.85, 1.15))
         for target, patch in ((rbc_od, sprite.rbc), (nucleus_od, sprite.nucleus),
                               (cyto_od, sprite.cytoplasm)):

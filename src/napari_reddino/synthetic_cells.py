@@ -207,3 +207,25 @@ def render(kind: str, cy: float, cx: float, r: float, angle: float, rng, parasit
     if parasite and sprite.rbc is not None:
         sprite.nucleus = sprite.alpha * ring_parasite(u, v, r, rng)
     return iy - half, ix - half, sprite
+
+
+def hypochromic(sprite: Sprite, kind: str, strength: float, rng) -> Sprite:
+    """The same cell with little haemoglobin: the rim stays, the inside fades by ``strength``.
+
+    Thalassemic and iron-deficient cells look like this: a thin ring, darker on one side (so a
+    threshold keeps one or two crescents), around a centre barely darker than the glass; a
+    target cell keeps a faint ring and its central dot.
+    """
+    if strength <= 0 or sprite.rbc is None:
+        return sprite
+    inside = ndimage.distance_transform_edt(sprite.alpha >= 0.5)
+    depth = inside / max(float(inside.max()), 1.0)  # 0 at the edge, 1 at the centre
+    fade = np.clip((depth - 0.18) / 0.2, 0.0, 1.0)
+    if kind == "target":  # the central dot survives, a faint ring between
+        fade = fade * (1.0 - 0.8 * np.exp(-((depth - 1.0) / 0.25) ** 2))
+    height, width = sprite.alpha.shape
+    v, u = np.mgrid[:height, :width]
+    side = np.cos(np.arctan2(v - height / 2, u - width / 2) - rng.uniform(0, 2 * np.pi))
+    uneven = 1.0 - 0.7 * strength * (0.5 + 0.5 * side) * (1.0 - fade)  # one side of the rim fades
+    return Sprite(sprite.alpha, rbc=sprite.rbc * (1.0 - strength * fade) * uneven,
+                  nucleus=sprite.nucleus, cytoplasm=sprite.cytoplasm)

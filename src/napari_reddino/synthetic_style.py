@@ -34,6 +34,7 @@ class SubjectStyle:
     noise: float = 0.012  # per-pixel Gaussian noise, fraction of full scale
     density: float = 0.28  # fraction of the field covered by red cells
     magnification: float = 1.0  # scales cell size in pixels
+    hypochromia: float = 0.0  # 0 normal .. 1 red cells keep only their rim (thalassemia)
 
     @property
     def rbc_radius(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -151,23 +152,62 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_bundled_configs_mirror_reddino():
-    cfg = load_config("vits14_reddino")
-    assert cfg.data.batch_size_per_gpu == 280
+# RedDino's deployment/2_gpu/{s,b,l}.yaml: batch per GPU and OFFICIAL_EPOCH_LENGTH (10 epochs)
+REDDINO_RUNS = {"vits14_reddino": (280, 1950), "vitb14_reddino": (196, 3650),
+                "vitl14_reddino": (64, 10900)}
+
+
+@pytest.mark.parametrize("name", sorted(REDDINO_RUNS))
+def test_bundled_configs_mirror_reddino(name):
+    """The values RedDino's configs and code effectively trained with (see the YAML comments)."""
+    from training.data.loader import stream_from_config
+
+    batch, epoch = REDDINO_RUNS[name]
+    cfg = load_config(name)
+    assert cfg.data.batch_size_per_gpu == batch
+    assert (cfg.run.iters, cfg.optim.warmup_iters) == (10 * epoch, epoch // 10)
+    assert cfg.teacher.temp_warmup_iters == 30 * epoch
+    assert (cfg.optim.layerwise_decay, cfg.optim.freeze_last_layer_iters) == (1.0, 0)
+    assert cfg.model.drop_path_rate == 0.0
     assert (cfg.optim.base_lr, cfg.optim.lr_scaling, cfg.optim.reference_batch) == (
-        2e-4,
-        "sqrt",
-        1024,
-    )
-    assert (cfg.optim.weight_decay, cfg.optim.weight_decay_end) == (0.04, 0.2)
+        2e-4, "sqrt", 1024)  # fmt: skip
+    assert (cfg.optim.weight_decay, cfg.optim.weight_decay_end, cfg.optim.clip_grad) == (
+        0.04, 0.2, 3.0)  # fmt: skip
     assert (cfg.teacher.momentum_start, cfg.teacher.momentum_end) == (0.994, 1.0)
     assert (cfg.teacher.temp_warmup_start, cfg.teacher.temp) == (0.04, 0.07)
     assert cfg.head.out_dim == 131072 and not cfg.head.ibot_separate_head
-    assert (cfg.mask.ratio_min, cfg.mask.ratio_max) == (0.1, 0.5)
+    assert (cfg.mask.probability, cfg.mask.ratio_min, cfg.mask.ratio_max) == (0.5, 0.1, 0.5)
     assert cfg.loss.koleo_weight == 0 and cfg.loss.centering == "sinkhorn_knopp"
+    # one local crop counted in the DINO denominator but skipped: DINO weighs half against iBOT
+    assert (cfg.data.local_crops_number, cfg.loss.dino_weight, cfg.loss.ibot_weight) == (0, 0.5, 1)
     assert cfg.data.global_crop_size == 224 and cfg.data.global_crop_scale == (0.32, 1.0)
-    assert cfg.data.local_crops_number == 0
-    assert cfg.model.init_from == "dinov2-small"
+    assert cfg.data.resize_before_crop == 224
+    assert cfg.model.init_from == "dinov2-" + {"s": "small", "b": "base", "l": "large"}[name[3]]
+    assert cfg.run.precision == "fp16" and not cfg.run.fsdp_reshard_after_forward
+    # augmentation: 4 drawn transforms at p = 0.85 with library defaults, flips at 0.85
+    assert cfg.data.pixel_transforms == 4
+    assert (cfg.data.pixel_transform_p, cfg.data.flip_p) == (0.85, 0.85)
+    assert cfg.data.transform_params == "library"
+    data = dataclasses.replace(cfg.data, synthetic=True)  # the pipeline only, no patch folder
+    stream = stream_from_config(data, cfg.mask, patch_size=14, seed=0, rank=0, world_size=1,
+                                start_step=0)  # fmt: skip
+    some_of, *flips = stream.augment.pixel.transforms
+    assert some_of.n == 4 and {t.p for t in some_of.transforms} == {0.85}
+    assert {f.p for f in flips} == {0.85} and stream.augment.resize.height == 224
+    # RedDino's teacher temperature never finishes its 30-epoch warm-up in a 10-epoch run
+    schedules = build_schedules(cfg, 2 * batch)
+    assert schedules.teacher_temp[cfg.run.iters - 1] == pytest.approx(0.05, abs=1e-4)
+    assert schedules.lr[epoch // 10] == pytest.approx(2e-4 * (2 * batch / 1024) ** 0.5)
+    assert schedules.at(0).last_layer_lr == schedules.at(0).lr
+
+
+def test_dinov2_variants_keep_dinov2_defaults():
+    for size in "sbl":
+        cfg = load_config(f"vit{size}14_dinov2")
+        assert cfg.optim.layerwise_decay == 0.9 and cfg.optim.freeze_last_layer_iters == 1250
+        assert (cfg.run.iters, cfg.optim.warmup_iters) == (125000, 12500)
+        assert cfg.model.drop_path_rate > 0 and cfg.loss.dino_weight == 1.0
+        assert (cfg.data.pixel_transform_p, cfg.data.flip_p) == (1.0, 0.5)
     for name in ("vitb14_reddino", "vitl14_reddino", "bundled_default"):
         assert load_config(name).model.patch_size == 14
 

@@ -129,3 +129,34 @@ def test_batchnorm_head_is_synchronised_across_processes(tmp_path):
     for a, b in zip(one, two):
         for key in ("total_loss", "dino_loss", "ibot_loss", "grad_norm"):
             assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+
+
+@pytest.mark.slow
+def test_fsdp_mixed_precision_and_kept_gathered_weights(one_process_run, tmp_path):
+    """bf16 all-gathered weights, fp32 gradient reduction, no reshard after forward (DINOv2's
+    SHARD_GRAD_OP): close to the fp32 single process, within bf16 rounding."""
+    extra = ("run.fsdp_param_dtype=bf16", "run.fsdp_reduce_dtype=fp32",
+             "run.fsdp_reshard_after_forward=false")  # fmt: skip
+    two = _run_torchrun(tmp_path / "two", nproc=2, batch=4, strategy="fsdp", extra=extra)
+    one = _steps(one_process_run)
+    assert [r["step"] for r in two] == [0, 1, 2, 3]
+    for a, b in zip(one, two):
+        for key in ("total_loss", "dino_loss", "ibot_loss"):
+            assert b[key] == pytest.approx(a[key], rel=2e-2), (a["step"], key)
+    assert two[0]["total_loss"] != one[0]["total_loss"]  # bf16 did take effect
+
+
+@pytest.mark.slow
+def test_fsdp_sharded_checkpoint_resume_matches_one_process(one_process_run, tmp_path):
+    """Each FSDP rank writes and reads only its shards (DCP); rank 0 picks the checkpoint."""
+    out = tmp_path / "two"
+    _run_torchrun(out, nproc=2, batch=4, strategy="fsdp",
+                  extra=("run.checkpoint_format=sharded", "run.stop_after=2"))  # fmt: skip
+    assert [p.suffix for p in out.glob("checkpoint_*")] == [".dcp"]
+    _run_torchrun(out, nproc=2, batch=4, strategy="fsdp", extra=("run.checkpoint_format=sharded",))
+    records = read_log(out / "log.jsonl")
+    assert [r["step"] for r in records if r.get("event") == "resume"] == [1]
+    two = {r["step"]: r for r in records if "total_loss" in r}
+    for a in _steps(one_process_run):
+        for key in ("total_loss", "dino_loss", "ibot_loss", "grad_norm"):
+            assert two[a["step"]][key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key

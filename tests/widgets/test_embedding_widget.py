@@ -60,6 +60,7 @@ def test_overlay_and_cell_embeddings_from_a_local_backbone(
     _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
     widget.device.value = "cpu"
     widget.pooling.value = "patch_mean"
+    widget.overlay_detail.value = 1  # one tiling: the patch-resolution overlay
 
     _click(qtbot, widget.runner.run_button)
     wait_idle(widget.runner)
@@ -114,6 +115,7 @@ def test_cls_crop_on_a_scaled_layer_fitting_pca_on_cells(
     _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
     widget.device.value = "cpu"
     widget.foreground_only.value = True
+    widget.overlay_detail.value = 1
     _click(qtbot, widget.runner.run_button)
     wait_idle(widget.runner)
 
@@ -159,9 +161,11 @@ def test_bad_choices_give_notifications(
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="plain")
     widget = _open_dock(viewer)
-    widget.foreground_only.value = True
+    widget.foreground_only.value = True  # no labels: cells are the Otsu foreground, none here
     _click(qtbot, widget.runner.run_button)
-    assert error_messages() == ["Embedding failed: 'fit PCA on cells only' needs a labels layer"]
+    wait_idle(widget.runner)
+    assert error_messages() == [
+        "Embedding failed: fewer than 3 grid cells fall on cells: nothing to fit a PCA on"]
 
     widget.foreground_only.value = False
     widget.labels_combo.value = viewer.add_labels(np.zeros((32, 32), np.int32), name="other")

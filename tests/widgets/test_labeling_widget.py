@@ -166,7 +166,7 @@ def test_import_of_labels_for_missing_cells_keeps_the_rest(docks, tmp_path):
     labeling.assign_selection()
     path = labeling.export_labels(tmp_path / "labels.csv")
     table = pd.read_csv(path)
-    ghost = table.iloc[[0]].assign(label=9999)
+    ghost = table.iloc[[0]].assign(label=9999, centroid_y=-500.0)  # on no cell at all
     pd.concat([table, ghost]).to_csv(path, index=False)
     labeling.undo()
     from napari.utils.notifications import notification_manager

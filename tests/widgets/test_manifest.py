@@ -36,9 +36,39 @@ def test_plugin_discovered_through_entry_point():
     }
     samples = {s.key: s.display_name for s in manifest.contributions.sample_data}
     assert samples == {
+        "real_smear": "Real smear (Chula RBC-12, elliptocytosis)",
+        "real_smears": "Real smears, 2 diagnoses (Chula RBC-12)",
         "synthetic_smear": "Synthetic smear",
         "synthetic_subjects": "Synthetic smears, 3 subjects",
     }
+
+
+def test_readers_and_writers_are_registered(tmp_path):
+    pm = PluginManager.instance()
+    pm.discover()
+    for path in (tmp_path, tmp_path / "cells.h5ad", tmp_path / "cells.npz"):
+        readers = {r.plugin_name for r in pm.iter_compatible_readers([str(path)])}
+        assert "napari-reddino" in readers, path
+    assert not any(r.plugin_name == "napari-reddino"
+                   for r in pm.iter_compatible_readers([str(tmp_path / "smear.png")]))
+    writers = {w.command for w in pm.get_manifest("napari-reddino").contributions.writers}
+    assert writers == {"napari-reddino.write_h5ad", "napari-reddino.write_run_folder"}
+    from napari_reddino._reader import get_reader
+
+    assert get_reader(str(tmp_path)) is None  # an empty folder is not ours: napari asks others
+
+
+def test_real_sample_is_small_licensed_and_loads():
+    from napari_reddino._sample_data import REAL_SMEARS, real_smears_sample
+
+    data = Path(napari_reddino.__file__).parent / "data"
+    assert sum(f.stat().st_size for f in data.iterdir()) <= 300_000
+    assert "MIT License" in (data / "LICENSE-chula-rbc.txt").read_text()
+    layers = real_smears_sample()
+    assert [kwargs["metadata"]["subject"] for _, kwargs, _ in layers] == list(REAL_SMEARS.values())
+    image = layers[0][0]
+    assert image.shape == (960, 1280, 3) and image.dtype.name == "uint8"
+    assert 100 < image.mean() < 250  # a bright smear background, not a blank or black file
 
 
 def test_every_python_name_resolves():

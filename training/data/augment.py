@@ -1,9 +1,11 @@
-"""RedDino's augmentation: 4 of 33 Albumentations pixel transforms + flips/rot90, then DINO crops.
+"""RedDino's augmentation: n of 33 Albumentations pixel transforms + flips/rot90, then DINO crops.
 
 RedDino replaced DINOv2's colour jitter/solarize recipe with a bag of pixel-level transforms that
 mimic stain, optics and camera variation between labs; the crops then follow DINOv2 (global crops at
 scale 0.32-1, optional local crops). Every sample is reproducible from one integer seed, which is
 what lets a resumed or multi-process run see the very same images as a single uninterrupted one.
+Crops leave here as uint8 (4x less to copy between processes); :func:`normalize` turns them into
+the model's float input on the training device.
 """
 
 from __future__ import annotations
@@ -14,52 +16,57 @@ import albumentations as A
 import numpy as np
 import torch
 
+from training.data.fast_transforms import FastGlassBlur, FastRandomFog
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PARAM_STYLES = ("tuned", "library")
+
+# Milder-than-default parameters of the earlier recipe ("tuned"); RedDino used the library's
+# defaults for every transform ("library").
+_TUNED = {
+    "Blur": {"blur_limit": (3, 5)},
+    "ColorJitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.05},
+    "Defocus": {"radius": (1, 3)},
+    "Downscale": {"scale_range": (0.5, 0.9)},
+    "GaussNoise": {"std_range": (0.02, 0.08)},
+    "GaussianBlur": {"blur_limit": (3, 5)},
+    "GlassBlur": {"sigma": 0.5, "max_delta": 1, "iterations": 1},
+    "ImageCompression": {"quality_range": (40, 95)},
+    "MedianBlur": {"blur_limit": (3, 5)},
+    "MotionBlur": {"blur_limit": (3, 7)},
+    "RandomRain": {"drop_length": 8, "blur_value": 3},
+    "RandomSunFlare": {"src_radius": 40},
+}
+PIXEL_TRANSFORM_NAMES = (
+    "Blur", "CLAHE", "ChannelShuffle", "ChannelDropout", "ColorJitter", "Defocus", "Downscale",
+    "Emboss", "Equalize", "FancyPCA", "GaussNoise", "GaussianBlur", "GlassBlur",
+    "HueSaturationValue", "ISONoise", "ImageCompression", "InvertImg", "MedianBlur", "MotionBlur",
+    "MultiplicativeNoise", "Posterize", "RandomBrightnessContrast", "RGBShift", "RandomGamma",
+    "RandomRain", "RandomShadow", "RandomSnow", "RandomSunFlare", "RandomToneCurve", "RandomFog",
+    "RingingOvershoot", "Sharpen", "Solarize",
+)  # fmt: skip
+# same output as the library's class for the same draws, only faster (tests/training/test_augment)
+_FAST = {"RandomFog": FastRandomFog, "GlassBlur": FastGlassBlur}
 
 
-def pixel_transforms() -> list[A.BasicTransform]:
-    """RedDino's 33 pixel-level transforms, each always applied once chosen by ``A.SomeOf``."""
+def pixel_transforms(p: float = 1.0, params: str = "tuned", fast: bool = True) -> list:
+    """RedDino's 33 pixel-level transforms; each acts with probability ``p`` once drawn.
+
+    ``fast=False`` gives the library's own classes (the benchmark's baseline).
+    """
+    if params not in PARAM_STYLES:
+        raise ValueError(f"data.transform_params must be one of {PARAM_STYLES}, got {params!r}")
+    kwargs = _TUNED if params == "tuned" else {}
     return [
-        A.Blur(blur_limit=(3, 5), p=1.0),
-        A.CLAHE(p=1.0),
-        A.ChannelShuffle(p=1.0),
-        A.ChannelDropout(p=1.0),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=1.0),
-        A.Defocus(radius=(1, 3), p=1.0),
-        A.Downscale(scale_range=(0.5, 0.9), p=1.0),
-        A.Emboss(p=1.0),
-        A.Equalize(p=1.0),
-        A.FancyPCA(p=1.0),
-        A.GaussNoise(std_range=(0.02, 0.08), p=1.0),
-        A.GaussianBlur(blur_limit=(3, 5), p=1.0),
-        A.GlassBlur(sigma=0.5, max_delta=1, iterations=1, p=1.0),
-        A.HueSaturationValue(p=1.0),
-        A.ISONoise(p=1.0),
-        A.ImageCompression(quality_range=(40, 95), p=1.0),
-        A.InvertImg(p=1.0),
-        A.MedianBlur(blur_limit=(3, 5), p=1.0),
-        A.MotionBlur(blur_limit=(3, 7), p=1.0),
-        A.MultiplicativeNoise(p=1.0),
-        A.Posterize(p=1.0),
-        A.RandomBrightnessContrast(p=1.0),
-        A.RGBShift(p=1.0),
-        A.RandomGamma(p=1.0),
-        A.RandomRain(drop_length=8, blur_value=3, p=1.0),
-        A.RandomShadow(p=1.0),
-        A.RandomSnow(p=1.0),
-        A.RandomSunFlare(src_radius=40, p=1.0),
-        A.RandomToneCurve(p=1.0),
-        A.RandomFog(p=1.0),
-        A.RingingOvershoot(p=1.0),
-        A.Sharpen(p=1.0),
-        A.Solarize(p=1.0),
+        ((_FAST.get(name) if fast else None) or getattr(A, name))(**kwargs.get(name, {}), p=p)
+        for name in PIXEL_TRANSFORM_NAMES
     ]
 
 
 @dataclass(frozen=True)
 class CropSpec:
-    """DINO multi-crop geometry."""
+    """DINO multi-crop geometry (``resize``: square side the image is resized to first)."""
 
     global_size: int = 224
     global_scale: tuple[float, float] = (0.32, 1.0)
@@ -67,23 +74,43 @@ class CropSpec:
     local_number: int = 0
     local_size: int = 98
     local_scale: tuple[float, float] = (0.05, 0.32)
+    resize: int | None = None
+
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """Which pixel transforms act, and how often (RedDino: 4 drawn, each and the flips at 0.85)."""
+
+    n: int = 4
+    p: float = 1.0
+    flip_p: float = 0.5
+    params: str = "tuned"
+    fast: bool = True  # faster identical versions of slow library transforms
 
 
 class RedDinoAugmentation:
-    """uint8 HWC image -> ``{"global": (2, 3, S, S), "local": (L, 3, s, s)}`` normalised tensors."""
+    """uint8 HWC image -> ``{"global": (2, 3, S, S), "local": (L, 3, s, s)}`` uint8 tensors."""
 
-    def __init__(self, crops: CropSpec = CropSpec(), n_pixel_transforms: int = 4):
-        if not 0 <= n_pixel_transforms <= 33:
-            raise ValueError(f"n_pixel_transforms must be in 0..33, got {n_pixel_transforms}")
-        self.crops = crops
+    def __init__(self, crops: CropSpec = CropSpec(), n_pixel_transforms: int | None = None,
+                 pixel: PixelSpec = PixelSpec()):  # fmt: skip
+        if n_pixel_transforms is not None:
+            pixel = PixelSpec(n_pixel_transforms, pixel.p, pixel.flip_p, pixel.params, pixel.fast)
+        if not 0 <= pixel.n <= 33:
+            raise ValueError(f"n_pixel_transforms must be in 0..33, got {pixel.n}")
+        for name, value in (("pixel_transform_p", pixel.p), ("flip_p", pixel.flip_p)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"data.{name} must be in [0, 1], got {value}")
+        self.crops, self.spec = crops, pixel
         self.pixel = A.Compose(
             [
-                A.SomeOf(pixel_transforms(), n=n_pixel_transforms, replace=False, p=1.0),
-                A.HorizontalFlip(p=0.5),
-                A.VerticalFlip(p=0.5),
-                A.RandomRotate90(p=0.5),
+                A.SomeOf(pixel_transforms(pixel.p, pixel.params, pixel.fast), n=pixel.n,
+                         replace=False, p=1.0),
+                A.HorizontalFlip(p=pixel.flip_p),
+                A.VerticalFlip(p=pixel.flip_p),
+                A.RandomRotate90(p=pixel.flip_p),
             ]
         )
+        self.resize = A.Resize(crops.resize, crops.resize) if crops.resize else None
         self.global_crop = A.Compose(
             [A.RandomResizedCrop(size=(crops.global_size,) * 2, scale=crops.global_scale,
                                  ratio=crops.global_ratio)]
@@ -91,12 +118,10 @@ class RedDinoAugmentation:
         self.local_crop = A.Compose(
             [A.RandomResizedCrop(size=(crops.local_size,) * 2, scale=crops.local_scale)]
         )
-        self._mean = np.asarray(IMAGENET_MEAN, np.float32) * 255
-        self._std = np.asarray(IMAGENET_STD, np.float32) * 255
 
-    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        normalised = (image.astype(np.float32) - self._mean) / self._std
-        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
+    @staticmethod
+    def _to_tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def _view(self, image: np.ndarray, crop: A.Compose) -> np.ndarray:
         return self.pixel(image=crop(image=image)["image"])["image"]
@@ -108,6 +133,8 @@ class RedDinoAugmentation:
         seeds = np.random.SeedSequence(seed).generate_state(3)
         for transform, sub_seed in zip((self.pixel, self.global_crop, self.local_crop), seeds):
             transform.set_random_seed(int(sub_seed))
+        if self.resize is not None and image.shape[:2] != (self.crops.resize,) * 2:
+            image = self.resize(image=image)["image"]
         globals_ = [self._to_tensor(self._view(image, self.global_crop)) for _ in range(2)]
         locals_ = [
             self._to_tensor(self._view(image, self.local_crop))
@@ -116,5 +143,15 @@ class RedDinoAugmentation:
         size = self.crops.local_size
         return {
             "global": torch.stack(globals_),
-            "local": torch.stack(locals_) if locals_ else torch.empty(0, 3, size, size),
+            "local": torch.stack(locals_) if locals_ else torch.empty(0, 3, size, size,
+                                                                       dtype=torch.uint8),
         }
+
+
+def normalize(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (N, 3, H, W) crops -> ImageNet-normalised floats (float input passes unchanged)."""
+    if crops.dtype != torch.uint8:
+        return crops.to(dtype)
+    mean = torch.tensor(IMAGENET_MEAN, device=crops.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=crops.device).view(1, 3, 1, 1) * 255
+    return ((crops.float() - mean) / std).to(dtype)

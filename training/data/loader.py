@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from training.data.augment import CropSpec, RedDinoAugmentation
+from training.data.augment import CropSpec, PixelSpec, RedDinoAugmentation
 from training.data.patches import as_rgb_uint8, list_images
 from training.masking import sample_masks
 
@@ -38,6 +38,14 @@ class MaskSpec:
 
 SYNTHETIC_MODES = ("tiles", "cells")
 CELL_MARGIN_RANGE = (1.3, 2.0)  # crop side / cell bbox side; the plugin's cls_crop uses 1.5
+
+
+@lru_cache(maxsize=256)
+def _decoded(path: str) -> np.ndarray:
+    """A decoded patch; cached per worker because PNG decoding costs as much as two transforms."""
+    image = as_rgb_uint8(iio.imread(path))
+    image.setflags(write=False)  # shared between samples: transforms must copy, never write
+    return image
 
 
 @lru_cache(maxsize=4)
@@ -72,6 +80,8 @@ class SmearCropStream(IterableDataset):
         synthetic_mode: str = "tiles",
         tile_size: int = 224,
         n_pixel_transforms: int = 4,
+        pixel: PixelSpec | None = None,
+        cache_decoded: bool = True,
     ):
         super().__init__()
         if not files and not synthetic:
@@ -96,7 +106,9 @@ class SmearCropStream(IterableDataset):
         self.synthetic_shape = synthetic_shape
         self.synthetic_mode = synthetic_mode
         self.tile_size = tile_size
-        self.augment = RedDinoAugmentation(crops, n_pixel_transforms)
+        pixel = pixel or PixelSpec(n=n_pixel_transforms)
+        self.augment = RedDinoAugmentation(crops, pixel=pixel)
+        self.read = _decoded if cache_decoded else _decoded.__wrapped__
 
     @property
     def global_batch(self) -> int:
@@ -105,7 +117,7 @@ class SmearCropStream(IterableDataset):
     def _image(self, sample_index: int, rng: np.random.Generator) -> np.ndarray:
         use_synthetic = self.synthetic and rng.random() < self.synthetic_fraction
         if not use_synthetic:
-            return as_rgb_uint8(iio.imread(self.files[int(rng.integers(len(self.files)))]))
+            return self.read(str(self.files[int(rng.integers(len(self.files)))]))
         smear_seed = self.seed * 1_000_003 + sample_index // SAMPLES_PER_SYNTHETIC_SMEAR
         smear, boxes = _synthetic_smear(smear_seed, self.synthetic_shape)
         if self.synthetic_mode == "cells" and boxes:
@@ -159,10 +171,16 @@ class SmearCropStream(IterableDataset):
             step += n_workers
 
 
-def build_loader(stream: SmearCropStream, *, num_workers: int = 0, pin_memory: bool = False):
-    """DataLoader over pre-collated batches with persistent workers (and pinned memory on CUDA)."""
+def build_loader(stream: SmearCropStream, *, num_workers: int = 0, pin_memory: bool = False,
+                 seed: int = 0):  # fmt: skip
+    """DataLoader over pre-collated batches with persistent workers (and pinned memory on CUDA).
+
+    It gets its own generator: ``iter(loader)`` would otherwise draw from the global RNG after a
+    resume restored it, and shift the stochastic-depth stream of every later step.
+    """
     return DataLoader(
         stream,
+        generator=torch.Generator().manual_seed(seed),
         batch_size=None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
@@ -184,7 +202,10 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
         local_number=data_cfg.local_crops_number,
         local_size=data_cfg.local_crop_size,
         local_scale=tuple(data_cfg.local_crop_scale),
+        resize=data_cfg.resize_before_crop,
     )
+    pixel = PixelSpec(n=data_cfg.pixel_transforms, p=data_cfg.pixel_transform_p,
+                      flip_p=data_cfg.flip_p, params=data_cfg.transform_params)  # fmt: skip
     if data_cfg.global_crop_size % patch_size:
         raise ValueError(
             f"data.global_crop_size {data_cfg.global_crop_size} is not a multiple of the "
@@ -209,5 +230,5 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
         synthetic_shape=data_cfg.synthetic_shape,
         synthetic_mode=data_cfg.synthetic_mode,
         tile_size=data_cfg.synthetic_tile,
-        n_pixel_transforms=data_cfg.pixel_transforms,
+        pixel=pixel,
     )

@@ -15,6 +15,7 @@ import timm
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from training.config import HeadConfig, ModelConfig
 from training.models.heads import DINOHead
@@ -106,6 +107,7 @@ class DinoModel(nn.Module):
             else None
         )
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
+        self.activation_checkpointing = False  # model.activation_checkpointing (student only)
 
     def tokens(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised output tokens (B, prefix + N, D); masked patches see only the mask token."""
@@ -118,7 +120,11 @@ class DinoModel(nn.Module):
         x = vit._pos_embed(x)
         x = vit.patch_drop(x)
         x = vit.norm_pre(x)
-        x = vit.blocks(x)
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            for block in vit.blocks:  # keep only block inputs; recompute the rest in backward
+                x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = vit.blocks(x)
         return vit.norm(x)
 
     def forward(
@@ -182,8 +188,9 @@ class StudentTeacher(nn.Module):
     def update_teacher(self, momentum: float) -> None:
         """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter."""
         for model in (self.teacher, self.student):
-            if hasattr(model, "reshard"):  # FSDP2: pair the local shards, not gathered copies
-                model.reshard()
+            for module in model.modules():  # FSDP2: pair the local shards, not gathered copies
+                if hasattr(module, "reshard"):  # (every block: reshard_after_forward may be off)
+                    module.reshard()
         teacher_params = list(self.teacher.parameters())
         student_params = [p.detach() for p in self.student.parameters()]
         torch._foreach_mul_(teacher_params, momentum)

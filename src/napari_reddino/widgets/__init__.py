@@ -4,8 +4,9 @@ The manifest (``napari.yaml``) names each dock class by module, so importing thi
 package stays cheap and pulls in no dock until napari asks for it.
 
 Helpers the docks share live here: :func:`real_viewer` and :func:`fill_with_scrolling`; the
-process-level guard ``keep_triton_away_from_mesa_llvm`` (``napari_reddino._triton_guard``) runs
-when this package is imported.
+docks that can import torch (embedding; segmentation with cellpose) call
+``keep_triton_away_from_mesa_llvm`` (``napari_reddino._triton_guard``) right before, and
+``backbones`` calls it before importing timm. Importing this package has no side effect.
 """
 
 from __future__ import annotations
@@ -38,7 +39,5 @@ def fill_with_scrolling(dock: Any, content: Any, min_width: int) -> None:
     outer.addWidget(scroll)
     dock.setMinimumWidth(min_width)
 
-
-keep_triton_away_from_mesa_llvm()  # every dock is imported through this package
 
 __all__ = ["fill_with_scrolling", "keep_triton_away_from_mesa_llvm", "real_viewer"]

@@ -69,6 +69,10 @@ def color_by(
     n = len(series)
     if n == 0:
         return Coloring(np.zeros((0, 4), np.float32))
+    if series.name == "cluster" and series.dtype.kind in "iuf":  # ids: never a ramp
+        series = pd.to_numeric(series, errors="coerce").astype("Int64").astype(object)
+        series = series.where(series.notna(), None)
+        return _categorical(series, fixed or {})
     if is_categorical(series):
         return _categorical(series, fixed or {})
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)

@@ -9,6 +9,7 @@ import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -20,6 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_reddino.feature_spaces import SPACES, available_spaces, resolve_space, space_matrix
+from napari_reddino.morphology import describe_cell
 from napari_reddino.widgets._coloring import Coloring
 
 THUMBNAIL_PX = 96
@@ -82,6 +85,9 @@ class HoverPanel(QWidget):
                 value = row[name]
                 text = f"{value:.3g}" if isinstance(value, float | np.floating) else str(value)
                 lines.append(f"<b>{name}</b>: {text}")
+        words = describe_cell(row)  # its morphology in words and numbers, when measured
+        if words:
+            lines.append("<i>" + words.replace("\n", "<br>") + "</i>")
         self.details.setText("<br>".join(lines))
         if crop is None:
             self.thumbnail.setText("no image")
@@ -141,3 +147,22 @@ class TablePanel(QGroupBox):
         path = Path(path)
         self.frame.to_csv(path, index=False)
         return path
+
+
+class FeatureSpaceChoice(QComboBox):
+    """The explorer's "Compare cells in" choice: what the map and the clusters are made of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addItems(list(SPACES))
+        self.setToolTip("embedding: the backbone's vector; morphology: the standardised size, "
+                        "shape, pallor and stain numbers; both: the two together")
+        self._chosen = False
+        self.activated.connect(lambda _i: setattr(self, "_chosen", True))
+
+    def matrix(self, pool) -> np.ndarray:
+        """The pool's cells in the chosen space (the default one until the user picks)."""
+        allowed = available_spaces(pool.table, pool.vectors)
+        if allowed and (not self._chosen or self.currentText() not in allowed):
+            self.setCurrentText(resolve_space(None, pool.table, pool.vectors))
+        return space_matrix(pool.table, pool.vectors, self.currentText(), row_column=None)

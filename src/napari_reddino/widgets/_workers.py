@@ -1,7 +1,8 @@
 """Shared dock plumbing: run a core ``iter_*`` generator off the GUI thread.
 
 Every dock owns one :class:`TaskRunner` (Run / Cancel buttons, a progress bar and a
-status line). The dock builds a *job*: a generator function taking the cancel
+status line); the same progress shows in napari's activity dock (``napari.utils.progress``), as
+every napari task does. The dock builds a *job*: a generator function taking the cancel
 ``threading.Event`` and ``yield from``-ing core generators (which yield
 :class:`~napari_reddino._progress.Progress` and ``return`` their result). The runner
 wraps it in a napari generator worker, mirrors each ``Progress`` into the bar,
@@ -18,6 +19,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox
 from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -83,6 +85,7 @@ class TaskRunner(QWidget):
         layout.addWidget(self.status)
 
         self.worker: GeneratorWorker | None = None
+        self.activity: napari_progress | None = None  # the task in napari's activity dock
         self._cancel_event: threading.Event | None = None
         self._outcome = "done"
 
@@ -110,6 +113,7 @@ class TaskRunner(QWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat(f"{task}: %p%")
         self.status.setText(f"{task}: starting...")
+        self.activity = napari_progress(total=_BAR_STEPS, desc=task)
         worker.start()
         return worker
 
@@ -126,6 +130,12 @@ class TaskRunner(QWidget):
         if not isinstance(item, Progress):
             return
         self.progress_bar.setValue(round(item.fraction * _BAR_STEPS))
+        activity = self.activity  # its events may run the Qt loop, which may finish the task
+        if activity is not None:
+            if item.message:
+                activity.set_description(item.message)
+            if self.activity is activity:  # still the running task's
+                activity.update(round(item.fraction * _BAR_STEPS) - activity.n)
         if item.message:
             self.status.setText(f"{item.message} ({item.done}/{item.total})")
 
@@ -155,6 +165,9 @@ class TaskRunner(QWidget):
         show_info("Cancelled by the user")
 
     def _on_finished(self) -> None:
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
         self.worker = None
         self._cancel_event = None
         self.run_button.setEnabled(True)

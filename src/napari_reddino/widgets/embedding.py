@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, PushButton
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
 from napari_reddino._progress import Progress
+from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
 from napari_reddino.widgets import keep_triton_away_from_mesa_llvm, real_viewer
+from napari_reddino.widgets._backbone_choice import backbone_choices, describe, start_download
 from napari_reddino.widgets._workers import (
     TaskRunner,
     connect_until_destroyed,
@@ -30,9 +32,11 @@ from napari_reddino.widgets._workers import (
 from napari_reddino.widgets.segmentation import image_key, layer_image
 
 TASK = "Embedding"
-EMBEDDINGS_KEY = "reddino_embeddings"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("cls_crop", "patch_mean")
+# (label, subdivide): tilings shifted by patch/k averaged (fine_grid.py), k^2 times the cost
+OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("fine: patch/4 (16 tilings)", 4),
+                   ("patch (1 tiling)", 1)]
 
 
 @dataclass
@@ -44,6 +48,7 @@ class EmbedOutcome:
     scale: tuple[float, float] | None = None
     translate: tuple[float, float] | None = None
     cells: Any = None
+    morphology: Any = None  # morph_* columns per label (napari_reddino.morphology)
 
 
 def overlay_name(image_layer: Image) -> str:
@@ -63,7 +68,12 @@ def attach_embeddings(labels_layer: Labels, cells: Any, image_name: str) -> None
     if "label" not in features.columns:
         raise ValueError(f"layer {labels_layer.name!r} has no cell table; segment it first")
     rows = cells.rows_for(image_name, features["label"].to_numpy())
-    features["embedding_row"] = np.asarray(rows, dtype=np.int64)
+    if len(features) and (np.asarray(rows) < 0).all():
+        raise ValueError(
+            f"these embeddings are of {sorted(set(map(str, cells.image)))[:3]}, not of "
+            f"{image_name!r}: none of its {len(features)} cells is in them; load the file "
+            "saved for this image (nothing was changed)")
+    features[EMBEDDING_ROW] = np.asarray(rows, dtype=np.int64)
     labels_layer.metadata = {**labels_layer.metadata, EMBEDDINGS_KEY: cells}
     labels_layer.features = features
 
@@ -75,14 +85,18 @@ class EmbeddingWidget(QWidget):
         super().__init__()
         napari_viewer = real_viewer(napari_viewer)
         keep_triton_away_from_mesa_llvm()  # before torch can pull Triton in (see there)
-        from napari_reddino import backbones
-
         self.viewer = napari_viewer
         self._extra_sources: list[str] = []
         self._backbone_cache: Any = None  # (source, device, Backbone) of the last run
+        from napari_reddino import backbone_offers
+
         self.backbone = ComboBox(
-            label="backbone", choices=self._backbone_choices, value=backbones.DEFAULT_BACKBONE
+            label="backbone",
+            choices=self._backbone_choices,
+            value=backbone_offers.recommended_backbone(),  # cached RedDino first, else bundled
         )
+        self.backbone_info = Label(value="")
+        self.download_button = PushButton(text="Download")
         self.browse_folder = PushButton(text="Browse folder...")
         self.browse_pth = PushButton(text="Browse .pth...")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
@@ -93,8 +107,11 @@ class EmbeddingWidget(QWidget):
         )
         self.overlay = CheckBox(text="PCA overlay", value=True)
         self.opacity = FloatSlider(label="overlay opacity", min=0.0, max=1.0, value=0.6)
-        self.foreground_only = CheckBox(text="fit PCA on cells only", value=False)
-        self.backbone_form = Container(widgets=[self.backbone], labels=True)
+        self.foreground_only = CheckBox(text="fit PCA on cells only", value=True)
+        self.overlay_detail = ComboBox(label="overlay detail", choices=OVERLAY_DETAILS, value=2)
+        self.backbone_form = Container(
+            widgets=[self.backbone, self.backbone_info, self.download_button], labels=True
+        )
         self.form = Container(
             widgets=[
                 self.device,
@@ -103,6 +120,7 @@ class EmbeddingWidget(QWidget):
                 self.labels_combo,
                 self.overlay,
                 self.opacity,
+                self.overlay_detail,
                 self.foreground_only,
             ],
             labels=True,
@@ -125,6 +143,9 @@ class EmbeddingWidget(QWidget):
         layout.addLayout(io_row)
         layout.addStretch(1)
 
+        self.backbone.changed.connect(self._describe_backbone)
+        self.download_button.changed.connect(lambda *_: self.download_backbone())
+        self._describe_backbone()
         self.browse_folder.changed.connect(self._browse_folder)
         self.browse_pth.changed.connect(self._browse_pth)
         self.image_combo.changed.connect(self._labels_for_image)
@@ -139,10 +160,22 @@ class EmbeddingWidget(QWidget):
         self._labels_for_image()
 
     # -- backbone choice -------------------------------------------------------------
-    def _backbone_choices(self, _widget: Any = None) -> list[str]:
-        from napari_reddino import backbones
+    def _backbone_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        """(label, name): weights in the HF cache first, then the bundled model, then downloads."""
+        choices, self._offers = backbone_choices(self._extra_sources)
+        return choices
 
-        return [*backbones.BACKBONES, *self._extra_sources]
+    def _describe_backbone(self, *_: Any) -> None:
+        """Say what the chosen backbone is; offer its download when it is not cached."""
+        info, download = describe(getattr(self, "_offers", {}).get(self.backbone.value))
+        self.backbone_info.value = info
+        self.download_button.visible = download is not None
+        if download is not None:
+            self.download_button.text = download
+
+    def download_backbone(self) -> None:
+        """Fetch the chosen hub backbone into the HF cache, with napari's progress bar."""
+        start_download(self, self.backbone.value)
 
     def set_backbone_source(self, source: str) -> None:
         """Add a local folder (``local-dir:...``) or ``.pth`` file to the list and select it."""
@@ -150,6 +183,7 @@ class EmbeddingWidget(QWidget):
             self._extra_sources.append(source)
         self.backbone.reset_choices()
         self.backbone.value = source
+        self._describe_backbone()
 
     def _browse_folder(self, *_: Any) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Backbone folder (timm export)")
@@ -232,28 +266,27 @@ class EmbeddingWidget(QWidget):
                     ),
                 )
                 return
-        if self.foreground_only.value and labels is None:
-            notify_error(TASK, ValueError("'fit PCA on cells only' needs a labels layer"))
-            return
         source, device = self.backbone.value, self.device.value
         pooling, want_overlay = self.pooling.value, self.overlay.value
-        mask = labels > 0 if (self.foreground_only.value and labels is not None) else None
+        cells_only, subdivide = self.foreground_only.value, self.overlay_detail.value
         image_name = image_key(image_layer)
+        # a layer scale other than 1 is the pixel size in µm: morphology then reads in µm
+        pixel_size = float(image_layer.scale[-1]) if image_layer.scale[-1] != 1 else None
 
         def job(cancel: Any) -> Any:
-            from napari_reddino import embed, segment
+            from napari_reddino import embed, fine_grid, segment
 
             image = segment.validate_image(np.asarray(pixels))
             yield Progress(0, 1, f"loading backbone {source}")
             backbone = self._load_backbone(source, device)
             out = EmbedOutcome(backbone=backbone)
             grid = None
-            if want_overlay or pooling == "patch_mean":
+            if pooling == "patch_mean":
                 grid = yield from embed.iter_patch_grid(image, backbone, cancel=cancel)
-            if want_overlay:
-                fit_mask = None if mask is None else embed.grid_mask(mask, backbone.patch_size)
-                out.rgb = embed.pca_rgb(grid, mask=fit_mask)
-                out.scale, out.translate = embed.overlay_transform(backbone)
+            if want_overlay:  # sub-patch resolution, colours fitted per cell (fine_grid.py)
+                out.rgb, out.scale, out.translate = yield from fine_grid.iter_overlay(
+                    image, backbone, labels=labels, subdivide=subdivide, cells_only=cells_only,
+                    grid=grid, cancel=cancel)
             if labels is not None:
                 out.cells = yield from embed.iter_cell_embeddings(
                     image,
@@ -264,6 +297,11 @@ class EmbeddingWidget(QWidget):
                     image_name=image_name,
                     cancel=cancel,
                 )
+                from napari_reddino import morphology
+
+                yield Progress(1, 1, "measuring cell morphology")
+                out.morphology = morphology.morphology_features(
+                    labels, image, pixel_size=pixel_size, prefix=morphology.COLUMN_PREFIX)
             return out
 
         def on_result(out: EmbedOutcome) -> None:
@@ -272,6 +310,10 @@ class EmbeddingWidget(QWidget):
                 self._show_overlay(image_layer, out)
             if out.cells is not None:
                 attach_embeddings(labels_layer, out.cells, image_name)
+            if out.morphology is not None:
+                from napari_reddino.morphology import merge_morphology
+
+                labels_layer.features = merge_morphology(labels_layer.features, out.morphology)
 
         self.runner.start(job, on_result, task=TASK)
 
@@ -299,6 +341,7 @@ class EmbeddingWidget(QWidget):
                 contrast_limits=(0.0, 1.0),
                 metadata={"image_layer": image_layer.name, "backbone": out.backbone.name},
             )
+            layer.interpolation2d = "linear"  # drawn smoothly, not as blocks
         layer.visible = self.overlay.value
         return layer
 

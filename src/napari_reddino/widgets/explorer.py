@@ -1,8 +1,10 @@
 """Explorer dock: every cell of every embedded smear in one linked scatter plot.
 
-Thin over the core: ``session.CellPool`` pools the Labels layers, ``project`` maps the
-embeddings to 2-D (written back as ``umap_0``/``umap_1``), ``cluster`` writes
-``cluster``, ``batch_effects`` measures subject mixing. Selections flow both ways
+Thin over the core: ``session.CellPool`` pools the Labels layers; :mod:`napari_reddino.analysis`
+maps the embeddings to 2-D (written back as ``umap_0``/``umap_1``), clusters them (``cluster``)
+and measures subject mixing with the settings the command line uses, over one neighbour graph
+found once per set of cells. Once it holds cells, the dock loads UMAP's cached kernels in a
+background thread, so the first map does not wait for them. Selections flow both ways
 through the viewer's :class:`~napari_reddino.session.SharedSession`, which the labeling
 dock shares.
 """
@@ -28,7 +30,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_reddino._progress import Progress
+from napari_reddino import project
+from napari_reddino.analysis import Settings
+from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
+from napari_reddino.neighbours import EXACT_MAX
 from napari_reddino.session import POOL_COLUMNS, CellPool, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling, real_viewer
 from napari_reddino.widgets._coloring import color_by
@@ -37,9 +42,9 @@ from napari_reddino.widgets._scatter import MODES, ScatterCanvas
 from napari_reddino.widgets._workers import TaskRunner
 
 PROJECTIONS = {"UMAP": "umap", "PCA": "pca", "t-SNE": "tsne"}
-CLUSTERINGS = {"k-means": "kmeans", "HDBSCAN": "hdbscan"}
-COORDS = ("umap_0", "umap_1")
-HIDDEN_COLUMNS = {*POOL_COLUMNS, "index", "embedding_row", *COORDS}
+CLUSTERINGS = {"k-means": "kmeans", "Leiden (neighbour graph)": "leiden", "HDBSCAN": "hdbscan"}
+COORDS = UMAP  # the map the explorer shows, whatever method made it
+HIDDEN_COLUMNS = {*POOL_COLUMNS, NAPARI_INDEX, EMBEDDING_ROW, *COORDS}
 
 
 class ExplorerWidget(QWidget):
@@ -60,6 +65,9 @@ class ExplorerWidget(QWidget):
 
         self.method = QComboBox()
         self.method.addItems(list(PROJECTIONS))
+        from napari_reddino.widgets._explorer_panels import FeatureSpaceChoice
+
+        self.space = FeatureSpaceChoice()  # embedding / morphology / both: what the map uses
         self.project_runner = TaskRunner("Project")
         self.project_runner.run_button.clicked.connect(self.run_projection)
 
@@ -68,6 +76,10 @@ class ExplorerWidget(QWidget):
         self.n_clusters = QSpinBox()
         self.n_clusters.setRange(2, 200)
         self.n_clusters.setValue(8)
+        self.n_neighbors = QSpinBox()
+        self.n_neighbors.setRange(2, 200)
+        self.n_neighbors.setValue(Settings.n_neighbors)
+        self.n_neighbors.setToolTip("Neighbours per cell for UMAP and Leiden (the CLI's default)")
         self.cluster_runner = TaskRunner("Cluster")
         self.cluster_runner.run_button.clicked.connect(self.run_clustering)
 
@@ -131,36 +143,29 @@ class ExplorerWidget(QWidget):
         projection = QGroupBox("Projection")
         form = QFormLayout(projection)
         form.addRow("Method", self.method)
+        form.addRow("Compare cells in", self.space)
+        form.addRow("Neighbours (k)", self.n_neighbors)
         form.addRow(self.project_runner)
         clusters = QGroupBox("Clusters")
         cform = QFormLayout(clusters)
         cform.addRow("Method", self.cluster_method)
-        cform.addRow("k (k-means)", self.n_clusters)
+        cform.addRow("Clusters (k-means)", self.n_clusters)
         cform.addRow(self.cluster_runner)
         color_row = QFormLayout()
         color_row.addRow("Colour by", self.color_column)
         actions = QHBoxLayout()
-        for widget in (
-            self.selection_label,
-            self.goto_button,
-            self.to_layer_button,
-            self.clear_button,
-        ):
+        for widget in (self.selection_label, self.goto_button, self.to_layer_button,
+                       self.clear_button):
             actions.addWidget(widget)
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        layout.addLayout(top)
-        layout.addWidget(projection)
-        layout.addWidget(clusters)
-        layout.addLayout(color_row)
-        layout.addWidget(self.legend)
-        layout.addLayout(mode_row)
+        for part in (top, projection, clusters, color_row, self.legend, mode_row):
+            (layout.addLayout if isinstance(part, QHBoxLayout | QFormLayout)
+             else layout.addWidget)(part)
         layout.addWidget(self.scatter.native, 1)
-        layout.addWidget(self.group_click)
-        layout.addLayout(actions)
-        layout.addWidget(self.hover_panel)
-        layout.addWidget(self.batch_panel)
+        for part in (self.group_click, actions, self.hover_panel, self.batch_panel):
+            (layout.addLayout if isinstance(part, QHBoxLayout) else layout.addWidget)(part)
         fill_with_scrolling(self, content, min_width=380)
 
     # --- pool -------------------------------------------------------------------------
@@ -187,7 +192,7 @@ class ExplorerWidget(QWidget):
             return
         if isinstance(layer, Labels) and (
             any(layer is pooled for pooled in self._linked_layers)
-            or layer.metadata.get("reddino_embeddings") is not None
+            or layer.metadata.get(EMBEDDINGS_KEY) is not None
         ):
             self.refresh(quiet=True)
 
@@ -200,6 +205,7 @@ class ExplorerWidget(QWidget):
         if pool is None:
             self.scatter.set_points(np.zeros((0, 2), np.float32))
             return
+        project.warm_up_in_background(neighbours_index=len(pool) > EXACT_MAX)  # NN-descent
         text = f"{len(pool)} cells in {len(pool.layers)} smear(s)"
         if pool.skipped:
             text += f" ({pool.skipped} without embedding left out)"
@@ -319,40 +325,42 @@ class ExplorerWidget(QWidget):
             return None
         return pool
 
+    def settings(self) -> Settings:
+        """The analysis settings the dock's controls say (the CLI's defaults otherwise)."""
+        return Settings(n_neighbors=self.n_neighbors.value(), n_clusters=self.n_clusters.value())
+
     def run_projection(self) -> None:
         """Project the pooled embeddings in a worker; writes ``umap_0``/``umap_1``."""
-        from napari_reddino import project
+        from napari_reddino import analysis
 
         pool = self._require_pool()
         if pool is None:
             return
         method = PROJECTIONS[self.method.currentText()]
-        vectors = pool.vectors
+        vectors, settings = self.space.matrix(pool), self.settings()
 
         def job(cancel):
-            return (yield from project.iter_project(vectors, method, cancel=cancel))
+            return (yield from analysis.iter_map(vectors, method, settings, cancel))
 
         def on_result(coords: np.ndarray) -> None:
             if self.pool is not pool:
                 raise SessionError("the cells changed while projecting; run it again")
-            self.session.write_columns({"umap_0": coords[:, 0], "umap_1": coords[:, 1]})
+            self.session.write_columns({COORDS[0]: coords[:, 0], COORDS[1]: coords[:, 1]})
 
         self.project_runner.start(job, on_result, task=f"{self.method.currentText()} projection")
 
     def run_clustering(self) -> None:
         """Cluster the embeddings in a worker; writes ``cluster`` and colours by it."""
-        from napari_reddino import cluster
+        from napari_reddino import analysis
 
         pool = self._require_pool()
         if pool is None:
             return
         method = CLUSTERINGS[self.cluster_method.currentText()]
-        params = {"n_clusters": self.n_clusters.value()} if method == "kmeans" else {}
-        vectors = pool.vectors
+        vectors, settings = self.space.matrix(pool), self.settings()
 
         def job(cancel):
-            yield Progress(0, 1, f"{method} on {len(vectors)} cells")
-            return cluster.cluster(vectors, method, **params)
+            return (yield from analysis.iter_clusters(vectors, method, settings, cancel))
 
         def on_result(ids: np.ndarray) -> None:
             if self.pool is not pool:
@@ -364,7 +372,7 @@ class ExplorerWidget(QWidget):
 
     def run_batch_metrics(self) -> None:
         """Batch-effect metrics by subject (and class when labelled) in a worker."""
-        from napari_reddino import batch_effects
+        from napari_reddino import analysis
 
         pool = self._require_pool()
         if pool is None:
@@ -372,16 +380,14 @@ class ExplorerWidget(QWidget):
         if "subject" not in pool.table.columns or pool.table["subject"].nunique() < 2:
             show_warning("batch metrics need cells from at least 2 subjects")
             return
-        vectors = pool.vectors
+        vectors, settings = pool.vectors, self.settings()
         subjects = pool.table["subject"].astype(str).to_numpy()
         classes = None
         if "class" in pool.table.columns and pool.table["class"].notna().all():
             classes = pool.table["class"].astype(str).to_numpy()
-        k = int(min(30, max(len(vectors) // 4, 2)))
 
         def job(cancel):
-            yield Progress(0, 1, "batch-effect metrics")
-            return batch_effects.batch_metrics(vectors, subjects, classes, k=k)
+            return (yield from analysis.iter_batch(vectors, subjects, classes, settings, cancel))
 
         def on_result(report: Any) -> None:
             summary = ", ".join(

@@ -9,14 +9,13 @@ here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
-    QFileDialog,
+    QDockWidget,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -34,7 +33,9 @@ from napari_reddino.session import CellPool, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling, real_viewer
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._explorer_panels import TablePanel
-from napari_reddino.widgets._review import CLASS_COLUMNS, LabelBook, class_counts
+from napari_reddino.widgets._label_files import LabelFilesMixin
+from napari_reddino.widgets._review import LabelBook, class_counts
+from napari_reddino.widgets._suggest_panel import SuggestPanel
 from napari_reddino.widgets._workers import TaskRunner
 
 CONTOUR_KEY = "reddino_contour_before_class_view"  # the labels layer's own contour setting
@@ -42,7 +43,7 @@ CONTOUR_KEY = "reddino_contour_before_class_view"  # the labels layer's own cont
 SHORTCUT_KEYS = tuple(str(i) for i in range(1, 10))
 
 
-class LabelingWidget(QWidget):
+class LabelingWidget(LabelFilesMixin, QWidget):
     """Class set, assign / undo / redo, propagation, review queue, counts, import / export."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -80,6 +81,7 @@ class LabelingWidget(QWidget):
         self.center.setToolTip("ViT embeddings share one large common direction; measuring "
                                "cosine around the mean cell separates morphologies better")
         self.center.setChecked(True)
+        self.suggest_panel = SuggestPanel(self.viewer, self.session)
         self.propagate_runner = TaskRunner("Propagate")
         self.propagate_runner.run_button.clicked.connect(self.run_propagation)
 
@@ -147,7 +149,8 @@ class LabelingWidget(QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for group in (classes, labeling, spread, review, self.counts_panel, files):
+        for group in (classes, self.suggest_panel, labeling, spread, review, self.counts_panel,
+                      files):
             layout.addWidget(group)
         layout.addStretch(1)
         fill_with_scrolling(self, content, min_width=340)
@@ -181,6 +184,7 @@ class LabelingWidget(QWidget):
         self.book.redo_stack.clear()
         self.review_position, self.reviewed = -1, None
         self._bind_keys()
+        self.suggest_panel.on_pool(pool)
         if pool is not None:
             self.status.setText(f"{len(pool)} cells in {len(pool.layers)} smear(s)")
             self.update_class_view()
@@ -200,8 +204,8 @@ class LabelingWidget(QWidget):
         """
         names = self.classes.class_set.shortcuts
         targets = [self.viewer, *(self.pool.layers if self.pool is not None else [])]
-        for target, key in self._bound_keys:
-            if key not in names:
+        for target, key in self._bound_keys:  # layers that left the pool get their keys back
+            if key not in names or not any(target is t for t in targets):
                 target.bind_key(key, None)
         self._bound_keys = []
         for target in targets:
@@ -211,6 +215,10 @@ class LabelingWidget(QWidget):
 
     def _shortcut(self, name: str):
         def label_with(_viewer_or_layer: Any = None) -> None:
+            active = self.viewer.layers.selection.active
+            pooled = [] if self.pool is None else self.pool.layers
+            if type(active).__name__ == "Labels" and not any(active is p for p in pooled):
+                return  # another Labels layer (one being painted): its number keys are not ours
             self.classes.set_active(name)
             if self.session.selection.size:
                 self.assign_selection(name)
@@ -308,14 +316,20 @@ class LabelingWidget(QWidget):
             else np.full(len(pool), "")
         )
         manual = np.where(source == propagate.MANUAL, classes, None)
-        vectors, k, spreading = pool.vectors, self.k.value(), self.spreading.isChecked()
+        try:
+            vectors = self.suggest_panel.matrix()
+        except ValueError as err:
+            show_error(str(err))
+            return
+        k, spreading, method = self.k.value(), self.spreading.isChecked(), \
+            self.suggest_panel.method_name()
         center, names = self.center.isChecked(), self.classes.class_set.names
 
         def job(cancel):
             return (
                 yield from propagate.iter_propagate(
                     vectors, manual, k=k, spreading=spreading, center=center,
-                    class_names=names, cancel=cancel,
+                    class_names=names, method=method, cancel=cancel,
                 )
             )
 
@@ -326,7 +340,8 @@ class LabelingWidget(QWidget):
             self.review_position, self.reviewed = -1, None
             self._after_edit(
                 f"propagated {int((~propagate.unlabeled_mask(manual)).sum())} "
-                f"manual labels to {len(pool)} cells"
+                f"manual labels to {len(pool)} cells ({self.suggest_panel.space_name()} "
+                f"space, {result.method})"
             )
             self.update_counts()
 
@@ -368,75 +383,16 @@ class LabelingWidget(QWidget):
         if self.pool is not None:
             self.counts_panel.show_frame(class_counts(self.pool.table))
 
-    # --- files ---------------------------------------------------------------------------
-    def export_labels(self, path: str | Path | None = None) -> Path | None:
-        if self.pool is None:
-            show_warning("no cells to export")
-            return None
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Export labels", "", "Tables (*.csv *.parquet)"
-            )
-            if not path:
-                return None
-        try:
-            return labels_io.export_labels(self.pool.public_table(), path)
-        except (ValueError, OSError) as err:
-            show_error(f"export failed: {err}")
-            return None
-
-    def import_labels(self, path: str | Path | None = None) -> bool:
-        """Merge a label table by (image, label); unknown cells are reported, never lost."""
-        if self.pool is None:
-            show_warning("load and embed the smears before importing their labels")
-            return False
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(
-                self, "Import labels", "", "Tables (*.csv *.parquet)"
-            )
-            if not path:
-                return False
-        try:
-            result = labels_io.import_labels(
-                path, self.pool.public_table(), class_names=self.classes.class_set.names
-            )
-        except (ValueError, OSError) as err:
-            show_error(f"import failed: {err}")
-            return False
-        merged = result.table
-        columns = {name: merged[name].to_numpy(dtype=object) for name in CLASS_COLUMNS}
-        self.book.edit(np.arange(len(self.pool)), columns, f"import {Path(path).name}")
-        (show_warning if len(result.missing) else show_info)(result.message)
-        self._after_edit(result.message)
-        return True
-
-    def set_autosave(self, path: str | Path | None = None) -> bool:
-        """Autosave manual labels to ``path``; labels already saved there are restored first."""
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Autosave labels to", "", "CSV (*.csv)")
-            if not path:
-                return False
-        try:
-            saver = labels_io.Autosaver(path)
-        except (ValueError, OSError) as err:
-            show_error(f"autosave: {err}")
-            return False
-        if len(saver) and self.pool is not None:
-            try:
-                result = labels_io.merge_labels(
-                    self.pool.public_table(),
-                    saver.frame(),
-                    class_names=self.classes.class_set.names,
-                )
-            except ValueError as err:
-                show_error(f"autosave file {saver.path.name} not restored: {err}")
-                return False
-            columns = {name: result.table[name].to_numpy(dtype=object) for name in CLASS_COLUMNS}
-            self.book.edit(np.arange(len(self.pool)), columns, "restore autosave")
-            show_info(f"restored from autosave: {result.message}")
-        self.autosaver = saver
-        self._after_edit(f"autosaving manual labels to {saver.path}")
-        return True
+    def showEvent(self, event: Any) -> None:
+        """A tab shows its dock's window title with '&' as a shortcut mark ("Label _propagate"):
+        escape it as '&&' (napari's own title bar draws the name, not the window title)."""
+        super().showEvent(event)
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        title = dock.windowTitle() if dock is not None else ""
+        if "&" in title and "&&" not in title:
+            dock.setWindowTitle(title.replace("&", "&&"))
 
     def closeEvent(self, event: Any) -> None:
         if self._click in self.viewer.mouse_drag_callbacks:

@@ -21,6 +21,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
+from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from napari_reddino.widgets import keep_triton_away_from_mesa_llvm, real_viewer
@@ -53,7 +54,8 @@ class SegmentationWidget(QWidget):
 
         self.min_area = SpinBox(label="min area (px, 0 = auto)", min=0, max=10**7, value=0)
         self.max_area = SpinBox(label="max area (px, 0 = auto)", min=0, max=10**7, value=0)
-        self.exclude_border = CheckBox(text="exclude cells touching the border", value=True)
+        # cells cut by the border are kept and flagged (table column ``touches_border``)
+        self.exclude_border = CheckBox(text="exclude cells touching the border", value=False)
         self.classical_box = Container(widgets=[self.min_area, self.max_area], labels=True)
 
         self.cp_model = LineEdit(label="model (name or file)", value="cpsam")
@@ -177,6 +179,9 @@ class SegmentationWidget(QWidget):
         subject: str,
         params: dict[str, Any],
     ) -> Labels:
+        warning = getattr(result, "warning", None)
+        if warning:  # an implausible result must not pass for "done"
+            show_warning(f"{TASK} of {image_layer.name}: {warning}")
         features = result.features.copy()
         features["index"] = features["label"].to_numpy()  # napari keys Labels rows by 'index'
         metadata = {
@@ -185,6 +190,7 @@ class SegmentationWidget(QWidget):
             "subject": subject,
             "method": method,
             "params": params,
+            "warning": warning,
         }
         name = f"{image_layer.name} labels"
         labels = np.asarray(result.labels)

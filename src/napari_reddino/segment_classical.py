@@ -1,0 +1,197 @@
+"""The classical (weight-free) red-cell segmentation of one tile: stain model, mask, splitting.
+
+Each step was chosen by measuring on real Wright-stained smears (benchmarks/segmentation_real.py).
+The stain density is the optical density against a smooth estimate of the empty glass, so uneven
+illumination does not move the threshold. The threshold is Otsu's on the density *clipped* at the
+90th percentile of the stained pixels (those above the glass noise), so a white cell's nucleus or
+black debris (density 3-10x a red cell's) cannot pull it up and leave only that object. Hysteresis
+grows faint rims from confident pixels; hole filling, and the convex hull of small concave
+fragments whose hull is stained, turn a pale cell's rim (one or two crescents) into its whole disc.
+A distance-transform watershed with h-maxima markers on the confident core splits touching cells;
+size filters scale with the estimated cell radius.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import apply_hysteresis_threshold, threshold_otsu
+from skimage.measure import regionprops
+from skimage.morphology import h_maxima, remove_small_holes
+from skimage.segmentation import watershed
+
+MIN_STAIN_OD = 0.04  # below this density there is no stained object at all
+SPLIT_DEPTH = 0.07  # h-maxima depth (x cell radius) that makes a distance peak its own cell
+CLIP_PERCENTILE = 90.0  # of stained pixels: nuclei sit above it, red cells below
+HYSTERESIS_LOW = 0.6  # low threshold as a share of the high one
+HULL_STAIN = 1.0  # a fragment's hull is kept when its added pixels average this x glass level
+_LOG_LUT = np.log(np.arange(256, dtype=np.float32) + 1.0)
+
+
+def _log_background(log_rgb: np.ndarray) -> np.ndarray:
+    """Smooth log-brightness of the empty glass: max filter at low resolution, upsampled."""
+    height, width = log_rgb.shape
+    factor = max(1, min(height, width) // 128)  # the glass varies slowly: a coarse grid will do
+    h, w = height // factor, width // factor
+    small = log_rgb[: h * factor, : w * factor].reshape(h, factor, w, factor).mean((1, 3))
+    size = max(5, min(h, w) // 6)
+    bright = ndimage.maximum_filter(small, size=size)
+    bright = ndimage.gaussian_filter(bright, size / 2)
+    zoomed = ndimage.zoom(bright, (height / h, width / w), order=1, grid_mode=True,
+                          mode="nearest")
+    return zoomed[:height, :width]
+
+
+def channel_density(rgb: np.ndarray, channel: int) -> np.ndarray:
+    """Optical density of one channel against its own background estimate (>= 0)."""
+    log = _LOG_LUT[rgb[..., channel]]
+    return np.maximum(_log_background(log) - log, 0)
+
+
+def stain_density(rgb: np.ndarray) -> np.ndarray:
+    """Mean optical density over the channels against the background: high where stained."""
+    log_rgb = _LOG_LUT[rgb].mean(axis=2)  # mean of per-channel logs = log of geometric mean
+    density = _log_background(log_rgb) - log_rgb
+    np.maximum(density, 0, out=density)
+    return ndimage.gaussian_filter(density, 1.0)
+
+
+def _glass_level(sample: np.ndarray) -> float:
+    """Density above which a pixel is stained: the glass mode plus 4 sigma of its lower flank.
+
+    The empty glass is the commonest density; its lower flank (below the mode) is pure noise,
+    so its spread gives the noise level without any stained pixel in it.
+    """
+    top = float(np.percentile(sample, 99.5)) or 1.0
+    counts, edges = np.histogram(sample, bins=256, range=(0.0, top))
+    mode = edges[int(np.argmax(ndimage.gaussian_filter1d(counts.astype(float), 2)))]
+    below = sample[sample <= mode]
+    sigma = float(np.sqrt(np.mean((below - mode) ** 2))) if below.size else 0.0
+    return mode + max(4 * sigma, 0.5 * MIN_STAIN_OD)
+
+
+def robust_threshold(density: np.ndarray) -> tuple[float, float]:
+    """(low, high) thresholds: high is Otsu between glass and red cells, deaf to nuclei and debris
+    (see the module docstring); low, for hysteresis, stays above the glass noise."""
+    sample = density[::2, ::2].ravel()
+    glass = _glass_level(sample)
+    stained = sample[sample > glass]
+    if stained.size < 64:
+        high = max(float(threshold_otsu(sample)), MIN_STAIN_OD)
+    else:
+        cap = np.percentile(stained, CLIP_PERCENTILE)
+        high = max(float(threshold_otsu(np.minimum(sample, cap))), MIN_STAIN_OD)
+    return min(max(HYSTERESIS_LOW * high, glass), high), high, glass
+
+
+def estimate_cell_radius(mask: np.ndarray) -> float | None:
+    """Typical cell radius: area-weighted median of each blob's inscribed-circle radius.
+
+    Weighting by area lets whole cells and clumps (whose distance peak is still one cell's
+    radius) outvote stain specks and fragments. None when there is no blob at all.
+    """
+    step = 2 if min(mask.shape) >= 512 else 1  # half resolution is plenty for a median
+    filled = ndimage.binary_fill_holes(mask[::step, ::step])
+    blobs, n = ndimage.label(filled)
+    if n == 0:
+        return None
+    dist = ndimage.distance_transform_edt(filled) * step
+    peaks = np.zeros(n + 1)
+    np.maximum.at(peaks, blobs.ravel(), dist.ravel())
+    peaks = peaks[1:]
+    areas = np.bincount(blobs.ravel(), minlength=n + 1)[1:]
+    usable = peaks >= 3  # specks are not cells
+    if not usable.any():
+        return None
+    peaks, weights = peaks[usable], np.sqrt(areas[usable])
+    order = np.argsort(peaks)
+    cumulative = np.cumsum(weights[order])
+    return float(peaks[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def _complete_fragments(mask: np.ndarray, density: np.ndarray, glass: float,
+                        radius: float) -> np.ndarray:
+    """Rim crescents and open rings of pale cells become whole discs (convex hull per blob).
+
+    Only where the hull's added pixels are stained on average (a pale cell's centre is still
+    above the glass): a sickle cell's or a helmet cell's concave side is empty glass and stays out.
+    """
+    cell_area = np.pi * radius**2
+    blobs, _ = ndimage.label(mask)
+    out = mask.copy()
+    for region in regionprops(blobs):
+        if not 0.08 * cell_area < region.area < 1.3 * cell_area:
+            continue
+        if region.area > 0.65 * region.image.size:  # a disc fills 79 % of its box: no crescent
+            continue
+        hull = region.image_convex
+        if region.area >= 0.85 * hull.sum() or hull.sum() > 1.4 * cell_area:
+            continue
+        y0, x0, y1, x1 = region.bbox
+        added = hull & ~region.image
+        if density[y0:y1, x0:x1][added].mean() > HULL_STAIN * glass:
+            out[y0:y1, x0:x1] |= hull
+    return out
+
+
+def _split_markers(dist: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
+    """One marker per distance peak deeper than SPLIT_DEPTH x radius (found at reduced scale)."""
+    step = max(1, int(radius // 8))  # the smoothed distance map is flat at this scale
+    small = np.ascontiguousarray(dist[::step, ::step])
+    peaks, _ = ndimage.label(h_maxima(small, SPLIT_DEPTH * radius))
+    markers = np.zeros(dist.shape, np.int32)
+    markers[::step, ::step] = peaks
+    markers[~mask] = 0
+    return markers
+
+
+def _whole_cells(mask, density, glass, radius):
+    """Pallor filled, rim fragments completed, spurs opened off; the border erodes nothing."""
+    cell_area = np.pi * radius**2
+    mask = remove_small_holes(mask, max_size=int(1.2 * cell_area))  # the central pallor
+    if HULL_STAIN > 0:
+        mask = _complete_fragments(mask, density, glass, radius)
+        mask = remove_small_holes(mask, max_size=int(1.2 * cell_area))
+    spurs = max(1, int(radius * 0.08))
+    opened = ndimage.binary_erosion(mask, iterations=spurs, border_value=1)
+    return ndimage.binary_dilation(opened, iterations=spurs) & mask
+
+
+def cell_mask(rgb: np.ndarray, radius: float | None):
+    """(whole-cell mask, confident core, cell radius (estimated when None)); masks None if empty.
+
+    The core (high threshold) gives the watershed its basins; the mask adds the faint rims grown
+    by hysteresis, which would fill the necks between touching cells if basins came from it.
+    """
+    density = stain_density(rgb)
+    if float(density.max()) < MIN_STAIN_OD:
+        return None, None, radius
+    low, high, glass = robust_threshold(density)
+    confident = density > high
+    radius = radius or estimate_cell_radius(confident)
+    if radius is None:
+        return None, None, radius
+    core = _whole_cells(confident, density, glass, radius)
+    grown = apply_hysteresis_threshold(density, low, high) | core
+    return _whole_cells(grown, density, glass, radius), core, radius
+
+
+def segment_tile(rgb: np.ndarray, radius: float | None, min_area, max_area):
+    """Classical segmentation of one tile, no border handling; returns (labels, radius)."""
+    mask, core, radius = cell_mask(rgb, radius)
+    if mask is None:
+        return np.zeros(rgb.shape[:2], np.int32), radius
+    cell_area = np.pi * radius**2
+    # markers and basins come from the confident core: faint rims grown by hysteresis fill the
+    # gaps between touching cells and would hide the necks the watershed splits at
+    dist = ndimage.distance_transform_edt(core).astype(np.float32)
+    dist = ndimage.gaussian_filter(dist, max(1.0, 0.12 * radius))
+    markers = _split_markers(dist, mask, radius)
+    labels = watershed(-dist, markers, mask=mask).astype(np.int32)
+    areas = np.bincount(labels.ravel())
+    low = 0.1 * cell_area if min_area is None else min_area
+    high_area = 8.0 * cell_area if max_area is None else max_area
+    bad = (areas < low) | (areas > high_area)
+    bad[0] = False
+    labels[bad[labels]] = 0
+    return labels, radius

@@ -1,0 +1,125 @@
+"""The public API in scanpy's manner: ``import napari_reddino as rd; rd.tl.project(adata)``.
+
+Why a ``tl`` namespace (as scanpy's ``sc.tl``) and not ``rd.project``: ``segment``, ``embed``,
+``project``, ``cluster``, ``propagate`` and ``morphology`` are also the package's modules, and
+Python binds an imported submodule over a package attribute of the same name.
+
+Functions taking ``data`` accept an AnnData (as :func:`napari_reddino.read_run` returns, see
+:mod:`napari_reddino.anndata_io`) or a plain (N, D) matrix. With an AnnData they read the
+representation ``use_rep`` (default ``.obsm["X_embedding"]``) and write results under documented
+keys, returning ``None`` like scanpy; with a matrix they return the result.
+
+- :func:`project` -> ``.obsm["X_<method>"]`` (``X_umap``, ``X_pca``, ``X_tsne``)
+- :func:`cluster` -> ``.obs["cluster"]`` (categorical)
+- :func:`propagate` -> ``.obs["class"]``, ``.obs["class_source"]``, ``.obs["confidence"]``
+- :func:`batch_metrics` -> ``.uns["batch_metrics"]`` (summary) and the report returned
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import names as nm
+
+
+def _is_anndata(data) -> bool:
+    return hasattr(data, "obsm") and hasattr(data, "obs")
+
+
+def _rep(data, use_rep: str) -> np.ndarray:
+    if _is_anndata(data):
+        if use_rep not in data.obsm:
+            raise KeyError(f"no .obsm[{use_rep!r}]; it has {list(data.obsm)}")
+        return np.asarray(data.obsm[use_rep], dtype=np.float32)
+    return np.asarray(data, dtype=np.float32)
+
+
+def segment(image, method: str = "classical", **params):
+    """Segment a smear: a ``SegmentationResult`` (``labels`` (H, W), ``features`` cell table)."""
+    from .segment import segment as _segment
+
+    return _segment(image, method, **params)
+
+
+def embed(image, labels, *, backbone: str | None = None, pooling: str = "cls_crop",
+          image_name: str = "image", device: str = "auto"):
+    """One backbone vector per labelled cell: a ``cells.CellEmbeddings`` keyed by label."""
+    from .backbones import DEFAULT_BACKBONE
+    from .embed import cell_embeddings
+    from .pipeline import cached_backbone
+
+    model = cached_backbone(backbone or DEFAULT_BACKBONE, device)
+    return cell_embeddings(image, labels, model, pooling=pooling, image_name=image_name)
+
+
+def morphology(labels, image, *, pixel_size: float | None = None) -> pd.DataFrame:
+    """Interpretable morphology per cell, columns named as in the cell table (``morph_*``)."""
+    from . import morphology as _morphology
+
+    return _morphology.morphology_features(labels, image, pixel_size=pixel_size,
+                                           prefix=_morphology.COLUMN_PREFIX)
+
+
+def project(data, method: str = "umap", *, use_rep: str = nm.X_EMBEDDING, **kwargs):
+    """2-D map of the cells (umap-learn / scikit-learn); ``.obsm["X_<method>"]``."""
+    from .project import project as _project
+
+    coords = _project(_rep(data, use_rep), method=method, **kwargs)
+    if not _is_anndata(data):
+        return coords
+    data.obsm[nm.obsm_key(method)] = np.asarray(coords, dtype=np.float32)
+    return None
+
+
+def cluster(data, method: str = "kmeans", *, use_rep: str = nm.X_EMBEDDING,
+            key_added: str = nm.CLUSTER, **params):
+    """Cluster ids of the cells (k-means, HDBSCAN or Leiden); ``.obs["cluster"]``."""
+    from .cluster import cluster as _cluster
+
+    ids = _cluster(_rep(data, use_rep), method=method, **params)
+    if not _is_anndata(data):
+        return ids
+    data.obs[key_added] = pd.Categorical(np.asarray(ids).astype(str))
+    return None
+
+
+def propagate(data, classes=None, *, use_rep: str = nm.X_EMBEDDING, key: str = nm.CLASS,
+              **kwargs):
+    """Classes for every cell from the labelled ones (k-NN votes; see ``propagate.propagate``).
+
+    With an AnnData the labelled cells are those with a value in ``.obs[key]``; the result goes
+    to ``.obs[key]``, ``.obs["class_source"]`` and ``.obs["confidence"]`` and is returned too.
+    """
+    from .propagate import propagate as _propagate
+
+    if _is_anndata(data) and classes is None:
+        if key not in data.obs:
+            raise KeyError(f"no .obs[{key!r}] with labelled cells")
+        column = data.obs[key]
+        classes = column.astype(object).where(column.notna(), None).to_numpy()
+    result = _propagate(_rep(data, use_rep), classes, **kwargs)
+    if _is_anndata(data):
+        data.obs[key] = pd.Categorical(result.classes.astype(str))
+        data.obs[nm.CLASS_SOURCE] = pd.Categorical(result.source.astype(str))
+        data.obs[nm.CONFIDENCE] = np.asarray(result.confidence, dtype=np.float32)
+    return result
+
+
+def batch_metrics(data, subjects=None, classes=None, *, use_rep: str = nm.X_EMBEDDING,
+                  batch_key: str = nm.SUBJECT, label_key: str | None = None, **kwargs):
+    """Batch-effect metrics across subjects (silhouette, iLISI, ...); ``.uns["batch_metrics"]``."""
+    from .batch_effects import batch_metrics as _batch_metrics
+
+    if _is_anndata(data):
+        subjects = data.obs[batch_key].astype(str).to_numpy() if subjects is None else subjects
+        if classes is None and label_key is not None:
+            column = data.obs[label_key]
+            classes = column.astype(object).where(column.notna(), None).to_numpy()
+    if subjects is None:
+        raise ValueError("pass subjects (one per cell) or an AnnData with .obs['subject']")
+    report = _batch_metrics(_rep(data, use_rep), np.asarray(subjects), classes, **kwargs)
+    if _is_anndata(data):
+        data.uns["batch_metrics"] = {k: v for k, v in dict(report.summary).items()
+                                     if isinstance(v, (int, float, str, np.generic))}
+    return report

@@ -1,0 +1,48 @@
+"""What the embedding dock's backbone list shows: cached hub weights first, then the bundled
+model, then downloads of known size (see :mod:`napari_reddino.backbone_offers`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATE_TEXT = {
+    "cached": "weights in your Hugging Face cache",
+    "bundled": "bundled small model (works offline; RedDino S/B/L are better)",
+    "download": "not cached: Download fetches it once into the Hugging Face cache",
+    "timm": "timm weights (downloaded on first use)",
+    "local": "a local model",
+}
+
+
+def backbone_choices(extra_sources: list[str]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(label, name) pairs for the combo box, and the offers by name."""
+    from napari_reddino import backbone_offers
+
+    offers = {o.name: o for o in backbone_offers.backbone_offers()}
+    choices = [(o.label, o.name) for o in offers.values()]
+    return choices + [(source, source) for source in extra_sources], offers
+
+
+def describe(offer: Any) -> tuple[str, str | None]:
+    """Info line for the chosen backbone, and the Download button's text (None: no button)."""
+    state = offer.state if offer is not None else "local"
+    if state != "download":
+        return STATE_TEXT.get(state, ""), None
+    size = f" (~{offer.size_mb:.0f} MB)" if offer.size_mb else ""
+    return STATE_TEXT[state], f"Download {offer.name}{size}"
+
+
+def start_download(widget: Any, name: str) -> None:
+    """Run :func:`~napari_reddino.backbone_offers.iter_download` in the dock's task runner
+    (napari's progress bar shows the megabytes); select the model once it is cached."""
+    from napari_reddino import backbone_offers
+
+    def job(cancel: Any) -> Any:
+        return (yield from backbone_offers.iter_download(name, cancel=cancel))
+
+    def on_result(_name: str) -> None:
+        widget.backbone.reset_choices()
+        widget.backbone.value = name
+        widget._describe_backbone()
+
+    widget.runner.start(job, on_result, task="Downloading backbone")

@@ -1,0 +1,126 @@
+"""The labeling dock's feature-space choice and its "Suggest cells to label" stepper.
+
+The space (embedding / morphology / both) is what propagation and the suggestions measure
+distances in; suggestions are ``suggest.suggest_cells`` medoids, shown one by one (selected,
+centred, described in words) so the user labels them with the usual keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+)
+
+from napari_reddino.feature_spaces import SPACES, available_spaces, resolve_space, space_matrix
+from napari_reddino.morphology import describe_cell
+from napari_reddino.propagate import MANUAL, METHODS
+from napari_reddino.suggest import suggest_cells
+from napari_reddino.widgets import _linking
+
+METHOD_TEXT = {"auto": "auto (cross-validated)", "knn": "k-NN votes",
+               "logreg": "logistic regression"}
+
+
+class SuggestPanel(QGroupBox):
+    """Feature space + classifier choice, and the suggested cells to label first."""
+
+    def __init__(self, viewer: Any, session: Any) -> None:
+        super().__init__("Feature space and suggestions")
+        self.viewer, self.session = viewer, session
+        self.space = QComboBox()
+        self.space.addItems(list(SPACES))
+        self.space.setToolTip("embedding: the backbone's vector; morphology: the standardised "
+                              "size / shape / pallor / stain numbers; both: the two together")
+        self._chosen = False  # the user picked a space: keep it when the cells change
+        self.space.activated.connect(lambda _i: setattr(self, "_chosen", True))
+        self.method = QComboBox()
+        for name in METHODS:
+            self.method.addItem(METHOD_TEXT[name], name)
+        self.count = QSpinBox()
+        self.count.setRange(1, 200)
+        self.count.setValue(12)
+        self.suggest_button = QPushButton("Suggest cells to label")
+        self.suggest_button.clicked.connect(self.suggest)
+        self.next_button = QPushButton("Next suggestion")
+        self.next_button.clicked.connect(self.next_suggestion)
+        self.info = QLabel("Before labelling: suggest a few diverse, typical cells")
+        self.info.setWordWrap(True)
+        self.picks = np.zeros(0, np.int64)
+        self.position = -1
+        form = QFormLayout(self)
+        form.addRow("Compare cells in", self.space)
+        form.addRow("Propagate with", self.method)
+        form.addRow("Cells to suggest", self.count)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.suggest_button)
+        buttons.addWidget(self.next_button)
+        form.addRow(buttons)
+        form.addRow(self.info)
+
+    @property
+    def pool(self):
+        return self.session.pool
+
+    def on_pool(self, pool: Any) -> None:
+        """Offer the spaces the pooled cells allow; pick the default one."""
+        self.picks, self.position = np.zeros(0, np.int64), -1
+        if pool is None:
+            return
+        allowed = available_spaces(pool.table, pool.vectors)
+        if allowed and (not self._chosen or self.space.currentText() not in allowed):
+            self.space.setCurrentText(resolve_space(None, pool.table, pool.vectors))
+
+    def space_name(self) -> str:
+        return self.space.currentText()
+
+    def method_name(self) -> str:
+        return str(self.method.currentData())
+
+    def matrix(self) -> np.ndarray:
+        """The pooled cells in the chosen space (rows = pool rows)."""
+        return space_matrix(self.pool.table, self.pool.vectors, self.space_name(),
+                            row_column=None)
+
+    def suggest(self) -> np.ndarray:
+        """Compute the suggestions (skipping labelled cells) and go to the first one."""
+        if self.pool is None:
+            show_info("segment and embed a smear first")
+            return self.picks
+        try:
+            x = self.matrix()
+        except ValueError as err:
+            show_error(str(err))
+            return self.picks
+        table = self.pool.table
+        manual = (table["class_source"].astype(str).to_numpy() == MANUAL
+                  if "class_source" in table.columns else np.zeros(len(table), bool))
+        self.picks = suggest_cells(x, self.count.value(), exclude=manual)
+        self.position = -1
+        self.next_suggestion()
+        return self.picks
+
+    def next_suggestion(self) -> int | None:
+        """Select, centre and describe the next suggested cell."""
+        if self.pool is None or self.picks.size == 0:
+            show_info("press 'Suggest cells to label' first")
+            return None
+        self.position = (self.position + 1) % self.picks.size
+        index = int(self.picks[self.position])
+        self.session.select([index])
+        _linking.go_to_cell(self.viewer, self.pool, index)
+        row = self.pool.table.iloc[index]
+        words = describe_cell(row).replace("\n", ", ")
+        self.info.setText(f"suggestion {self.position + 1}/{self.picks.size}: {row['image']} "
+                          f"cell {row['label']}" + (f" ({words})" if words else "")
+                          + "; label it with the keys 1-9")
+        return index

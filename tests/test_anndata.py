@@ -1,0 +1,78 @@
+"""cells.h5ad: what `napari-reddino project`/`run` write, read back here and by scanpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_reddino import anndata_io
+from napari_reddino import names as nm
+from napari_reddino.cells import CellEmbeddings, load_table
+
+anndata = pytest.importorskip("anndata")
+
+
+@pytest.fixture
+def run_dir(small_run):
+    return small_run
+
+
+def test_cli_writes_h5ad_matching_the_parquet_table(run_dir):
+    table = load_table(run_dir / nm.CELLS_TABLE_FILE)
+    embeddings = CellEmbeddings.load(run_dir / nm.EMBEDDINGS_FILE)
+    adata = anndata.read_h5ad(run_dir / nm.ANNDATA_FILE)
+    assert adata.n_obs == len(table) > 10
+    assert list(adata.obs_names[:2]) == [f"{i}:{lab}" for i, lab in
+                                         zip(table["image"][:2], table["label"][:2])]
+    for column in (nm.IMAGE, nm.SUBJECT):
+        assert isinstance(adata.obs[column].dtype, pd.CategoricalDtype)
+        assert list(adata.obs[column].astype(str)) == list(table[column].astype(str))
+    vectors = embeddings.vectors[table[nm.EMBEDDING_ROW].to_numpy()]
+    np.testing.assert_array_equal(adata.obsm[nm.X_EMBEDDING], vectors)
+    # `project --projection pca` keeps its map in umap_0/1: AnnData names it after its method
+    np.testing.assert_allclose(adata.obsm["X_pca"], table[list(nm.UMAP)].to_numpy(), rtol=1e-6)
+    features = list(adata.uns[nm.UNS_MORPHOLOGY_FEATURES])
+    assert features == anndata_io.morphology_columns(table) and len(features) >= 7
+    for i, name in enumerate(features):
+        np.testing.assert_allclose(adata.obsm[nm.X_MORPHOLOGY][:, i], table[name].to_numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    assert adata.uns[nm.UNS_BACKBONE] == embeddings.backbone
+    assert adata.uns[nm.UNS_POOLING] == "patch_mean"
+    np.testing.assert_array_equal(adata.obs[nm.CLUSTER].to_numpy(), table[nm.CLUSTER].to_numpy())
+
+
+@pytest.mark.slow  # scanpy's UMAP compiles numba kernels (~25 s on 2 cores)
+def test_scanpy_builds_neighbours_and_umap_from_the_embedding(run_dir):
+    sc = pytest.importorskip("scanpy")
+    adata = sc.read_h5ad(run_dir / nm.ANNDATA_FILE)
+    sc.pp.neighbors(adata, use_rep=nm.X_EMBEDDING, n_neighbors=5)
+    assert adata.obsp["connectivities"].shape == (adata.n_obs, adata.n_obs)
+    sc.tl.umap(adata, random_state=0)
+    assert adata.obsm["X_umap"].shape == (adata.n_obs, 2)
+    assert np.isfinite(adata.obsm["X_umap"]).all()
+
+
+def test_round_trip_keeps_table_classes_and_vectors(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({
+        "label": np.arange(1, 7), "image": ["a.png"] * 3 + ["b.png"] * 3,
+        "subject": ["s1"] * 3 + ["s2"] * 3, "centroid_y": rng.random(6),
+        "centroid_x": rng.random(6), "area": rng.random(6) * 100,
+        "class": ["normal", None, "macrocyte", None, None, "normal"],
+        "umap_0": rng.random(6), "umap_1": rng.random(6),
+    })
+    vectors = rng.random((6, 4)).astype(np.float32)
+    adata = anndata_io.to_anndata(table, vectors, backbone="bb", pooling="cls_crop",
+                                  projection="umap")
+    assert adata.uns[nm.UNS_CLASS_COLORS] == ["#ff7f0e", "#1f77b4"]  # chula set: macrocyte, normal
+    path = anndata_io.write_h5ad(adata, tmp_path / "cells.h5ad")
+    back, embeddings = anndata_io.from_anndata(anndata_io.read_h5ad(path))
+    for column in ("label", "image", "subject", "area"):
+        np.testing.assert_array_equal(back[column].to_numpy(), table[column].to_numpy())
+    np.testing.assert_allclose(back[list(nm.UMAP)], table[list(nm.UMAP)], rtol=1e-6)  # float32
+    assert back["class"].tolist() == table["class"].tolist()
+    np.testing.assert_array_equal(embeddings.vectors[back[nm.EMBEDDING_ROW]], vectors)
+    assert (embeddings.backbone, embeddings.pooling) == ("bb", "cls_crop")
+    with pytest.raises(ValueError, match="3 vectors for 6 cells"):
+        anndata_io.to_anndata(table, vectors[:3])
