@@ -87,6 +87,9 @@ def main(argv=None) -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[MORPHOLOGY_WEIGHT],
                         help="morphology weight(s) of the 'both' space to compare")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--spaces", nargs="+", default=None,
+                        help="only these spaces (embedding, morphology, both, generic)")
+    parser.add_argument("--no-budget", action="store_true", help="skip the label-budget table")
     parser.add_argument("--fresh", action="store_true",
                         help="re-segment smears cached by older segmentation code")
     args = parser.parse_args(argv)
@@ -119,6 +122,8 @@ def main(argv=None) -> None:
         spaces["both" if len(args.weights) == 1 else f"both w={w}"] = combine(
             morph_z, emb, morphology_weight=w)
     spaces["generic"] = standardise(data["generic"][keep])
+    if args.spaces:
+        spaces = {k: v for k, v in spaces.items() if k.split()[0] in args.spaces}
     print(f"{len(y)} matched cells in {len(np.unique(y))} classes; propagation method "
           f"{args.method}, {args.seeds} seeds\n")
     header = ("| space | dims | LP wF1 | 20-NN wF1 | prop 5 random | prop 5 suggested | "
@@ -135,7 +140,7 @@ def main(argv=None) -> None:
                                            args.method) for s in range(args.seeds)]
                 cols.append(f"{np.mean(values):.1f} ± {np.std(values):.1f}")
         budget = []
-        for n in (5 * len(np.unique(y)), 20 * len(np.unique(y))):
+        for n in () if args.no_budget else (5 * len(np.unique(y)), 20 * len(np.unique(y))):
             for strategy in ("random", "suggested"):
                 values = [propagation_bacc(x, y, picks_budget(x, y, n, strategy, s), args.method)
                           for s in range(args.seeds)]
@@ -144,6 +149,8 @@ def main(argv=None) -> None:
         print(f"| {name} | {x.shape[1]} | {scores['linear_probe']:.1f} | {scores['knn20']:.1f} | "
               + " | ".join(cols) + " |", flush=True)
     n5, n20 = 5 * len(np.unique(y)), 20 * len(np.unique(y))
+    if args.no_budget:
+        return
     print(f"\nlabel budget without class knowledge (balanced accuracy, {args.method}):\n")
     print(f"| space | {n5} random | {n5} suggested | {n20} random | {n20} suggested |")
     print("|---|---|---|---|---|")

@@ -320,3 +320,10 @@ def test_an_implausible_smear_is_listed_in_the_report(run_dir):
                  ).to_csv(run_dir / "runs.csv", index=False)
     page = write_report(run_dir, max_overlays=0).read_text()
     assert "smear1.png: only 3 % of the stained area" in page
+
+
+def test_a_truncated_embeddings_file_names_itself(run_dir):
+    path = smear_dir(run_dir, "smear1.png") / "embeddings.npz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"embeddings\.npz is damaged"):
+        CellEmbeddings.load(path)

@@ -100,6 +100,7 @@ class OptimConfig:
     patch_embed_lr_mult: float = 0.2
     freeze_last_layer_iters: int = 0
     grad_accum_steps: int = 1  # split each per-GPU batch into this many student micro-batches
+    clip_grad_per_module: bool = False  # clip backbone and heads separately (DINOv2 / RedDino)
 
 
 @dataclass

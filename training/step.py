@@ -117,6 +117,25 @@ def mean_over_ranks(terms: dict[str, torch.Tensor], env: DistEnv) -> dict[str, f
     return dict(zip(terms, values.tolist()))
 
 
+def clip_gradients(student: nn.Module, clip: float, *, per_module: bool) -> torch.Tensor:
+    """Clip to ``clip`` as one global norm, or backbone and each head on its own (DINOv2's
+    ``for v in student.values(): v.clip_grad_norm_(clip)``); returns the pre-clip total norm."""
+    if not per_module:
+        params = [p for p in student.parameters() if p.grad is not None]
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    heads = {id(p) for name in ("dino_head", "ibot_head") if getattr(student, name, None)
+             is not None for p in getattr(student, name).parameters()}  # fmt: skip
+    groups = [[p for p in student.parameters() if id(p) not in heads]]  # backbone + mask token
+    groups += [list(head.parameters()) for head in (student.dino_head, student.ibot_head)
+               if head is not None]  # fmt: skip
+    norms = []
+    for group in groups:
+        params = [p for p in group if p.grad is not None]
+        if params:
+            norms.append(torch.nn.utils.clip_grad_norm_(params, clip))
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
 def micro_batches(global_crops, local_crops, masks, n: int):
     """``n`` equal slices of a batch (rows ``[view 0 | view 1]``) with their global row indices."""
     rows = global_crops.shape[0] // 2
@@ -199,9 +218,8 @@ def train_step(
     cancel_last_layer_gradients(models.student, step, cfg.optim.freeze_last_layer_iters)
     if scaler is not None:
         scaler.unscale_(optimizer)
-    params = [p for p in models.student.parameters() if p.grad is not None]
     clip = cfg.optim.clip_grad if cfg.optim.clip_grad else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    grad_norm = clip_gradients(models.student, clip, per_module=cfg.optim.clip_grad_per_module)
     if scaler is not None:
         scale = scaler.get_scale()
         scaler.step(optimizer)  # skips the update by itself when a gradient overflowed

@@ -66,11 +66,30 @@ def read_journal(path) -> pd.DataFrame:
         raw[column] = pd.to_numeric(raw[column], errors="coerce") if column in raw else np.nan
     raw[LABEL] = pd.to_numeric(raw[LABEL], errors="coerce")
     raw = raw[raw[LABEL].notna()]
-    keys = [_key(*row) for row in zip(raw[IMAGE], raw[LABEL], raw[CENTROID_Y], raw[CENTROID_X])]
-    frame = raw.assign(_key=keys).drop_duplicates("_key", keep="last")
-    frame = frame[[not _blank(c) for c in frame[CLASS]]]
-    frame = frame[[IMAGE, LABEL, CLASS, CENTROID_Y, CENTROID_X]].astype({LABEL: "int64"})
+    state: dict[Key, tuple] = {}
+    for row in zip(raw[IMAGE], raw[LABEL].astype(int), raw[CLASS], raw[CENTROID_Y],
+                   raw[CENTROID_X]):
+        _apply(state, row)
+    frame = pd.DataFrame(list(state.values()),
+                         columns=[IMAGE, LABEL, CLASS, CENTROID_Y, CENTROID_X])
+    frame = frame.astype({LABEL: "int64", CENTROID_Y: float, CENTROID_X: float})
     return frame.assign(**{CLASS_SOURCE: MANUAL, CONFIDENCE: 1.0}).reset_index(drop=True)
+
+
+def _apply(state: dict[Key, tuple], row: tuple) -> None:
+    """One journal line onto the labels: the last line per cell wins. A line without a
+    position stands for whatever cell has that label, so it replaces (or clears) them all."""
+    image, label, name, cy, cx = row
+    key = _key(image, label, cy, cx)
+    if len(key) == 4:
+        state.pop(key[:2], None)  # the same cell, recorded before its position was known
+    else:
+        for other in [k for k in state if k[:2] == key]:
+            del state[other]
+    if _blank(name):
+        state.pop(key, None)
+    else:
+        state[key] = (str(image), int(label), str(name), cy, cx)
 
 
 class Autosaver:
@@ -153,13 +172,7 @@ class Autosaver:
             writer.writerow(JOURNAL_COLUMNS)
         for image, label, name, cy, cx in rows:
             writer.writerow([image, label, "" if _blank(name) else name, _num(cy), _num(cx), 1])
-            key = _key(image, label, cy, cx)
-            if len(key) == 4:  # the same cell recorded before its position was known
-                self._labels.pop(key[:2], None)
-            if _blank(name):
-                self._labels.pop(key, None)
-            else:
-                self._labels[key] = (image, label, str(name), cy, cx)
+            _apply(self._labels, (image, label, name, cy, cx))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8", newline="") as handle:
             handle.write(buffer.getvalue())

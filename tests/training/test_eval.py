@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
@@ -205,3 +206,26 @@ def test_harness_runs_on_the_bundled_default_and_reproduces_itself(cell_folder, 
     results = json.loads(out.read_text())
     assert results["backbone"]["name"] == "reddino-tiny"
     assert main(["--check", str(out)]) == 0
+
+
+def test_chula_crops_sit_on_the_labelled_centres(tmp_path):
+    from training.eval_chula import generic_descriptor, make_chula_cell_folder
+
+    root = tmp_path / "chula"
+    (root / "images").mkdir(parents=True)
+    image = np.full((120, 160, 3), 200, np.uint8)
+    image[40:50, 60:70] = (255, 0, 0)  # a red square centred at (x=65, y=45)
+    iio.imwrite(root / "images" / "1.png", image)
+    pd.DataFrame({"image": ["1.png", "1.png", "1.png"], "x": [65, 20, 100], "y": [45, 20, 90],
+                  "class_id": [0, 3, 10],
+                  "class_name": ["Normal cell", "Spherocyte", "uncategorised"]}).to_csv(
+        root / "labels.csv", index=False)
+    table = make_chula_cell_folder(root, tmp_path / "out", crop=16)
+    assert sorted(table["label"]) == ["Normal_cell", "Spherocyte"]  # uncategorised dropped
+    cells = load_labeled_cells(tmp_path / "out")
+    crop = read_cell_image(cells.paths[list(cells.labels).index("Normal_cell")])
+    assert crop.shape == (16, 16, 3)
+    assert (crop[3:13, 3:13] == (255, 0, 0)).all() and (crop[0] == 200).all()
+    features = generic_descriptor(np.stack([crop, crop]))
+    assert features.shape[0] == 2 and np.isfinite(features).all()
+    assert (features[0] == features[1]).all()

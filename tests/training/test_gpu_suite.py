@@ -29,7 +29,7 @@ def test_gpu_suite_rows_run_tiny_on_cpu():
     done = subprocess.run([sys.executable, "benchmarks/gpu_suite.py", "--smoke"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    table = done.stdout[done.stdout.index("measurement") :].splitlines()
+    table = done.stdout[done.stdout.index("\nmeasurement ") + 1 :].splitlines()
     labels = [line[:34].strip() for line in table[1:] if not line.startswith(" ")]
     assert labels == ["embedding ViT-S/14 bf16", "train step ViT-S/14 b64 bf16",
                       "train step ViT-S/14 b64 fp16", "train step ViT-B/14 b64 bf16",

@@ -97,3 +97,67 @@ def test_cell_crops_of_a_segmented_smear_match_the_plugins_cls_crop(tmp_path):
     np.testing.assert_array_equal(first, crop_square(smear.image, boxes[0], 1.5, 64))
     with pytest.raises(ValueError, match="margin must be >= 1"):
         extract_cell_crops([tmp_path / "smear.png"], tmp_path / "bad", margin=0.5)
+
+
+def _painted_cell(mask: np.ndarray, pale_centre: bool) -> np.ndarray:
+    """A pink cell on bright glass; optionally with a pale centre (central pallor)."""
+    from scipy import ndimage
+
+    image = np.full((*mask.shape, 3), 230, np.uint8)
+    image[mask] = (180, 110, 140)
+    if pale_centre:
+        depth = ndimage.distance_transform_edt(mask)
+        image[depth > 0.6 * depth.max()] = (215, 190, 200)
+    return image
+
+
+def test_morphology_targets_of_drawn_cells():
+    from skimage.draw import disk, ellipse
+
+    from training.data.morph_targets import FEATURE_NAMES, cell_features, smear_background
+
+    index = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    round_mask = np.zeros((80, 80), bool)
+    round_mask[disk((40, 40), 15)] = True
+    long_mask = np.zeros((80, 80), bool)
+    long_mask[ellipse(40, 40, 8, 24)] = True
+    round_cell, pale_cell = _painted_cell(round_mask, False), _painted_cell(round_mask, True)
+    background = smear_background(round_cell)
+    solid = cell_features(round_cell, round_mask, background)
+    pale = cell_features(pale_cell, round_mask, background)
+    long = cell_features(_painted_cell(long_mask, False), long_mask, background)
+    assert len(solid) == len(FEATURE_NAMES) and np.isfinite(solid).all()
+    assert solid[index["area"]] == pytest.approx(np.pi * 15**2, rel=0.05)
+    assert solid[index["equivalent_diameter"]] == pytest.approx(30, rel=0.05)
+    assert solid[index["elongation"]] == pytest.approx(1.0, abs=0.05)
+    assert long[index["elongation"]] == pytest.approx(3.0, rel=0.1)
+    assert solid[index["circularity"]] > 0.85 > long[index["circularity"]]
+    assert solid[index["pallor_rim_ratio"]] == pytest.approx(1.0, abs=0.05)
+    assert pale[index["pallor_rim_ratio"]] < 0.5  # pale centre, full rim
+    assert pale[index["radial_od_0"]] < pale[index["radial_od_5"]]  # centre first
+    assert pale[index["pallor_fraction"]] > solid[index["pallor_fraction"]]
+
+
+def test_cell_bank_streams_views_with_their_targets(tmp_path):
+    from training.config import load_config
+    from training.data.cell_bank import bank_stream_from_config, build_cell_bank, n_bank_targets
+    from training.data.morph_targets import FEATURE_NAMES
+
+    smear = synthetic_smear((256, 256), seed=3)
+    folder = tmp_path / "smears"
+    folder.mkdir()
+    iio.imwrite(folder / "a.png", smear.image)
+    count = build_cell_bank([(str(folder), 1.0)], tmp_path / "bank.npz", size=64, log=lambda _: 0)
+    with np.load(tmp_path / "bank.npz") as bank:
+        assert bank["crops"].shape == (count, 64, 64, 3) and count >= 5
+        assert bank["features"].shape == (count, len(FEATURE_NAMES))
+    assert n_bank_targets([tmp_path / "bank.npz"]) == len(FEATURE_NAMES)
+    cfg = load_config("tiny_cpu", [f"data.cell_bank=[{tmp_path / 'bank.npz'}]",
+                                   "data.batch_size_per_gpu=3"])
+    stream = bank_stream_from_config(cfg.data, cfg.mask, patch_size=cfg.model.patch_size,
+                                     seed=0, rank=0, world_size=1, start_step=0)
+    first, again = stream.batch(2), stream.batch(2)
+    assert first["morph_targets"].shape == (3, len(FEATURE_NAMES))
+    assert first["global_crops"].shape[0] == 6
+    assert (first["global_crops"] == again["global_crops"]).all()  # a pure function of the step
+    assert (first["morph_targets"] == again["morph_targets"]).all()

@@ -119,3 +119,20 @@ def test_tensorboard_is_optional(tmp_path, capsys):
         assert not (tmp_path / "run" / "tb").exists()
     else:
         assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+
+
+def test_per_module_clipping_clips_backbone_and_head_each(tmp_path):
+    """DINOv2 / RedDino clip each student module to clip_grad; one global norm is the default."""
+    from training.step import clip_gradients
+
+    for per_module, expected in ((False, 0.01), (True, 0.01 * 2**0.5)):
+        trainer = _trainer(tmp_path / str(per_module), "optim.clip_grad=0.01",
+                           f"optim.clip_grad_per_module={str(per_module).lower()}")  # fmt: skip
+        _steps(trainer, 1)  # the gradients of the step stay on the parameters
+        student = trainer.models.student
+        head = torch.linalg.vector_norm(torch.stack(
+            [p.grad.norm() for p in student.dino_head.parameters() if p.grad is not None]))
+        total = clip_gradients(student, float("inf"), per_module=False)
+        assert float(total) == pytest.approx(expected, rel=1e-3), per_module
+        if per_module:
+            assert float(head) == pytest.approx(0.01, rel=1e-3)

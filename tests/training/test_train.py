@@ -168,6 +168,7 @@ def test_bundled_configs_mirror_reddino(name):
     assert (cfg.run.iters, cfg.optim.warmup_iters) == (10 * epoch, epoch // 10)
     assert cfg.teacher.temp_warmup_iters == 30 * epoch
     assert (cfg.optim.layerwise_decay, cfg.optim.freeze_last_layer_iters) == (1.0, 0)
+    assert cfg.optim.clip_grad_per_module  # backbone and head clipped to 3.0 each
     assert cfg.model.drop_path_rate == 0.0
     assert (cfg.optim.base_lr, cfg.optim.lr_scaling, cfg.optim.reference_batch) == (
         2e-4, "sqrt", 1024)  # fmt: skip

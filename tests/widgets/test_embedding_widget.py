@@ -212,6 +212,7 @@ def test_official_pth_checkpoint_is_converted_and_used(
     _click(qtbot, widget.browse_pth)
     assert widget.backbone.value == str(checkpoint)
     widget.device.value = "cpu"
+    widget.overlay_detail.value, widget.foreground_only.value = 1, False  # plain patch PCA
     _click(qtbot, widget.runner.run_button)
     wait_idle(widget.runner)
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from app_model.types import KeyBinding
 
+from napari_reddino.label_journal import read_journal
 from napari_reddino.widgets._linking import camera_of
 from napari_reddino.widgets.explorer import ExplorerWidget
 from napari_reddino.widgets.labeling import LabelingWidget
@@ -249,12 +250,12 @@ def test_manual_labels_are_autosaved_without_asking(docks, tmp_path, monkeypatch
     labeling.assign_selection()
     files = list((tmp_path / "cache" / "napari-reddino" / "autosave").glob("labels-*.csv"))
     assert len(files) == 1 and labeling.autosaver.path == files[0]
-    saved = pd.read_csv(files[0])
+    saved = read_journal(files[0])  # an append-only journal: the last line per cell wins
     layer = smears[0][1]
     assert saved[["image", "label", "class"]].values.tolist() == [
         [layer.metadata["image"], int(layer.features["label"].iloc[3]), "target"]]
-    labeling.undo()  # undo empties the file too: it always mirrors the manual labels
-    assert pd.read_csv(files[0]).empty
+    labeling.undo()  # undo clears it in the journal too: it always mirrors the manual labels
+    assert read_journal(files[0]).empty
 
 
 def test_counts_and_class_colour_view(docks, wait_idle):

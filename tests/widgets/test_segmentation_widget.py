@@ -141,7 +141,7 @@ def test_no_image_layer_gives_a_notification(make_napari_viewer, qtbot, error_me
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (np.zeros((4, 32, 32), np.float32), "expected a 2D gray or (H, W, 3|4) colour image"),
+        (np.zeros((5, 32, 32), np.float32), "expected a 2D gray or (H, W, 3|4) colour image"),
         (np.full((3, 3), 7, np.uint8), "a smear needs at least"),
     ],
 )
