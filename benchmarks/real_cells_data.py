@@ -95,12 +95,19 @@ def prepare_smear(image_name: str, cells: pd.DataFrame, method: str = "classical
     return out
 
 
+def backbone_key(backbone) -> str:
+    """Name + a hash of the weights: new weights under the same name get their own cache."""
+    params = list(backbone.model.parameters())
+    probe = np.concatenate([p.detach().flatten()[:256].float().cpu().numpy() for p in params[:8]])
+    return f"{backbone.name.replace('/', '_')}_{hashlib.md5(probe.tobytes()).hexdigest()[:8]}"
+
+
 def embed_smear(image_name: str, prep: dict, backbone) -> np.ndarray:
     """``cls_crop`` vectors of the matched cells (rows = ``prep["cell_ids"]``), cached by box."""
     from napari_reddino.cell_pool import crop_square
     from napari_reddino.pipeline import read_image
 
-    path = CACHE / f"emb_{backbone.name.replace('/', '_')}" / f"{image_name}.npz"
+    path = CACHE / f"emb_{backbone_key(backbone)}" / f"{image_name}.npz"
     cached = {}
     if path.is_file():
         old = np.load(path)

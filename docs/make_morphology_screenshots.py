@@ -17,7 +17,7 @@ import napari
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_screenshots import IMAGES, settle, wait_for  # noqa: E402
+from make_screenshots import IMAGES, settle, wait_for
 
 SMEAR = Path(__file__).parents[1] / "src" / "napari_reddino" / "data" / "chula_thalassemia.jpg"
 

@@ -279,3 +279,12 @@ def test_config_without_weights_is_not_cached_and_downloads_refuse_offline(tmp_p
         list(backbone_offers.iter_download("reddino-base", tmp_path))
     with pytest.raises(ValueError, match="not a Hugging Face hub backbone"):
         list(backbone_offers.iter_download(DEFAULT_BACKBONE, tmp_path))
+
+
+def test_cli_note_names_the_cached_reddino(tmp_path):
+    from napari_reddino import backbone_offers
+
+    assert "bundled" in backbone_offers.cli_note(tmp_path)
+    small_hub_model(tmp_path)
+    note = backbone_offers.cli_note(tmp_path)
+    assert "--backbone reddino-small" in note and "in your Hugging Face cache" in note

@@ -311,6 +311,14 @@ def test_shifted_tilings_put_an_edge_at_sub_patch_resolution():
     assert overlay_transform_fine(14, 2) == ((7.0, 7.0), (3.0, 3.0))
     with pytest.raises(ValueError, match="divide the patch size"):
         fine_grid(image, backbone, subdivide=3)
+    from napari_reddino._progress import run_to_completion
+    from napari_reddino.fine_grid import iter_overlay
+
+    labels = np.zeros(image.shape[:2], np.int32)
+    labels[7:28, 0:14], labels[35:56, 28:49], labels[7:28, 56:77] = 1, 2, 3
+    rgb, scale, _ = run_to_completion(iter_overlay(image, backbone, labels=labels, subdivide=4))
+    assert scale == (7.0, 7.0) and rgb.shape == (10, 12, 3)  # patch 14: 4 falls back to 2
+    assert (rgb[labels[3::7, 3::7] == 0] == 0).all()  # the glass stays black
 
 
 def test_cell_pca_colours_cell_kinds_apart_not_the_shared_rim_pattern():

@@ -41,21 +41,6 @@ CHECK_TOLERANCE = 1e-9
 GENERIC_DESCRIPTOR = "generic-descriptor"
 
 
-class _DescriptorModel:
-    """:func:`training.eval_chula.generic_descriptor` behind the backbone's forward/embed_dim."""
-
-    name, img_size, patch_size = GENERIC_DESCRIPTOR, 0, 0
-
-    def __init__(self):
-        from training.eval_chula import generic_descriptor
-
-        self._describe = generic_descriptor
-        self.embed_dim = None
-
-    def forward(self, batch: np.ndarray):
-        return self._describe(batch), None
-
-
 def _same_shape_batches(shapes: list[tuple[int, ...]], batch_size: int) -> list[list[int]]:
     """Index batches whose crops share one shape (the backbone resizes a whole batch at once)."""
     by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -111,7 +96,9 @@ def iter_evaluate(
     }
     torch.manual_seed(seed)
     if backbone == GENERIC_DESCRIPTOR:  # the hand-made baseline, through the same probes
-        model = _DescriptorModel()
+        from training.eval_chula import DescriptorModel
+
+        model = DescriptorModel()
     else:
         model = load_backbone(backbone, device=device, dtype="float32")
     features = yield from iter_cls_features(cells, model, batch_size=batch_size, cancel=cancel)
@@ -341,25 +328,6 @@ def _make_bccd(argv: list[str]) -> int:
     return 0
 
 
-def _make_chula(argv: list[str]) -> int:
-    from training.eval_chula import make_chula_cell_folder
-
-    parser = argparse.ArgumentParser(
-        prog="python -m training.eval make-chula",
-        description="Write a <smear>/<class>/*.png folder of labelled Chula RBC-12 crops.",
-    )
-    parser.add_argument("--chula", required=True, help="chula_rbc12_dev folder (labels.csv)")
-    parser.add_argument("--out", required=True, help="new (or empty) folder to write")
-    parser.add_argument("--crop", type=int, default=64, help="crop side in pixels (native scale)")
-    parser.add_argument("--max-cells", type=int, default=0, help="0: every labelled cell")
-    args = parser.parse_args(argv)
-    table = make_chula_cell_folder(
-        args.chula, args.out, crop=args.crop, max_cells=args.max_cells or None
-    )
-    print(f"wrote {len(table)} crops to {args.out}\n{table['label'].value_counts().to_string()}")
-    return 0
-
-
 def _evaluate_cli(argv: list[str]) -> int:
     parser = _eval_parser()
     args = parser.parse_args(argv)
@@ -403,7 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "make-bccd":
             return _make_bccd(argv[1:])
         if argv and argv[0] == "make-chula":
-            return _make_chula(argv[1:])
+            from training.eval_chula import make_chula_cli
+
+            return make_chula_cli(argv[1:])
         return _evaluate_cli(argv)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

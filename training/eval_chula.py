@@ -9,6 +9,7 @@ beat: colour histograms, a HOG and a uniform-LBP histogram, nothing specific to 
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -75,3 +76,30 @@ def generic_descriptor(crops: np.ndarray) -> np.ndarray:
         features.append(np.concatenate([np.concatenate(hist) / n_pixels, hog_vec,
                                         lbp_hist / n_pixels]))
     return np.asarray(features, dtype=np.float32)
+
+
+class DescriptorModel:
+    """:func:`generic_descriptor` behind the backbone interface the harness uses."""
+
+    name, img_size, patch_size = "generic-descriptor", 0, 0
+
+    def forward(self, batch: np.ndarray):
+        return generic_descriptor(batch), None
+
+
+def make_chula_cli(argv: list[str]) -> int:
+    """``python -m training.eval make-chula``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.eval make-chula",
+        description="Write a <smear>/<class>/*.png folder of labelled Chula RBC-12 crops.",
+    )
+    parser.add_argument("--chula", required=True, help="chula_rbc12_dev folder (labels.csv)")
+    parser.add_argument("--out", required=True, help="new (or empty) folder to write")
+    parser.add_argument("--crop", type=int, default=64, help="crop side in pixels (native scale)")
+    parser.add_argument("--max-cells", type=int, default=0, help="0: every labelled cell")
+    args = parser.parse_args(argv)
+    table = make_chula_cell_folder(
+        args.chula, args.out, crop=args.crop, max_cells=args.max_cells or None
+    )
+    print(f"wrote {len(table)} crops to {args.out}\n{table['label'].value_counts().to_string()}")
+    return 0

@@ -169,3 +169,15 @@ def iter_download(name: str, cache_dir: str | Path | None = None,
     if state["error"] is not None:
         raise ConnectionError(f"download of {name!r} failed: {state['error']}") from state["error"]
     return name
+
+
+def cli_note(cache_dir: str | Path | None = None) -> str:
+    """What the CLI says when no --backbone is given (its default stays the bundled model, so
+    a run folder's results never depend on what happens to be cached)."""
+    cached = cached_backbones(cache_dir)
+    note = f"using the bundled {DEFAULT_BACKBONE} (a small CPU-trained model, see its README)"
+    if cached:
+        return (f"{note}; {', '.join(cached)} in your Hugging Face cache: pass "
+                f"--backbone {cached[0]} for RedDino-quality features")
+    return (f"{note}; for RedDino S/B/L: `hf download Snarcy/RedDino-small`, then "
+            "--backbone reddino-small")

@@ -56,7 +56,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> 
 
 
 FEATURES_HELP = ("space cells are compared in: the backbone 'embedding', the standardised "
-                 "'morphology', or 'both' (default: both when the cells have morphology)")
+                 "'morphology', or 'both' (default: morphology when the cells have it)")
 
 
 def _add_combine_options(p: argparse.ArgumentParser) -> None:

@@ -41,6 +41,10 @@ def _warn(warnings) -> None:
 def _config(args: argparse.Namespace) -> PipelineConfig:
     from .backbones import DEFAULT_BACKBONE
 
+    if not args.backbone:  # say what the default is, and which better model is cached
+        from .backbone_offers import cli_note
+
+        _say(f"note: {cli_note()}")
     return PipelineConfig(
         backbone=args.backbone or DEFAULT_BACKBONE,
         method=args.method,

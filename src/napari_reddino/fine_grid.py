@@ -139,6 +139,8 @@ def iter_overlay(image, backbone, *, labels=None, subdivide: int = 2, cells_only
     ``cells_only`` fits the colours on one mean token per cell (``labels``, else the Otsu
     foreground); ``grid`` an already embedded single tiling, reused when ``subdivide`` is 1.
     """
+    # the finest split of the patch not above ``subdivide`` (patch 14: 4 -> 2, 7 -> 7)
+    subdivide = max(d for d in range(1, max(subdivide, 1) + 1) if backbone.patch_size % d == 0)
     if subdivide == 1 and grid is not None:
         fine = np.asarray(grid)
     else:

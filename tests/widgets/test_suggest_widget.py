@@ -29,7 +29,7 @@ def dock(make_napari_viewer, qtbot):
 def test_suggestions_cover_every_class_and_step_through_cells(dock):
     _viewer, labeling, truth = dock
     panel = labeling.suggest_panel
-    assert panel.space_name() == "both"  # the default where the cells have morphology
+    assert panel.space_name() == "morphology"  # the default where the cells have morphology
     assert [panel.space.itemText(i) for i in range(panel.space.count())] == [
         "embedding", "morphology", "both"]
     panel.space.setCurrentText("embedding")  # known structure: one blob per class

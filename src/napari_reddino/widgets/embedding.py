@@ -35,8 +35,8 @@ TASK = "Embedding"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("cls_crop", "patch_mean")
 # (label, subdivide): tilings shifted by patch/k averaged (fine_grid.py), k^2 times the cost
-OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("fine: patch/4 (16 tilings)", 4),
-                   ("patch (1 tiling)", 1)]
+OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("finest: patch/7 (49 tilings)", 7),
+                   ("patch (1 tiling)", 1)]  # a split the patch does not allow uses the next
 
 
 @dataclass

@@ -66,7 +66,6 @@ class ExplorerWidget(QWidget):
         self.method = QComboBox()
         self.method.addItems(list(PROJECTIONS))
         from napari_reddino.widgets._explorer_panels import FeatureSpaceChoice
-
         self.space = FeatureSpaceChoice()  # embedding / morphology / both: what the map uses
         self.project_runner = TaskRunner("Project")
         self.project_runner.run_button.clicked.connect(self.run_projection)
