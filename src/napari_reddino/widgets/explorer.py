@@ -310,16 +310,13 @@ class ExplorerWidget(QWidget):
             self.hover_panel.show_cell(None, None)
             return
         layer = pool.layers[int(pool.table["_layer"].iloc[index])]
-        image_layer = _linking.image_layer_for(self.viewer, layer)
-        crop = _linking.cell_crop(image_layer, pool, index)
+        crop = _linking.cell_crop(_linking.image_layer_for(self.viewer, layer), pool, index)
         self.hover_panel.show_cell(crop, pool.table.iloc[index])
 
     # --- long work ------------------------------------------------------------------------
     def _require_pool(self) -> CellPool | None:
         pool = self.pool or self.refresh()
-        if pool is None:
-            return None
-        if len(pool) < 3:
+        if pool is not None and len(pool) < 3:
             show_warning(f"only {len(pool)} cell(s): need at least 3 to project or cluster")
             return None
         return pool
