@@ -91,11 +91,15 @@ class NeighbourGraph:
         return graph.maximum(graph.T).tocsr()
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero (similarity 0 to everything)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
 def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "cosine":  # unit rows: cosine similarity is then a dot product
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return x / np.maximum(norms, 1e-12)
-    return x
+    # unit rows: cosine similarity is then a dot product
+    return unit_rows(x) if metric == "cosine" else x
 
 
 def _self_first(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

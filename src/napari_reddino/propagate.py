@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from .names import EMBEDDING_ROW, MANUAL, PROPAGATED
+from .neighbours import unit_rows
 
 METHODS = ("auto", "knn", "logreg")
 _CHUNK_ROWS = 32768
@@ -73,12 +74,6 @@ def _check_inputs(vectors, classes, k, weighting, metric, class_names):
                 f"known classes: {list(class_names)}"
             )
     return np.ascontiguousarray(vectors, dtype=np.float32), classes, missing
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows stay zero (similarity 0 to everything)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def _nearest_labeled(chunk: np.ndarray, labeled_unit: np.ndarray, k: int,
@@ -189,7 +184,7 @@ def iter_propagate(
     labeled_x = x[labeled_rows]
     if not np.all(np.isfinite(labeled_x)):
         raise ValueError("vectors of labeled cells contain NaN / inf; re-run the embedding")
-    labeled_unit = _unit_rows(labeled_x if centre is None else labeled_x - centre)
+    labeled_unit = unit_rows(labeled_x if centre is None else labeled_x - centre)
     labeled_codes = codes.astype(np.int64)
     winners = np.empty(n, dtype=np.int64)
     confidence = np.empty(n, dtype=np.float32)
