@@ -7,6 +7,10 @@ platelets ignored), for ``napari_reddino.segment.classical_segment`` and for the
 (skimage Otsu on gray + fill holes + connected components, no watershed), plus their ratio.
 
     python benchmarks/segmentation.py [--sizes 1024 4096] [--seed 0]
+
+``--lazy 20000`` adds the large-smear line instead: a lazy (dask) smear of that side, tiled from one
+2048² synthetic smear, segmented tile by tile (``segment_tiled``) against the in-memory path on
+the same pixels when they fit (side <= 4096), else against its extrapolated peak.
 """
 
 from __future__ import annotations
@@ -58,11 +62,56 @@ def measure(method, smear) -> dict:
             "recall": score.recall}
 
 
+def lazy_line(side: int, seed: int) -> None:
+    """Peak memory and time of a lazy ``side``² smear vs the whole-image path (issue 16)."""
+    import dask.array as da
+
+    from napari_reddino.segment import segment
+
+    block = synthetic_smear((2048, 2048), seed=seed).image
+    reps = -(-side // 2048)
+    lazy = da.tile(da.from_array(block, chunks=(1024, 1024, 3)), (reps, reps, 1))[:side, :side]
+    rows = []
+    for name, image in (("tiled lazy", lazy), ("whole numpy", None)):
+        if image is None and side > 4096:
+            per_pixel = whole_bytes_per_pixel(seed)
+            rows.append((name, per_pixel * side * side / 2**20, float("nan"), 0, "extrapolated"))
+            continue
+        pixels = image if image is not None else np.asarray(lazy)
+        tracemalloc.start()
+        start = time.perf_counter()
+        cells = len(segment(pixels).features)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        rows.append((name, peak, seconds, cells, "measured"))
+    print(f"lazy {side}x{side} smear (dask, 1024² chunks), classical segmentation")
+    print(f"{'path':>12} {'peak MiB':>10} {'wall s':>8} {'cells':>7} {'':>12}")
+    for name, peak, seconds, cells, how in rows:
+        print(f"{name:>12} {peak:>10.0f} {seconds:>8.1f} {cells:>7} {how:>12}")
+    print(f"ratio whole/tiled peak: {rows[1][1] / rows[0][1]:.1f}")
+
+
+def whole_bytes_per_pixel(seed: int) -> float:
+    """Traced peak bytes per pixel of the whole-image path, measured on a 2048² smear."""
+    image = synthetic_smear((2048, 2048), seed=seed).image
+    tracemalloc.start()
+    classical_segment(image)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / image.shape[0] / image.shape[1]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lazy", type=int, default=0, metavar="SIDE",
+                        help="benchmark a lazy SIDE x SIDE smear tile by tile (e.g. 20000)")
     args = parser.parse_args(argv)
+    if args.lazy:
+        lazy_line(args.lazy, args.seed)
+        return
     rows = []
     for size in args.sizes:
         smear = synthetic_smear((size, size), seed=args.seed)

@@ -46,8 +46,9 @@ def _fake_smear(out: Path, name: str, seed: int, subject: str = "s1") -> Path:
     table["embedding_row"] = np.arange(len(table))
     vectors = np.random.default_rng(seed).standard_normal((len(table), 16)).astype(np.float32)
     emb = CellEmbeddings(vectors, [name] * len(table), table["label"], "fake", "cls_crop")
-    result = SmearResult(name, subject, seg.labels, table, emb,
-                         np.zeros((4, 4, 16), np.float32), 14)
+    grid_shape = (*(-(-np.asarray(seg.labels.shape) // 14)), 16)  # the 14-px patch grid
+    grid = np.random.default_rng(seed).standard_normal(grid_shape).astype(np.float32)
+    result = SmearResult(name, subject, seg.labels, table, emb, grid, 14)
     return write_smear_outputs(result, out, CONFIG)
 
 
@@ -108,6 +109,22 @@ def test_import_into_another_smear_of_the_same_name_is_refused(tmp_path):
     _, other = _cells(5, "s.png")  # another smear under the same file name
     result = import_labels(path, other.features)
     assert result.n_matched == 0 and "other smears of the same name" in result.message
+
+
+def test_import_onto_another_image_of_the_same_name_and_layout_is_refused(tmp_path):
+    _, seg = _cells(4, "s.png")
+    labels = seg.features.assign(**{"class": "target", "class_source": "manual",
+                                    "confidence": 1.0})
+    result = SmearResult("s.png", "s1", seg.labels, labels.assign(embedding_row=0),
+                         CellEmbeddings(np.zeros((1, 4)), ["s.png"], [1], "fake", "cls_crop"),
+                         np.zeros((19, 19, 4), np.float32), 14)
+    folder = write_smear_outputs(result, tmp_path / "run", CONFIG, source_sha256="a" * 64)
+    path = export_labels(load_table(folder / "cells.parquet"), tmp_path / "labels.csv")
+    same_layout = seg.features.assign(image_sha256="b" * 64)  # the photo was replaced
+    refused = import_labels(path, same_layout)
+    assert refused.n_matched == 0 and "content hash differs" in refused.message
+    assert import_labels(path, seg.features.assign(image_sha256="a" * 64)).n_matched == len(
+        labels)
 
 
 def test_propagate_refuses_reference_embeddings_of_another_run(run_dir, tmp_path, capsys):
@@ -327,3 +344,43 @@ def test_a_truncated_embeddings_file_names_itself(run_dir):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"embeddings\.npz is damaged"):
         CellEmbeddings.load(path)
+
+
+# --- several smears in one viewer ------------------------------------------------------------
+def _world_box(layer_data) -> np.ndarray:
+    data, kwargs, _ = layer_data
+    scale = np.asarray(kwargs.get("scale", (1.0, 1.0)), float)[-2:]
+    start = np.asarray(kwargs.get("translate", (0.0, 0.0)), float)[-2:]
+    return np.r_[start, start + np.asarray(np.shape(data)[:2], float) * scale]
+
+
+def test_the_smears_of_a_run_folder_open_side_by_side_not_stacked(run_dir):
+    from napari_reddino._reader import read_run_layers
+
+    layers = read_run_layers(run_dir)
+    labels = [layer for layer in layers if layer[2] == "labels"]
+    boxes = [_world_box(layer) for layer in labels]
+    for i, a in enumerate(boxes):  # no two smears overlap
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+    for labels_layer in labels:  # each overlay lies on its own smear
+        name = labels_layer[1]["metadata"]["image_layer"]
+        overlay = next(la for la in layers if la[1]["name"] == f"{name} RedDino PCA")
+        box, over = _world_box(labels_layer), _world_box(overlay)
+        assert np.all(over[:2] >= box[:2] - 21) and np.all(over[2:] <= box[2:] + 21)  # 1.5 patch
+
+
+# --- training ---------------------------------------------------------------------------------
+def test_resuming_with_another_model_depth_is_refused_naming_the_key(tmp_path):
+    pytest.importorskip("torch")
+    from training.config import ConfigError, load_config
+    from training.distributed import DistEnv
+    from training.train import Trainer
+
+    def config(*extra):
+        return load_config("tiny_cpu", [f"run.output_dir={tmp_path}", "run.iters=10",
+                                        "data.batch_size_per_gpu=4", *extra])
+
+    Trainer(config("run.stop_after=1"), DistEnv()).fit()
+    with pytest.raises(ConfigError, match=r"model\.depth: 2 -> 3.*resuming would silently drop"):
+        Trainer(config("model.depth=3"), DistEnv())

@@ -77,3 +77,39 @@ def test_importing_the_package_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_docks_keep_to_napari_public_api():
+    """napari hands plugin docks a ``PublicOnlyProxy`` of the viewer and will block private
+    access through it: no module may unwrap the proxy or name it."""
+    offenders = [
+        f"{path.relative_to(PACKAGE)}: {word}"
+        for path in PACKAGE.rglob("*.py")
+        for word in ("__wrapped__", "PublicOnlyProxy", "real_viewer")
+        if word in path.read_text()
+    ]
+    assert not offenders, offenders
+
+
+def test_the_triton_guard_runs_once_where_the_docks_import():
+    """One call, in the dock package: core modules (backbones...) import with no side effect,
+    and a process holding Mesa's LLVM that opens a dock can no longer import Triton."""
+    calls = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "keep_triton_away_from_mesa_llvm"
+    ]
+    assert calls == ["widgets/__init__.py"]
+    llvm = sorted(Path("/usr/lib/x86_64-linux-gnu").glob("libLLVM*.so*"))
+    if not llvm:
+        return  # no system LLVM to stand in for Mesa's here: the call site is all we can check
+    code = (
+        f"import ctypes, sys; ctypes.CDLL({str(llvm[0])!r}); "
+        f"import {NAME}.cells; assert 'triton' not in sys.modules; "
+        f"import {NAME}.widgets; print(sys.modules['triton'] is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "True"

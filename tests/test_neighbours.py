@@ -90,18 +90,23 @@ def test_adjacency_is_symmetric_without_self_loops(cells):
 def test_map_clusters_spreading_and_batch_metrics_share_one_graph(cells, monkeypatch):
     """One search for four users; UMAP gets exactly the graph's nearest columns."""
     pytest.importorskip("leidenalg")
-    from napari_reddino import _umap_fast
+    from napari_reddino import _umap_layout
     from napari_reddino.propagate import propagate
 
     x, y = cells
     seen = {}
+    fuzzy_graph, initial_layout = _umap_layout.fuzzy_graph, _umap_layout.initial_layout
 
-    def fake_fit(model, reduced, n_epochs, cancel=None, message=""):  # records, skips the SGD
-        seen["knn"], seen["reduced"] = model.precomputed_knn, reduced
-        yield from ()
-        return np.zeros((len(reduced), 2), np.float32)
+    def record_graph(indices, distances):
+        seen["knn"] = indices, distances
+        return fuzzy_graph(indices, distances)
 
-    monkeypatch.setattr(_umap_fast, "iter_fit", fake_fit)
+    def record_start(reduced, *args):
+        seen["reduced"] = reduced
+        return initial_layout(reduced, *args)
+
+    monkeypatch.setattr(_umap_layout, "fuzzy_graph", record_graph)
+    monkeypatch.setattr(_umap_layout, "initial_layout", record_start)
     builds = neighbours.BUILDS[0]
     settings = analysis.Settings()
     analysis.analyse(x, subjects=np.where(y == 0, "a", "b"), settings=settings)
@@ -111,8 +116,9 @@ def test_map_clusters_spreading_and_batch_metrics_share_one_graph(cells, monkeyp
     manual[[0, 1, 2]] = [f"g{v}" for v in y[[0, 1, 2]]]
     propagate(x, manual, k=10, spreading=True)
     assert neighbours.BUILDS[0] == builds + 1  # found once, served from the cache after
-    np.testing.assert_array_equal(seen["knn"][0], graph.indices[:, : settings.n_neighbors])
-    np.testing.assert_array_equal(seen["knn"][1], graph.distances[:, : settings.n_neighbors])
+    # UMAP's n_neighbors counts the cell itself: the n_neighbors - 1 nearest others
+    np.testing.assert_array_equal(seen["knn"][0], graph.indices[:, 1 : settings.n_neighbors])
+    np.testing.assert_array_equal(seen["knn"][1], graph.distances[:, 1 : settings.n_neighbors])
     assert seen["reduced"].shape == (600, 50) and graph.k == settings.graph_k
     assert len(np.unique(clusters)) >= 3  # Leiden on that graph splits the 3 groups at least
 

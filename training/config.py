@@ -58,6 +58,7 @@ class LossConfig:
     ibot_weight: float = 1.0
     koleo_weight: float = 0.1
     morph_weight: float = 0.0  # aux head: CLS -> cell morphology (needs data.cell_bank)
+    morph_views: str = "both"  # global views it regresses from: "both" | "second" (the milder)
     centering: str = "sinkhorn_knopp"  # or "ema"
     student_temp: float = 0.1
 
@@ -122,11 +123,13 @@ class DataConfig:
     local_crop_size: int = 98
     local_crop_scale: tuple[float, float] = (0.05, 0.32)
     pixel_transforms: int = 4  # how many of the 33 pixel-level transforms per sample (A.SomeOf n)
+    second_view_pixel_transforms: int | None = None  # milder 2nd global view (None: same)
     pixel_transform_p: float = 1.0  # each drawn transform acts with this probability (RedDino 0.85)
     flip_p: float = 0.5  # horizontal / vertical flip and 90-degree turn probability (RedDino 0.85)
     transform_params: str = "tuned"  # "tuned" (milder) or "library" defaults (RedDino)
     resize_before_crop: int | None = None  # square side images are resized to first (RedDino 224)
     cell_bank: list[str] = field(default_factory=list)  # .npz banks (training/data/cell_bank.py)
+    morph_exclude: list[str] = field(default_factory=list)  # families/features not regressed
 
 
 @dataclass

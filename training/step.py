@@ -204,7 +204,10 @@ def train_step(
             terms = objective.losses(student_out, cls_probs[index], patches, micro_masks)
             if cfg.loss.morph_weight > 0:  # BACKBONE's auxiliary head (training/models/morph_head)
                 rows = index[: index.shape[0] // 2].cpu()
-                terms = add_morph_loss(terms, models, student_out.global_cls,
+                cls = student_out.global_cls
+                if cfg.loss.morph_views == "second":  # rows are [view 0 | view 1]
+                    cls = cls.chunk(2)[1]
+                terms = add_morph_loss(terms, models, cls,
                                        batch["morph_targets"][rows].to(device),
                                        cfg.loss.morph_weight)  # fmt: skip
             for name, value in terms.items():

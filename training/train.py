@@ -149,7 +149,11 @@ class Trainer:
         self.scaler = make_grad_scaler(cfg, env, sharded=self.sharded)
         self.optimizer = build_optimizer(self.models, cfg, env.device)
         if cfg.loss.morph_weight > 0:  # auxiliary morphology head (training/models/morph_head.py)
-            attach_morph_head(self.models, self.optimizer, n_bank_targets(cfg.data.cell_bank))
+            if cfg.loss.morph_views not in ("both", "second"):
+                raise ValueError(f"loss.morph_views must be 'both' or 'second', "
+                                 f"got {cfg.loss.morph_views!r}")
+            n_targets = n_bank_targets(cfg.data.cell_bank, cfg.data.morph_exclude)
+            attach_morph_head(self.models, self.optimizer, n_targets)
         self.schedules = build_schedules(cfg, self.global_batch)
         self.start_step = 0
         self.logger = JsonlLogger(self.out / "log.jsonl", enabled=env.is_main,

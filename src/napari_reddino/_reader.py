@@ -112,6 +112,35 @@ def _smear_layers(folder: Path, table: pd.DataFrame | None = None, embeddings=No
     return out
 
 
+def _extent(layer_data) -> np.ndarray:
+    """(height, width) a layer covers in world units (its scale respected)."""
+    data, kwargs, kind = layer_data
+    if kind == "points":
+        size = np.asarray(data, float).max(axis=0)[-2:] + 1 if len(data) else np.ones(2)
+    else:
+        size = np.asarray(np.shape(data)[:2], float)
+    return size * np.asarray(kwargs.get("scale", (1.0, 1.0)), float)[-2:]
+
+
+def side_by_side(groups: list[list], gap: float = 0.05) -> list:
+    """The layers of several smears laid out on a grid instead of stacked at the origin.
+
+    Each group (one smear's image, overlay and labels) moves as one by its world extent, so
+    the overlay stays on its image and a pixel size set as ``scale`` is respected.
+    """
+    if len(groups) < 2:
+        return [layer for group in groups for layer in group]
+    step = max(_extent(layer).max() for group in groups for layer in group) * (1 + gap)
+    columns = int(np.ceil(np.sqrt(len(groups))))
+    out = []
+    for index, group in enumerate(groups):
+        offset = np.array([index // columns, index % columns], float) * step
+        for data, kwargs, kind in group:
+            shift = np.asarray(kwargs.get("translate", (0.0, 0.0)), float)[-2:] + offset
+            out.append((data, {**kwargs, "translate": tuple(float(v) for v in shift)}, kind))
+    return out
+
+
 def _smear_folders(run_dir: Path) -> list[Path]:
     return sorted(p for p in (run_dir / SMEARS).iterdir() if is_smear_folder(p))
 
@@ -125,14 +154,14 @@ def read_run_layers(path, table: pd.DataFrame | None = None, embeddings=None) ->
     if table is None and pooled.is_file() and (run_dir / nm.EMBEDDINGS_FILE).is_file():
         table = load_table(pooled)
         embeddings = CellEmbeddings.load(run_dir / nm.EMBEDDINGS_FILE)
-    layers = []
+    groups = []
     for folder in _smear_folders(run_dir):
         own = table
         if table is not None:
             image = str(_marker(folder).get("image", folder.name))
             own = table if (table[nm.IMAGE].astype(str) == image).any() else None
-        layers += _smear_layers(folder, own, embeddings if own is not None else None)
-    return layers
+        groups.append(_smear_layers(folder, own, embeddings if own is not None else None))
+    return side_by_side(groups)  # not stacked at the origin
 
 
 def read_smear_layers(path) -> list:
@@ -193,7 +222,7 @@ def read_h5ad_layers(path) -> list:
     table, embeddings = from_anndata(read_h5ad(h5ad))
     if is_run_folder(h5ad.parent):
         return read_run_layers(h5ad.parent, table, embeddings)
-    layers = []
+    groups = []
     for image, cells in table.groupby(nm.IMAGE, sort=True, observed=True):
         cells = cells.reset_index(drop=True)
         meta = {nm.META_IMAGE: str(image)}
@@ -202,6 +231,6 @@ def read_h5ad_layers(path) -> list:
             meta[nm.EMBEDDINGS_KEY] = embeddings.vectors[rows]
             cells[nm.EMBEDDING_ROW] = np.arange(len(cells))
         coords = cells[[nm.CENTROID_Y, nm.CENTROID_X]].to_numpy(dtype=float)
-        layers.append((coords, {"name": f"{Path(str(image)).stem} cells", "features": cells,
-                                "metadata": meta, "size": 8}, "points"))
-    return layers
+        groups.append([(coords, {"name": f"{Path(str(image)).stem} cells",
+                                 "features": cells, "metadata": meta, "size": 8}, "points")])
+    return side_by_side(groups)

@@ -1,4 +1,10 @@
-"""A process-level guard: Triton's LLVM must not load into a process that holds Mesa's."""
+"""A process-level guard: Triton's LLVM must not load into a process that holds Mesa's.
+
+The plugin runs it once, when napari first imports a dock (``napari_reddino.widgets``): the
+canvas is up by then and no dock has imported torch yet. Core modules import with no side
+effect; a script that opens a napari viewer and then embeds without any dock calls
+:func:`keep_triton_away_from_mesa_llvm` itself, after the viewer and before the embedding.
+"""
 
 from __future__ import annotations
 

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from napari_reddino._triton_guard import keep_triton_away_from_mesa_llvm
-
-keep_triton_away_from_mesa_llvm()  # `import timm` imports Triton: check for Mesa's LLVM first
-
-import timm  # noqa: E402
-import torch  # noqa: E402
-from huggingface_hub import constants as hf_constants  # noqa: E402
-from huggingface_hub import try_to_load_from_cache  # noqa: E402
-from huggingface_hub.errors import (  # noqa: E402
+import timm
+import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,

@@ -76,13 +76,14 @@ def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = "cls_
     Layers follow the docks' conventions: ``"<image> labels"`` (features + embeddings in
     metadata) and ``"<image> RedDino PCA"`` (the patch-token overlay). Returns the added layers.
     """
+    from . import widgets  # noqa: F401  (the docks' Triton guard, before torch loads below)
     from ._console import drive
     from .backbones import DEFAULT_BACKBONE
     from .layers import add_layers, labels_layer_data, overlay_layer_data
     from .pipeline import cached_backbone, iter_process_smear
 
     layers = viewer.open_sample(PLUGIN, SAMPLE)
-    image_layer = next(la for la in layers if type(la).__name__ == "Image")
+    image_layer = next(la for la in layers if la.__class__.__name__ == "Image")
     for layer in layers:  # the sample's truth layers would hide the result
         if layer is not image_layer:
             layer.visible = False

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import names as nm
 from ._console import drive
 from ._progress import Progress, ProgressGen
 from .pipeline import (
@@ -176,8 +177,8 @@ def _load_pooled(folder_or_table: str | Path, embeddings_path: str | None = None
         raise FileNotFoundError(f"{npz}: embeddings not found (pass --reference-embeddings)")
     table = load_table(table_path)
     emb = CellEmbeddings.load(npz)
-    if "embedding_row" in table.columns:
-        rows = table["embedding_row"].to_numpy(dtype=np.int64)
+    if nm.EMBEDDING_ROW in table.columns:
+        rows = table[nm.EMBEDDING_ROW].to_numpy(dtype=np.int64)
     else:
         rows = np.asarray(emb.rows_for(table["image"].to_numpy(), table["label"].to_numpy()))
     if len(rows) and (rows.min() < 0 or rows.max() >= len(emb.vectors)):
@@ -198,7 +199,7 @@ def cmd_propagate(args: argparse.Namespace) -> int:
 
     ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
     table, vectors, backbone = _load_pooled(args.run_dir)
-    if "class" not in ref_table.columns or unlabeled_mask(ref_table["class"]).all():
+    if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
         raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
     if ref_backbone != backbone or ref_vectors.shape[1] != vectors.shape[1]:
         raise ValueError(
@@ -206,15 +207,15 @@ def cmd_propagate(args: argparse.Namespace) -> int:
             f"{args.run_dir} from {backbone!r} ({vectors.shape[1]}-d): embed both with one backbone"
         )
     own = np.full(len(table), None, dtype=object)
-    if {"class", "class_source"} <= set(table.columns):  # keep this run's own manual labels
-        manual = table["class_source"].astype(str).to_numpy() == MANUAL
-        own[manual] = table["class"].astype(str).to_numpy()[manual]
-    ref_classes = ref_table["class"].astype(object).where(~unlabeled_mask(ref_table["class"]))
+    if {nm.CLASS, nm.CLASS_SOURCE} <= set(table.columns):  # keep this run's own manual labels
+        manual = table[nm.CLASS_SOURCE].astype(str).to_numpy() == MANUAL
+        own[manual] = table[nm.CLASS].astype(str).to_numpy()[manual]
+    ref_classes = ref_table[nm.CLASS].astype(object).where(~unlabeled_mask(ref_table[nm.CLASS]))
     classes = np.concatenate([ref_classes.to_numpy(dtype=object), own])
     from .feature_spaces import resolve_space, space_matrix
 
     stacked = pd.concat([ref_table, table], ignore_index=True)
-    stacked["embedding_row"] = np.arange(len(stacked))
+    stacked[nm.EMBEDDING_ROW] = np.arange(len(stacked))
     all_vectors = np.vstack([ref_vectors, vectors])
     space = resolve_space(args.features, stacked, all_vectors)
     result = drive(iter_propagate(space_matrix(stacked, all_vectors, space), classes, k=args.k,
@@ -222,11 +223,11 @@ def cmd_propagate(args: argparse.Namespace) -> int:
                                   method=args.classifier),
                    "propagate", quiet=args.quiet)
     n_ref = len(ref_table)
-    table["class"] = result.classes[n_ref:].astype(str)
-    table["class_source"] = np.where(pd.isna(own), PROPAGATED, MANUAL)
-    table["confidence"] = result.confidence[n_ref:]
+    table[nm.CLASS] = result.classes[n_ref:].astype(str)
+    table[nm.CLASS_SOURCE] = np.where(pd.isna(own), PROPAGATED, MANUAL)
+    table[nm.CONFIDENCE] = result.confidence[n_ref:]
     save_table(table, Path(args.run_dir) / "cells.parquet")
-    counts = table["class"].value_counts().to_dict()
+    counts = table[nm.CLASS].value_counts().to_dict()
     _say(f"{len(table)} cells classified from {int((~unlabeled_mask(ref_classes)).sum())} "
          f"reference cells ({space} space, {result.method}): {counts}; "
          f"mean confidence {table['confidence'].mean():.2f}")

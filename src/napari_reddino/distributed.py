@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import names as nm
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from .pipeline import (
     DONE_MARKER,
@@ -259,7 +260,7 @@ def iter_combine(
         check_cancel(cancel)
         table, emb, _grid, _labels, _marker = load_smear_outputs(folder)
         table = table.copy()
-        table["embedding_row"] = table["embedding_row"].to_numpy() + offset
+        table[nm.EMBEDDING_ROW] = table[nm.EMBEDDING_ROW].to_numpy() + offset
         offset += len(emb.label)
         tables.append(table)
         parts.append(emb)
@@ -280,14 +281,14 @@ def iter_combine(
     yield Progress(len(folders), len(folders) + 3, f"{method} of {n} cells")
     settings = Settings(n_clusters=n_clusters, random_state=random_state).for_cells(n)
     coords = yield from iter_map(vectors, method, settings, cancel)  # the explorer's settings
-    table["umap_0"], table["umap_1"] = coords[:, 0], coords[:, 1]
+    table[nm.UMAP[0]], table[nm.UMAP[1]] = coords[:, 0], coords[:, 1]
     check_cancel(cancel)
     yield Progress(len(folders) + 1, len(folders) + 3, "clustering")
     k = settings.n_clusters  # at most one cluster per 5 cells, as in the explorer
     if k != n_clusters:
         warnings.append(f"{k} clusters instead of the {n_clusters} asked for: {n} cells allow at "
                         "most one cluster per 5 cells")
-    table["cluster"] = yield from iter_clusters(vectors, "kmeans", settings, cancel)
+    table[nm.CLUSTER] = yield from iter_clusters(vectors, "kmeans", settings, cancel)
     check_cancel(cancel)
     yield Progress(len(folders) + 2, len(folders) + 3, "batch-effect metrics")
     metrics, summary = _metrics(batch_metrics, vectors, table)
@@ -317,9 +318,9 @@ def _previous_labels(path: Path) -> pd.DataFrame | None:
     except Exception as exc:  # never overwrite labels we could not read
         raise ValueError(f"{path} exists but cannot be read ({exc}); it may hold labels: move "
                          "it away before pooling again") from exc
-    if "class" not in table.columns or table["class"].isna().all():
+    if nm.CLASS not in table.columns or table[nm.CLASS].isna().all():
         return None
-    for column, empty in (("class_source", None), ("confidence", np.nan)):
+    for column, empty in ((nm.CLASS_SOURCE, None), (nm.CONFIDENCE, np.nan)):
         if column not in table.columns:
             table[column] = empty
     return table
@@ -346,7 +347,7 @@ def _metrics(batch_metrics, vectors, table) -> tuple[pd.DataFrame, dict]:
     subjects = table["subject"].astype(str).to_numpy()
     if len(set(subjects)) < 2:
         return pd.DataFrame(), {"batch_metrics": "needs at least 2 subjects"}
-    classes = table["class"].astype(str).to_numpy() if "class" in table.columns else None
+    classes = table[nm.CLASS].astype(str).to_numpy() if nm.CLASS in table.columns else None
     k = int(min(30, len(subjects) - 1))
     report = batch_metrics(vectors, subjects, classes, k=k)
     return report.per_subject.reset_index(names="subject"), dict(report.summary)

@@ -33,10 +33,11 @@ from .cells import (
     save_table,
 )
 from .label_journal import AUTOSAVE_COLUMNS, Autosaver, is_journal, read_journal
+from .names import IMAGE_SHA256
 from .propagate import MANUAL, unlabeled_mask
 
 LABEL_COLUMNS = (IMAGE, SUBJECT, LABEL, CENTROID_Y, CENTROID_X, CLASS, CLASS_SOURCE, CONFIDENCE)
-OPTIONAL_COLUMNS = (*UMAP, CLUSTER)
+OPTIONAL_COLUMNS = (*UMAP, CLUSTER, IMAGE_SHA256)
 MIN_TOLERANCE_PX = 4.0
 DEFAULT_TOLERANCE_PX = 8.0  # without cell areas
 __all__ = ["AUTOSAVE_COLUMNS", "Autosaver", "export_labels", "import_labels", "merge_labels",
@@ -134,6 +135,7 @@ class MergeResult:
     moved: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows on no cell at their place
     n_relocated: int = 0  # labels found on their cell under another label number
     other_smears: list = field(default_factory=list)  # same image name, but another smear
+    other_content: list = field(default_factory=list)  # same name, another image content hash
 
     @property
     def message(self) -> str:
@@ -148,7 +150,12 @@ class MergeResult:
         if self.other_smears:
             text += (f"; {self.other_smears} look like other smears of the same name (their "
                      "labeled cells do not lie on this smear's cells): their labels were skipped")
-        moved = self.moved[~self.moved[IMAGE].isin(self.other_smears)] if len(self.moved) else []
+        if self.other_content:
+            text += (f"; {self.other_content} were labeled on another image of the same name "
+                     "(its content hash differs from the loaded smear's): their labels were "
+                     "skipped")
+        skipped = [*self.other_smears, *self.other_content]
+        moved = self.moved[~self.moved[IMAGE].isin(skipped)] if len(self.moved) else []
         if len(moved):
             keys = moved[list(KEY_COLUMNS)].head(5).to_records(index=False).tolist()
             text += (f"; {len(moved)} labeled cell(s) no longer exist where they were labeled "
@@ -236,8 +243,12 @@ def merge_labels(
             table[column] = table[column].astype(object)
     rows, distance, exact = _locate(table, labels)
     loaded = labels[IMAGE].astype(str).isin(set(table[IMAGE].astype(str))).to_numpy()
+    other_content = _changed_images(table, labels)
+    rows[labels[IMAGE].astype(str).isin(other_content).to_numpy()] = -1
     other_smears = []
     for image in pd.unique(labels.loc[loaded, IMAGE].astype(str)):
+        if image in other_content:
+            continue
         mine = (labels[IMAGE].astype(str) == image).to_numpy()
         if mine.sum() >= 3 and (rows[mine] >= 0).mean() < 0.5:
             other_smears.append(image)
@@ -250,7 +261,23 @@ def merge_labels(
     missing = labels.loc[~found & ~loaded].reset_index(drop=True)
     relocated = int((found & (rows != exact)).sum())
     return MergeResult(table, int(found.sum()), missing, moved.reset_index(drop=True), relocated,
-                       other_smears)
+                       other_smears, other_content)
+
+
+def _changed_images(table: pd.DataFrame, labels: pd.DataFrame) -> list[str]:
+    """Images whose content hash is known on both sides and differs: another photo saved
+    under the same name, whatever the cells' layout (centroids may agree by chance)."""
+    if IMAGE_SHA256 not in table.columns or IMAGE_SHA256 not in labels.columns:
+        return []
+
+    def hashes(df):
+        known = df[df[IMAGE_SHA256].notna() & (df[IMAGE_SHA256].astype(str) != "")]
+        return known.groupby(known[IMAGE].astype(str))[IMAGE_SHA256].agg(
+            lambda values: set(values.astype(str)))
+
+    ours, theirs = hashes(table), hashes(labels)
+    return sorted(image for image in set(ours.index) & set(theirs.index)
+                  if not theirs[image] & ours[image])
 
 
 def import_labels(path, features: pd.DataFrame, **kwargs) -> MergeResult:

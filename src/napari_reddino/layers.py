@@ -84,17 +84,31 @@ def overlay_layer_data(
     enough of them, placed over an image layer shown with ``scale`` / ``translate``."""
     cells = None if labels is None else grid_mask(np.asarray(labels) > 0, patch_size)
     rgb = pca_rgb(grid, cells if cells is not None and cells.sum() >= 3 else None)
+    grid_scale, grid_shift = overlay_transform(int(patch_size))
+    return overlay_rgb_data(rgb, grid_scale, grid_shift, image_layer=image_layer, scale=scale,
+                            translate=translate, backbone=backbone, opacity=opacity,
+                            visible=visible)
+
+
+def overlay_rgb_data(
+    rgb: np.ndarray, grid_scale: Sequence[float], grid_shift: Sequence[float], *,
+    image_layer: str, scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None, backbone: str = "", opacity: float = 0.5,
+    visible: bool = True,
+) -> LayerData:
+    """An overlay already coloured (``rgb`` over a grid placed at ``grid_scale`` /
+    ``grid_shift`` in image pixels), placed over an image layer shown with ``scale`` /
+    ``translate``: the readers' and the embedding dock's overlays land alike."""
     image_scale = np.ones(2) if scale is None else np.asarray(scale, float)[-2:]
     image_shift = np.zeros(2) if translate is None else np.asarray(translate, float)[-2:]
-    grid_scale, grid_shift = overlay_transform(int(patch_size))
     kwargs = {
         "name": overlay_name(image_layer), "rgb": True, "opacity": opacity,
         "visible": visible, "blending": "translucent", "contrast_limits": (0.0, 1.0),
-        "scale": tuple(image_scale * np.asarray(grid_scale)),
-        "translate": tuple(image_shift + image_scale * np.asarray(grid_shift)),
+        "scale": tuple(image_scale * np.asarray(grid_scale, float)),
+        "translate": tuple(image_shift + image_scale * np.asarray(grid_shift, float)),
         "metadata": {nm.META_IMAGE_LAYER: image_layer, nm.META_BACKBONE: backbone},
     }
-    return rgb, kwargs, "image"
+    return np.asarray(rgb, dtype=np.float32), kwargs, "image"
 
 
 def image_layer_data(

@@ -32,6 +32,7 @@ CLUSTER = "cluster"
 CLASS = "class"  # the user's (or propagated) class name
 CLASS_SOURCE = "class_source"  # MANUAL or PROPAGATED
 CONFIDENCE = "confidence"
+IMAGE_SHA256 = "image_sha256"  # content hash of the smear's image file, where known
 #: napari's own ``features`` column: row -> label value, added by napari on Labels layers.
 NAPARI_INDEX = "index"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import names as nm
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from .images import (  # noqa: F401  (re-exported: the pipeline's public API)
     IMAGE_SUFFIXES,
@@ -149,8 +150,8 @@ def _attach_embedding_rows(features: pd.DataFrame, embeddings, subject: str) -> 
     """Point each table row at its embedding row (cells are keyed by label within a smear)."""
     table = features.copy().reset_index(drop=True)
     row_of_label = {int(lab): row for row, lab in enumerate(np.asarray(embeddings.label))}
-    table["embedding_row"] = [row_of_label.get(int(lab), -1) for lab in table["label"]]
-    table = table[table["embedding_row"] >= 0].sort_values("label").reset_index(drop=True)
+    table[nm.EMBEDDING_ROW] = [row_of_label.get(int(lab), -1) for lab in table["label"]]
+    table = table[table[nm.EMBEDDING_ROW] >= 0].sort_values("label").reset_index(drop=True)
     table["subject"] = subject
     return table
 
@@ -203,7 +204,7 @@ def check_smear_outputs(folder: str | os.PathLike) -> str | None:
         emb = CellEmbeddings.load(folder / EMBEDDINGS_FILE)
     except Exception as exc:  # zip/parquet/npz decoders raise many types: all mean "damaged"
         return f"damaged output ({type(exc).__name__}: {exc})"
-    rows = pd.to_numeric(table.get("embedding_row", pd.Series(dtype=float)), errors="coerce")
+    rows = pd.to_numeric(table.get(nm.EMBEDDING_ROW, pd.Series(dtype=float)), errors="coerce")
     if rows.isna().any() or (len(rows) and (rows.min() < 0 or rows.max() >= len(emb.label))):
         return f"{TABLE_FILE}: embedding_row points outside the {len(emb.label)} embeddings"
     if len(rows) and not np.array_equal(np.asarray(emb.label)[rows.to_numpy(int)],
@@ -259,7 +260,10 @@ def write_smear_outputs(
         group.create_array("grid", data=result.grid, chunks=(grid_h, grid_w, min(dim, 256)))
         group.create_array("labels", data=result.labels, chunks=(1024, 1024))
         group.attrs.update({"patch_size": result.patch_size, "image": result.image_name})
-        save_table(result.table, staging / TABLE_FILE)
+        table = result.table  # the image's content hash keys its labels too (labels_io)
+        if source_sha256:
+            table = table.assign(**{nm.IMAGE_SHA256: source_sha256})
+        save_table(table, staging / TABLE_FILE)
         result.embeddings.save(staging / EMBEDDINGS_FILE)
         if final.exists():
             shutil.rmtree(final)

@@ -114,15 +114,50 @@ def layout_epochs(n: int) -> int:
     return int(np.clip(round(200 * np.sqrt(10_000 / max(n, 1))), 60, 200))
 
 
-def _iter_umap(x, n_components, random_state, cancel, params, graph_k, pca_dims):
-    from . import _umap_fast
+FAST_UMAP_PARAMS = frozenset({"n_neighbors", "min_dist", "spread", "n_epochs", "learning_rate",
+                               "metric"})
 
-    _umap_fast.install()  # imports first, one thread at a time (see install)
+
+def _iter_umap(x, n_components, random_state, cancel, params, graph_k, pca_dims):
     n = x.shape[0]
     params = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", **params}
     params["n_neighbors"] = max(2, min(int(params["n_neighbors"]), n - 1))
     if n > SHORT_LAYOUT_ABOVE:
         params.setdefault("n_epochs", layout_epochs(n))
+    if params["metric"] in ("cosine", "euclidean") and set(params) <= FAST_UMAP_PARAMS:
+        return (yield from _iter_umap_numpy(x, n_components, random_state, cancel, params,
+                                            graph_k, pca_dims))
+    return (yield from _iter_umap_learn(x, n_components, random_state, cancel, params,
+                                        graph_k, pca_dims))
+
+
+def _iter_umap_numpy(x, n_components, random_state, cancel, params, graph_k, pca_dims):
+    """The shared neighbour graph -> fuzzy set -> PCA start -> vectorised layout
+    (:mod:`._umap_layout`): no numba anywhere, so no compile in any session."""
+    from . import _umap_layout
+
+    n, k = x.shape[0], params["n_neighbors"]
+    reduced, graph = yield from iter_feature_graph(
+        x, max(graph_k, k), metric=params["metric"], pca_dims=pca_dims,
+        random_state=0 if random_state is None else random_state, cancel=cancel)
+    fuzzy = _umap_layout.fuzzy_graph(*graph.others(k - 1))  # umap-learn counts the cell itself
+    start = _umap_layout.initial_layout(reduced, n_components,
+                                        np.random.default_rng(random_state))
+    n_epochs = int(params.get("n_epochs") or 500)
+    return (yield from _umap_layout.iter_layout(
+        fuzzy, start, n_epochs, min_dist=float(params["min_dist"]),
+        spread=float(params.get("spread", 1.0)),
+        learning_rate=float(params.get("learning_rate", 1.0)), random_state=random_state,
+        cancel=cancel, message=f"UMAP of {n} cells"))
+
+
+def _iter_umap_learn(x, n_components, random_state, cancel, params, graph_k, pca_dims):
+    """umap-learn's own fit, for what the numpy layout does not do (other metrics, densMAP,
+    supervised maps, ...); its kernels come from numba's disk cache (:mod:`._umap_fast`)."""
+    from . import _umap_fast
+
+    _umap_fast.install()  # imports first, one thread at a time (see install)
+    n = x.shape[0]
     if n <= n_components + 2:  # the spectral start needs more cells than eigenvectors
         params.setdefault("init", "random")
     metric = params["metric"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
-from .names import EMBEDDING_ROW, MANUAL, PROPAGATED
+from .names import CLASS, CLASS_SOURCE, CONFIDENCE, EMBEDDING_ROW, MANUAL, PROPAGATED
 from .neighbours import unit_rows
 
 METHODS = ("auto", "knn", "logreg")
@@ -277,14 +277,14 @@ def _iter_spread(x, codes, labeled_rows, n_classes, *, k, alpha, max_iter, rando
 
 def review_order(features: pd.DataFrame) -> pd.Index:
     """Index of the propagated cells, lowest confidence first (ties keep table order)."""
-    needed = {"class_source", "confidence"}
+    needed = {CLASS_SOURCE, CONFIDENCE}
     if not needed <= set(features.columns):
         raise ValueError(
             f"review_order needs columns {sorted(needed)}; the table has "
             f"{sorted(features.columns)}: run propagation first"
         )
-    propagated = features[features["class_source"].astype(str) == PROPAGATED]
-    return propagated.sort_values("confidence", kind="stable", na_position="last").index
+    propagated = features[features[CLASS_SOURCE].astype(str) == PROPAGATED]
+    return propagated.sort_values(CONFIDENCE, kind="stable", na_position="last").index
 
 
 def iter_propagate_features(
@@ -301,7 +301,7 @@ def iter_propagate_features(
     """
     from .feature_spaces import space_matrix
 
-    needed = ("class",) if space == "morphology" else (row_column, "class")
+    needed = (CLASS,) if space == "morphology" else (row_column, CLASS)
     for column in needed:
         if column not in features.columns:
             raise ValueError(
@@ -319,15 +319,15 @@ def iter_propagate_features(
                 "re-run the embedding for these images"
             )
     x = space_matrix(features, vectors, space, row_column=row_column)
-    classes = features["class"].astype(object).to_numpy()
-    if "class_source" in features.columns:
-        is_manual = features["class_source"].astype(str).to_numpy() == MANUAL
+    classes = features[CLASS].astype(object).to_numpy()
+    if CLASS_SOURCE in features.columns:
+        is_manual = features[CLASS_SOURCE].astype(str).to_numpy() == MANUAL
         classes = np.where(is_manual, classes, None)
     result = yield from iter_propagate(x, classes, **kwargs)
     table = features.copy()
-    table["class"] = result.classes
-    table["class_source"] = result.source
-    table["confidence"] = result.confidence
+    table[CLASS] = result.classes
+    table[CLASS_SOURCE] = result.source
+    table[CONFIDENCE] = result.confidence
     return table
 
 

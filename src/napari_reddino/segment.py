@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import inspect
 import threading
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage
 from skimage.segmentation import clear_border, relabel_sequential
 
 from ._progress import Progress, ProgressGen, check_cancel, run_to_completion
 from .cells import region_features
-from .image_checks import InputError, validate_image
+from .image_checks import InputError, is_lazy, validate_image
 from .segment_cellpose import WeightsNotFoundError, cellpose_segment
-from .segment_check import add_object_columns, plausibility_warning
+from .segment_check import SegmentationResult, add_object_columns, plausibility_warning
 from .segment_classical import estimate_cell_radius, segment_tile, stain_density
 from .segment_kind import object_kinds, separate_white_cells
+from .segment_tiled import TILE, check_segment_params, iter_tiled_segment, tiles
 
 __all__ = [
     "METHODS",
@@ -41,28 +40,6 @@ __all__ = [
 ]
 
 METHODS = ("classical", "cellpose")
-TILE = 2048  # tile side of the classical backend; tiles overlap by a few cell diameters
-
-
-@dataclass
-class SegmentationResult:
-    """Instance labels (H, W) int32, their cell table and a warning when the result looks wrong.
-
-    The table is ``cells.region_features`` plus ``kind`` (rbc/wbc/platelet/other) and
-    ``touches_border``; ``warning`` is None or a sentence for the user (see ``segment_check``).
-    """
-
-    labels: np.ndarray
-    features: pd.DataFrame
-    warning: str | None = None
-
-
-def _tiles(height: int, width: int, tile: int):
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            yield y, x, min(y + tile, height), min(x + tile, width)
-
-
 def iter_classical_segment(
     image,
     *,
@@ -80,24 +57,22 @@ def iter_classical_segment(
     image border are kept (the cell table flags them, ``touches_border``) unless
     ``exclude_border``.
     """
+    if is_lazy(image):  # dask, zarr, memmap: never loaded whole (segment_tiled)
+        result = yield from iter_tiled_segment(
+            image, min_area=min_area, max_area=max_area, exclude_border=exclude_border,
+            cell_radius=cell_radius, tile=tile, cancel=cancel)
+        return result.labels
     rgb = validate_image(image)
-    if tile < 64:
-        raise InputError(f"tile must be at least 64 pixels, got {tile}")
-    for name, value in (("min_area", min_area), ("max_area", max_area)):
-        if value is not None and not value >= 0:
-            raise InputError(f"{name} must be a cell area in pixels >= 0, got {value}")
-    if min_area is not None and max_area is not None and min_area > max_area:
-        raise InputError(f"min_area ({min_area}) is larger than max_area ({max_area}): no cell "
-                         "could pass; swap them")
+    check_segment_params(min_area, max_area, tile)
     height, width = rgb.shape[:2]
-    tiles = list(_tiles(height, width, int(tile)))
+    tiles_ = list(tiles(height, width, int(tile)))
     labels = np.zeros((height, width), np.int32)
     radius = cell_radius
     next_label = 1
-    for done, (y0, x0, y1, x1) in enumerate(tiles):
+    for done, (y0, x0, y1, x1) in enumerate(tiles_):
         check_cancel(cancel)
-        yield Progress(done, len(tiles), f"segmenting tile {done + 1}/{len(tiles)}")
-        halo = 0 if len(tiles) == 1 else int(6 * (radius or 30))
+        yield Progress(done, len(tiles_), f"segmenting tile {done + 1}/{len(tiles_)}")
+        halo = 0 if len(tiles_) == 1 else int(6 * (radius or 30))
         ya, xa = max(0, y0 - halo), max(0, x0 - halo)
         yb, xb = min(height, y1 + halo), min(width, x1 + halo)
         tile_labels, radius = segment_tile(rgb[ya:yb, xa:xb], radius, min_area, max_area)
@@ -106,7 +81,7 @@ def iter_classical_segment(
     if exclude_border:
         clear_border(labels, out=labels)
     labels = relabel_sequential(labels)[0].astype(np.int32)
-    yield Progress(len(tiles), len(tiles), f"{int(labels.max())} cells")
+    yield Progress(len(tiles_), len(tiles_), f"{int(labels.max())} cells")
     return labels
 
 
@@ -158,7 +133,10 @@ def iter_segment(
     if unknown:
         raise InputError(f"the {method} method takes no parameter(s) {unknown}; "
                          f"it takes {sorted(accepted)}")
-    rgb = validate_image(image)
+    if method == "classical" and is_lazy(image):  # never loaded whole (segment_tiled)
+        return (yield from iter_tiled_segment(image, cancel=cancel, image_name=image_name,
+                                              subject=subject, **params))
+    rgb = validate_image(image)  # cellpose sees the whole smear
     if method == "classical":
         labels = yield from iter_classical_segment(rgb, cancel=cancel, **params)
     else:

@@ -7,16 +7,31 @@ objects cover with the stained area of the smear catches that without any truth.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from .segment_classical import robust_threshold, stain_density
+from .segment_classical import MIN_STAIN_OD, robust_threshold, stain_density
 from .segment_kind import object_kinds
 
 KIND = "kind"
 TOUCHES_BORDER = "touches_border"
 MIN_COVERED = 0.5  # objects should cover at least this share of the clearly stained area
 MIN_STAINED_CELLS = 8  # ... checked only when the stained area is worth this many cells
+
+
+@dataclass
+class SegmentationResult:
+    """Instance labels (H, W) int32, their cell table and a warning when the result looks wrong.
+
+    The table is ``cells.region_features`` plus ``kind`` (rbc/wbc/platelet/other) and
+    ``touches_border``; ``warning`` is None or a sentence for the user (see ``segment_check``).
+    """
+
+    labels: np.ndarray
+    features: pd.DataFrame
+    warning: str | None = None
 
 
 def border_ids(labels: np.ndarray) -> np.ndarray:
@@ -37,21 +52,36 @@ def add_object_columns(features: pd.DataFrame, labels: np.ndarray, rgb: np.ndarr
     return features
 
 
-def plausibility_warning(labels: np.ndarray, rgb: np.ndarray, kinds: np.ndarray) -> str | None:
-    """A sentence when the red cells found cover too little of the stained smear, else None."""
-    density = stain_density(rgb)
+def coverage_counts(labels: np.ndarray, rgb: np.ndarray, kinds: np.ndarray,
+                    core=(slice(None), slice(None)), density=None) -> tuple[int, int]:
+    """(clearly stained pixels, of which in red cells) inside ``core`` (a window of the image)."""
+    density = stain_density(rgb) if density is None else density
+    if float(density.max()) < MIN_STAIN_OD:  # empty glass
+        return 0, 0
     _, high, _ = robust_threshold(density)
-    stained = density > high
-    n_stained = int(stained.sum())
-    red = kinds[labels] == "rbc"
-    n_red = int((kinds == "rbc").sum())
-    typical = float(np.median(np.bincount(labels.ravel())[1:][kinds[1:] == "rbc"])) if n_red else 0
-    cell_area = typical if n_red >= 5 else 0.005 * labels.size  # a guess when few cells exist
+    stained = (density > high)[core]
+    red = (kinds[labels] == "rbc")[core]
+    return int(stained.sum()), int((stained & red).sum())
+
+
+def coverage_warning(n_stained: int, n_covered: int, rbc_areas: np.ndarray,
+                     n_pixels: int) -> str | None:
+    """The sentence for the user when the red cells cover too little of the stained area."""
+    n_red = len(rbc_areas)
+    typical = float(np.median(rbc_areas)) if n_red else 0
+    cell_area = typical if n_red >= 5 else 0.005 * n_pixels  # a guess when few cells exist
     if n_stained < MIN_STAINED_CELLS * cell_area:
         return None
-    covered = float((stained & red).sum()) / n_stained
+    covered = float(n_covered) / n_stained
     if covered >= MIN_COVERED:
         return None
     return (f"only {100 * covered:.0f} % of the stained area lies in the {n_red} red cells found "
             f"(expected most of it): the segmentation may have failed on this smear (a nucleus, "
             f"debris or uneven stain can mislead the threshold); check it, or try cellpose")
+
+
+def plausibility_warning(labels: np.ndarray, rgb: np.ndarray, kinds: np.ndarray) -> str | None:
+    """A sentence when the red cells found cover too little of the stained smear, else None."""
+    n_stained, n_covered = coverage_counts(labels, rgb, kinds)
+    areas = np.bincount(labels.ravel(), minlength=len(kinds))[1:][kinds[1:] == "rbc"]
+    return coverage_warning(n_stained, n_covered, areas, labels.size)

@@ -157,13 +157,14 @@ def _whole_cells(mask, density, glass, radius):
     return ndimage.binary_dilation(opened, iterations=spurs) & mask
 
 
-def cell_mask(rgb: np.ndarray, radius: float | None):
+def cell_mask(rgb: np.ndarray, radius: float | None, density: np.ndarray | None = None):
     """(whole-cell mask, confident core, cell radius (estimated when None)); masks None if empty.
 
     The core (high threshold) gives the watershed its basins; the mask adds the faint rims grown
     by hysteresis, which would fill the necks between touching cells if basins came from it.
+    ``density`` is ``stain_density(rgb)`` when the caller has it already.
     """
-    density = stain_density(rgb)
+    density = stain_density(rgb) if density is None else density
     if float(density.max()) < MIN_STAIN_OD:
         return None, None, radius
     low, high, glass = robust_threshold(density)
@@ -176,9 +177,9 @@ def cell_mask(rgb: np.ndarray, radius: float | None):
     return _whole_cells(grown, density, glass, radius), core, radius
 
 
-def segment_tile(rgb: np.ndarray, radius: float | None, min_area, max_area):
+def segment_tile(rgb: np.ndarray, radius: float | None, min_area, max_area, density=None):
     """Classical segmentation of one tile, no border handling; returns (labels, radius)."""
-    mask, core, radius = cell_mask(rgb, radius)
+    mask, core, radius = cell_mask(rgb, radius, density)
     if mask is None:
         return np.zeros(rgb.shape[:2], np.int32), radius
     cell_area = np.pi * radius**2
@@ -195,3 +196,23 @@ def segment_tile(rgb: np.ndarray, radius: float | None, min_area, max_area):
     bad[0] = False
     labels[bad[labels]] = 0
     return labels, radius
+
+
+def sample_cell_radius(read_window, shape: tuple[int, int], side: int) -> float | None:
+    """Cell radius of a smear too large to load, from a 3 x 3 grid of windows pooled.
+
+    ``read_window(y0, y1, x0, x1)`` returns RGB pixels. The confident masks of the windows are
+    laid side by side (one blank column apart) so the area-weighted median runs over all their
+    blobs: one corner of a smear can hold a clump or a thin edge and mislead the estimate.
+    """
+    side = min(side, *shape)
+    masks = []
+    for fy in (1, 3, 5):
+        for fx in (1, 3, 5):
+            y0 = min(max(0, shape[0] * fy // 6 - side // 2), shape[0] - side)
+            x0 = min(max(0, shape[1] * fx // 6 - side // 2), shape[1] - side)
+            density = stain_density(read_window(y0, y0 + side, x0, x0 + side))
+            if float(density.max()) < MIN_STAIN_OD:
+                continue
+            masks += [density > robust_threshold(density)[1], np.zeros((side, 1), bool)]
+    return estimate_cell_radius(np.concatenate(masks, axis=1)) if masks else None

@@ -43,7 +43,7 @@ def is_embedded_labels(layer: Any) -> bool:
     features = getattr(layer, "features", None)
     metadata = getattr(layer, "metadata", None) or {}
     return (
-        type(layer).__name__ == "Labels"
+        layer.__class__.__name__ == "Labels"  # napari hands plugins proxies of its layers
         and isinstance(features, pd.DataFrame)
         and "label" in features.columns
         and len(features) > 0
@@ -140,7 +140,7 @@ class CellPool:
 
     def layer_index(self, layer: Any) -> int:
         for i, candidate in enumerate(self.layers):
-            if candidate is layer:
+            if candidate == layer:  # a layer, or napari's proxy of it
                 return i
         raise SessionError(f"layer {getattr(layer, 'name', layer)!r} is not in the cell pool")
 
@@ -273,15 +273,19 @@ def _layer_events(layer: Any) -> list:
             if hasattr(events, name)]
 
 
-_SESSIONS: dict[int, tuple[weakref.ref, SharedSession]] = {}
+_SESSIONS: weakref.WeakValueDictionary[int, SharedSession] = weakref.WeakValueDictionary()
 
 
 def session_for(viewer: Any) -> SharedSession:
-    """The one :class:`SharedSession` of ``viewer`` (created on first use)."""
-    key = id(viewer)
-    entry = _SESSIONS.get(key)
-    if entry is not None and entry[0]() is viewer:
-        return entry[1]
-    session = SharedSession()
-    _SESSIONS[key] = (weakref.ref(viewer, lambda _ref, k=key: _SESSIONS.pop(k, None)), session)
+    """The one :class:`SharedSession` of ``viewer`` (created on first use).
+
+    Keyed by ``hash(viewer)`` (a napari viewer hashes by identity): napari hands each dock
+    its own public-only proxy of the viewer, another object that hashes as the viewer.
+    Held weakly: it lives while a dock holds it, and that dock's viewer with it, so no other
+    viewer can take the key meanwhile.
+    """
+    key = hash(viewer)
+    session = _SESSIONS.get(key)
+    if session is None:
+        session = _SESSIONS[key] = SharedSession()
     return session

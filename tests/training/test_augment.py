@@ -71,6 +71,20 @@ def test_no_pixel_transforms_is_plain_normalised_crop(smear_tile):
     assert min(float((pixels - c).abs().max()) for c in candidates) < 0.01
 
 
+def test_milder_second_view(smear_tile):
+    """``second_n=0``: view 2 is the plain crop, view 1 keeps its pixel transforms."""
+    crops = CropSpec(global_size=112, global_scale=(1.0, 1.0))
+    both = RedDinoAugmentation(crops, pixel=PixelSpec(n=4, p=1.0, flip_p=0.0))
+    mild = RedDinoAugmentation(crops, pixel=PixelSpec(n=4, p=1.0, flip_p=0.0, second_n=0))
+    plain = RedDinoAugmentation(crops, pixel=PixelSpec(n=0, flip_p=0.0))
+    first, clean = mild(smear_tile, seed=5)["global"], plain(smear_tile, seed=5)["global"][1]
+    assert torch.equal(first[1], clean)
+    assert torch.equal(first[0], both(smear_tile, seed=5)["global"][0])  # view 1 unchanged
+    assert not torch.equal(first[0], clean)
+    with pytest.raises(ValueError, match=r"0\.\.33"):
+        RedDinoAugmentation(crops, pixel=PixelSpec(n=4, second_n=40))
+
+
 def test_bad_input_is_a_clear_error():
     augment = RedDinoAugmentation()
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):

@@ -111,37 +111,38 @@ def _painted_cell(mask: np.ndarray, pale_centre: bool) -> np.ndarray:
     return image
 
 
-def test_morphology_targets_of_drawn_cells():
+def test_bank_targets_are_the_plugins_morphology_of_each_cell():
+    """One feature definition: the bank stores napari_reddino.morphology's numbers per cell."""
     from skimage.draw import disk, ellipse
 
-    from training.data.morph_targets import FEATURE_NAMES, cell_features, smear_background
+    from napari_reddino.morphology import FEATURE_NAMES
+    from training.data.cell_bank import smear_cells, target_columns
 
     index = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    round_mask = np.zeros((80, 80), bool)
-    round_mask[disk((40, 40), 15)] = True
-    long_mask = np.zeros((80, 80), bool)
-    long_mask[ellipse(40, 40, 8, 24)] = True
-    round_cell, pale_cell = _painted_cell(round_mask, False), _painted_cell(round_mask, True)
-    background = smear_background(round_cell)
-    solid = cell_features(round_cell, round_mask, background)
-    pale = cell_features(pale_cell, round_mask, background)
-    long = cell_features(_painted_cell(long_mask, False), long_mask, background)
-    assert len(solid) == len(FEATURE_NAMES) and np.isfinite(solid).all()
-    assert solid[index["area"]] == pytest.approx(np.pi * 15**2, rel=0.05)
-    assert solid[index["equivalent_diameter"]] == pytest.approx(30, rel=0.05)
-    assert solid[index["elongation"]] == pytest.approx(1.0, abs=0.05)
-    assert long[index["elongation"]] == pytest.approx(3.0, rel=0.1)
-    assert solid[index["circularity"]] > 0.85 > long[index["circularity"]]
-    assert solid[index["pallor_rim_ratio"]] == pytest.approx(1.0, abs=0.05)
-    assert pale[index["pallor_rim_ratio"]] < 0.5  # pale centre, full rim
-    assert pale[index["radial_od_0"]] < pale[index["radial_od_5"]]  # centre first
-    assert pale[index["pallor_fraction"]] > solid[index["pallor_fraction"]]
+    mask = np.zeros((100, 300), bool)
+    solid, pale, long = mask.copy(), mask.copy(), mask.copy()
+    solid[disk((50, 50), 15)] = True
+    pale[disk((50, 150), 15)] = True
+    long[ellipse(50, 250, 8, 24)] = True
+    image = _painted_cell(solid | long, False)
+    image[pale] = _painted_cell(pale, True)[pale]
+    crops, features = smear_cells(image, 64)
+    assert crops.shape == (3, 64, 64, 3) and features.shape == (3, len(FEATURE_NAMES))
+    solid_f, pale_f, long_f = features  # labels run left to right
+    assert solid_f[index["area"]] == pytest.approx(np.pi * 15**2, rel=0.05)
+    assert solid_f[index["elongation"]] == pytest.approx(1.0, abs=0.05)
+    assert long_f[index["elongation"]] == pytest.approx(3.0, rel=0.1)
+    assert pale_f[index["pallor_rim_ratio"]] < 0.6 < solid_f[index["pallor_rim_ratio"]]
+    np.testing.assert_array_equal(crops[0], image[18:82, 18:82])  # centred on the cell
+    kept = target_columns(np.asarray(FEATURE_NAMES), ["colour and stain", "area"])
+    assert index["area"] not in kept and index["od_mean"] not in kept
+    assert index["elongation"] in kept and len(kept) == len(FEATURE_NAMES) - 15
 
 
 def test_cell_bank_streams_views_with_their_targets(tmp_path):
+    from napari_reddino.morphology import FEATURE_NAMES
     from training.config import load_config
     from training.data.cell_bank import bank_stream_from_config, build_cell_bank, n_bank_targets
-    from training.data.morph_targets import FEATURE_NAMES
 
     smear = synthetic_smear((256, 256), seed=3)
     folder = tmp_path / "smears"
@@ -152,6 +153,7 @@ def test_cell_bank_streams_views_with_their_targets(tmp_path):
         assert bank["crops"].shape == (count, 64, 64, 3) and count >= 5
         assert bank["features"].shape == (count, len(FEATURE_NAMES))
     assert n_bank_targets([tmp_path / "bank.npz"]) == len(FEATURE_NAMES)
+    assert n_bank_targets([tmp_path / "bank.npz"], ["colour and stain"]) == len(FEATURE_NAMES) - 14
     cfg = load_config("tiny_cpu", [f"data.cell_bank=[{tmp_path / 'bank.npz'}]",
                                    "data.batch_size_per_gpu=3"])
     stream = bank_stream_from_config(cfg.data, cfg.mask, patch_size=cfg.model.patch_size,

@@ -9,7 +9,7 @@ import pytest
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
 # napari's canvas on Mesa (Xvfb: llvmpipe) maps the system libLLVM; Triton's own LLVM loaded
-# after it segfaults the process (see napari_reddino.widgets.keep_triton_away_from_mesa_llvm).
+# after it segfaults the process (see napari_reddino._triton_guard, run by napari_reddino.widgets).
 # The docks block Triton when they open; tests may import torch before or after any viewer,
 # so the whole widget session runs without Triton (nothing here uses torch.compile).
 sys.modules.setdefault("triton", None)
@@ -53,3 +53,12 @@ def wait_idle(qtbot):
 def _user_cache_in_tmp(tmp_path, monkeypatch):
     """Label autosaves (and anything else per-user) go to the test's folder, not ~/.cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _public_napari_api_only(recwarn):
+    """napari warns when a plugin reaches a private attribute through the viewer proxy it hands
+    to docks (and will block it): no dock test may trigger that warning."""
+    yield
+    private = [str(w.message) for w in recwarn if "Private attribute access" in str(w.message)]
+    assert not private, private

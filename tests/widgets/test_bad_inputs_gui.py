@@ -104,3 +104,39 @@ def test_number_keys_on_another_labels_layer_do_not_label_cells(make_napari_view
     viewer.layers.selection.active = painted  # the user paints their own layer, presses 1
     viewer.keymap[KeyBinding.from_str("1")](viewer)
     assert "class" not in labeling.pool.table or labeling.pool.table["class"].isna().all()
+
+
+@pytest.mark.parametrize("first", ["Cell explorer (UMAP)", "Label & propagate"])
+def test_explorer_and_labeling_docks_both_fit_a_1280x1024_window(make_napari_viewer, qtbot,
+                                                                  first):
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 1024)
+    add_smears(viewer)
+    second = ({"Cell explorer (UMAP)", "Label & propagate"} - {first}).pop()
+    docks = [viewer.window.add_plugin_dock_widget("napari-reddino", name)[0]
+             for name in (first, second)]
+    qtbot.wait(200)
+    for dock in docks:
+        scroll = dock.widget().findChild(QScrollArea)
+        assert dock.height() >= 300  # not squeezed to its header
+        assert scroll.widget().width() <= scroll.viewport().width()  # not clipped sideways
+
+
+def test_the_segmentation_dock_segments_a_lazy_smear_tile_by_tile(make_napari_viewer,
+                                                                     wait_idle):
+    import dask.array as da
+
+    from napari_reddino.segment import segment
+    from napari_reddino.synthetic import synthetic_smear
+
+    image = synthetic_smear(shape=(256, 256), seed=2).image
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(da.from_array(image, chunks=(64, 64, 3)), name="lazy", rgb=True)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
+    dock.image_combo.value = layer
+    dock.runner.run_button.click()
+    wait_idle(dock.runner)
+    labels = viewer.layers["lazy labels"]
+    assert len(labels.features) == len(segment(image).features) > 10

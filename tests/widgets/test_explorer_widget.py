@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 
+from napari_reddino.widgets import _linking
 from napari_reddino.widgets._linking import camera_of
 from napari_reddino.widgets.explorer import ExplorerWidget
 
@@ -244,17 +246,40 @@ def test_mouse_drag_rectangle_and_hover_on_the_scatter_canvas(explorer):
 
 def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer, wait_idle):
     """napari hands plugin docks a proxy of the viewer (a new one per dock, a new proxy per
-    attribute access): the explorer and labeling docks must still share selection and cells."""
+    attribute access): the explorer and labeling docks must still share selection and cells,
+    through napari's public API only (a private access through the proxy warns)."""
     viewer = make_napari_viewer()
-    add_smears(viewer)
-    _d, explorer = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
-    _d, labeling = viewer.window.add_plugin_dock_widget("napari-reddino", "Label & propagate")
-    assert explorer.session is labeling.session
-    assert explorer.pool is not None and len(explorer.pool) > 0
-    explorer.method.setCurrentText("PCA")
-    explorer.project_runner.run_button.click()
-    wait_idle(explorer.project_runner)
-    labeling.session.select([2, 5])  # e.g. the review queue or a click in the labeling dock
-    np.testing.assert_array_equal(explorer.scatter.selection, [2, 5])
-    rings = [layer for layer in viewer.layers if layer.name.endswith("labels selection")]
-    assert sum(len(layer.data) for layer in rings) == 2
+    smears = add_smears(viewer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add = viewer.window.add_plugin_dock_widget
+        _d, explorer = add("napari-reddino", "Cell explorer (UMAP)")
+        _d, labeling = add("napari-reddino", "Label & propagate")
+        assert type(explorer.viewer) is not type(viewer)  # napari's proxy, not the viewer
+        assert explorer.session is labeling.session
+        assert explorer.pool is not None and len(explorer.pool) > 0
+        explorer.method.setCurrentText("PCA")
+        explorer.project_runner.run_button.click()
+        wait_idle(explorer.project_runner)
+        labeling.session.select([2, 5])  # e.g. the review queue or a click in the labeling dock
+        np.testing.assert_array_equal(explorer.scatter.selection, [2, 5])
+        rings = [layer for layer in viewer.layers if layer.name.endswith("labels selection")]
+        assert sum(len(layer.data) for layer in rings) == 2
+        # the labeling dock labels the explorer's selection in the layers' own features
+        name = labeling.classes.active_class
+        assert labeling.assign_selection(name)
+        table = explorer.pool.table
+        for index in (2, 5):
+            layer = smears[int(table["_layer"].iloc[index])][1]
+            row = layer.features.loc[layer.features["label"] == table["label"].iloc[index]]
+            assert row["class"].tolist() == [name]
+        # a click on a cell in the canvas selects it in both docks
+        explorer.go_to_selected()
+        index = int(explorer.session.selection[0])
+        pool = explorer.pool
+        layer = pool.layers[int(pool.table["_layer"].iloc[index])]
+        centre = pool.table[["centroid_y", "centroid_x"]].to_numpy()[index]
+        world = layer.data_to_world(centre)
+        assert _linking.cell_at(viewer, pool, world) == index
+    private = [str(w.message) for w in caught if "Private attribute" in str(w.message)]
+    assert not private, private

@@ -70,7 +70,8 @@ def test_plugin_menu_opens_dock_and_segments_the_sample(make_napari_viewer, qtbo
     assert labels.metadata["method"] == "classical"
     assert labels.metadata["subject"] == image.metadata["subject"]
     assert widget.runner.run_button.isEnabled()
-    assert widget.runner.progress_bar.value() == widget.runner.progress_bar.maximum()
+    assert widget.runner.status.text() == "Segmentation: done"
+    assert widget.runner.activity is None  # its task in napari's activity dock is closed
 
     # hovering a cell shows its own row (napari keys Labels features by the 'index' column)
     inside = [
@@ -92,12 +93,20 @@ def test_plugin_menu_opens_dock_and_segments_the_sample(make_napari_viewer, qtbo
 def test_rerun_with_parameters_replaces_the_labels_layer(make_napari_viewer, qtbot, wait_idle):
     viewer = make_napari_viewer()
     smear = synthetic.synthetic_smear((256, 256), seed=3)
-    image = viewer.add_image(smear.image, name="small", metadata=dict(smear.metadata))
+    image = viewer.add_image(smear.image, name="small", metadata=dict(smear.metadata),
+                             scale=(0.5, 0.5), translate=(10.0, -4.0))  # a pixel size in µm
     widget = _dock(viewer)
     widget.exclude_border.value = False
     _click(qtbot, widget.runner.run_button)
     wait_idle(widget.runner)
-    first = len(viewer.layers["small labels"].features)
+    labels = viewer.layers["small labels"]
+    first = len(labels.features)
+    # the layer contract of layers.py: over the image, napari's 'index' first, keyed by image
+    np.testing.assert_array_equal(labels.scale, image.scale)
+    np.testing.assert_array_equal(labels.translate, image.translate)
+    assert list(labels.features.columns[:2]) == ["index", "label"]
+    np.testing.assert_array_equal(labels.features["index"], labels.features["label"])
+    assert labels.metadata["image_layer"] == "small" and labels.metadata["method"] == "classical"
 
     widget.min_area.value = 10**6  # nothing is that large: every cell is filtered out
     _click(qtbot, widget.runner.run_button)
@@ -124,6 +133,23 @@ def test_cancel_stops_the_run_and_adds_nothing(make_napari_viewer, qtbot, wait_i
     assert widget.runner.status.text() == "Cancelled"
     assert widget.runner.run_button.isEnabled()
     assert not widget.runner.cancel_button.isEnabled()
+
+
+def test_image_picker_follows_the_layer_list(make_napari_viewer):
+    """napari calls the dock's reset_choices on every layer change: new, renamed and removed
+    images show in the picker, Labels layers never do."""
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    assert widget.image_combo.choices == ()
+    first = viewer.add_image(np.zeros((16, 16)), name="first")
+    viewer.add_labels(np.zeros((16, 16), np.int32), name="cells")
+    second = viewer.add_image(np.ones((16, 16)), name="second")
+    assert widget.image_combo.choices == (first, second)
+    first.name = "renamed"
+    assert [widget.image_combo.get_choice(n) for n in ("renamed", "second")] == [first, second]
+    viewer.layers.remove(second)
+    assert widget.image_combo.choices == (first,)
+    assert widget.image_combo.value is first
 
 
 def test_no_image_layer_gives_a_notification(make_napari_viewer, qtbot, error_messages):

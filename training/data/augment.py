@@ -86,6 +86,7 @@ class PixelSpec:
     flip_p: float = 0.5
     params: str = "tuned"
     fast: bool = True  # faster identical versions of slow library transforms
+    second_n: int | None = None  # pixel transforms of the 2nd global view (DINOv2-style asymmetry)
 
 
 class RedDinoAugmentation:
@@ -94,22 +95,20 @@ class RedDinoAugmentation:
     def __init__(self, crops: CropSpec = CropSpec(), n_pixel_transforms: int | None = None,
                  pixel: PixelSpec = PixelSpec()):  # fmt: skip
         if n_pixel_transforms is not None:
-            pixel = PixelSpec(n_pixel_transforms, pixel.p, pixel.flip_p, pixel.params, pixel.fast)
-        if not 0 <= pixel.n <= 33:
-            raise ValueError(f"n_pixel_transforms must be in 0..33, got {pixel.n}")
+            pixel = PixelSpec(n_pixel_transforms, pixel.p, pixel.flip_p, pixel.params, pixel.fast,
+                              pixel.second_n)
+        for n in (pixel.n, pixel.second_n if pixel.second_n is not None else pixel.n):
+            if not 0 <= n <= 33:
+                raise ValueError(f"n_pixel_transforms must be in 0..33, got {n}")
         for name, value in (("pixel_transform_p", pixel.p), ("flip_p", pixel.flip_p)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"data.{name} must be in [0, 1], got {value}")
         self.crops, self.spec = crops, pixel
-        self.pixel = A.Compose(
-            [
-                A.SomeOf(pixel_transforms(pixel.p, pixel.params, pixel.fast), n=pixel.n,
-                         replace=False, p=1.0),
-                A.HorizontalFlip(p=pixel.flip_p),
-                A.VerticalFlip(p=pixel.flip_p),
-                A.RandomRotate90(p=pixel.flip_p),
-            ]
-        )
+        self.pixel = self._pixel_pipeline(pixel, pixel.n)
+        # the 2nd global view may be milder (DINOv2 blurs/solarises its two views differently):
+        # the student then learns to map a heavily recoloured view onto a nearly clean one
+        self.second_pixel = self.pixel if pixel.second_n in (None, pixel.n) \
+            else self._pixel_pipeline(pixel, pixel.second_n)
         self.resize = A.Resize(crops.resize, crops.resize) if crops.resize else None
         self.global_crop = A.Compose(
             [A.RandomResizedCrop(size=(crops.global_size,) * 2, scale=crops.global_scale,
@@ -120,11 +119,23 @@ class RedDinoAugmentation:
         )
 
     @staticmethod
+    def _pixel_pipeline(pixel: PixelSpec, n: int) -> A.Compose:
+        return A.Compose(
+            [
+                A.SomeOf(pixel_transforms(pixel.p, pixel.params, pixel.fast), n=n,
+                         replace=False, p=1.0),
+                A.HorizontalFlip(p=pixel.flip_p),
+                A.VerticalFlip(p=pixel.flip_p),
+                A.RandomRotate90(p=pixel.flip_p),
+            ]
+        )
+
+    @staticmethod
     def _to_tensor(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
-    def _view(self, image: np.ndarray, crop: A.Compose) -> np.ndarray:
-        return self.pixel(image=crop(image=image)["image"])["image"]
+    def _view(self, image: np.ndarray, crop: A.Compose, pixel: A.Compose | None = None):
+        return (pixel or self.pixel)(image=crop(image=image)["image"])["image"]
 
     def __call__(self, image: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
         """Two augmented global crops (+ local crops) of ``image``, reproducible by ``seed``."""
@@ -133,9 +144,12 @@ class RedDinoAugmentation:
         seeds = np.random.SeedSequence(seed).generate_state(3)
         for transform, sub_seed in zip((self.pixel, self.global_crop, self.local_crop), seeds):
             transform.set_random_seed(int(sub_seed))
+        if self.second_pixel is not self.pixel:
+            self.second_pixel.set_random_seed(int(seeds[0]) + 1)
         if self.resize is not None and image.shape[:2] != (self.crops.resize,) * 2:
             image = self.resize(image=image)["image"]
-        globals_ = [self._to_tensor(self._view(image, self.global_crop)) for _ in range(2)]
+        globals_ = [self._to_tensor(self._view(image, self.global_crop, pixel))
+                    for pixel in (self.pixel, self.second_pixel)]
         locals_ = [
             self._to_tensor(self._view(image, self.local_crop))
             for _ in range(self.crops.local_number)

@@ -1,11 +1,12 @@
 """A cached bank of real single-cell crops at one pixel scale, with their morphology targets.
 
-Segmenting ~800 smears takes a CPU-quarter-hour, so it is done once: every cell the plugin's
-classical segmenter finds becomes a ``size`` square crop centred on it, cut at the smear's native
-pixel scale times a per-dataset ``scale`` that brings every lab to the same microns per pixel (so
-absolute size, which tells macrocytes from microcytes, survives), plus the cell's
-:mod:`training.data.morph_targets` features. :class:`CellBankStream` then streams DINO views of
-those crops, with the targets for the auxiliary morphology head.
+Segmenting ~800 smears takes CPU-minutes, so it is done once: every isolated cell becomes a
+``size`` square crop centred on it, cut at the smear's native pixel scale times a per-dataset
+``scale`` that brings every lab to the same microns per pixel (so absolute size, which tells
+macrocytes from microcytes, survives), plus the cell's morphology: the plugin's own interpretable
+features (:mod:`napari_reddino.morphology`, measured on the whole smear's labels), so the
+backbone learns the very numbers the user sees (one feature definition). :class:`CellBankStream`
+then streams DINO views of those crops with the targets of the auxiliary morphology head.
 
     python -m training.data.cell_bank OUT.npz SMEAR_DIR[:SCALE] ... [--size 80] [--shard 0/2]
 """
@@ -22,14 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from napari_reddino.morphology import BY_NAME, FEATURE_NAMES, morphology_features
+from napari_reddino.morphology_stain import optical_density
 from training.data.loader import SmearCropStream, stream_from_config
-from training.data.morph_targets import (
-    FEATURE_NAMES,
-    cell_features,
-    optical_density,
-    smear_background,
-    standardise,
-)
 from training.data.patches import as_rgb_uint8, list_images
 
 
@@ -49,7 +45,8 @@ def isolated_cells(image: np.ndarray) -> np.ndarray:
     from skimage.measure import label, regionprops
     from skimage.segmentation import clear_border
 
-    od = optical_density(image, smear_background(image)).mean(axis=-1)
+    glass = np.percentile(image.reshape(-1, 3), 95, axis=0)
+    od = optical_density(image, glass).mean(axis=-1)
     mask = ndimage.binary_fill_holes(ndimage.binary_opening(od > threshold_otsu(od), iterations=2))
     labels = clear_border(label(mask))
     regions = [r for r in regionprops(labels) if r.area >= 50]
@@ -63,7 +60,7 @@ def isolated_cells(image: np.ndarray) -> np.ndarray:
 
 def smear_cells(image: np.ndarray, size: int, segmenter: str = "fast"):
     """Segment one smear; return its cells' crops (n, size, size, 3) and features (n, K)."""
-    from skimage.measure import regionprops
+    from scipy import ndimage
 
     if segmenter == "classical":
         from napari_reddino.segment import classical_segment
@@ -71,16 +68,17 @@ def smear_cells(image: np.ndarray, size: int, segmenter: str = "fast"):
         labels = classical_segment(image)
     else:
         labels = isolated_cells(image)
-    background = smear_background(image)
+    labels = np.asarray(labels, np.int32)
+    table = morphology_features(labels, image).set_index("label")
     crops, features = [], []
-    for region in regionprops(labels):
-        cy, cx = (round(c) for c in region.centroid)
-        crop = _window(image, cy, cx, size)
-        mask = _window(labels, cy, cx, size) == region.label
-        if mask.sum() < 20:
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or label not in table.index:
             continue
-        crops.append(crop)
-        features.append(cell_features(crop, mask, background))
+        cy, cx = ((s.start + s.stop) // 2 for s in box)
+        if (_window(labels, cy, cx, size) == label).sum() < 20:
+            continue
+        crops.append(_window(image, cy, cx, size))
+        features.append(table.loc[label, list(FEATURE_NAMES)].to_numpy(np.float32))
     if not crops:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, len(FEATURE_NAMES)), np.float32)
     return np.stack(crops), np.stack(features)
@@ -125,25 +123,40 @@ def _save(out, crops, features, image_ids, datasets) -> int:
     return len(crops_all)
 
 
-def load_cell_bank(paths: list[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+def standardise(features: np.ndarray, clip: float = 5.0) -> np.ndarray:
+    """Robust z-scores (median / 1.4826 MAD, clipped): outlier cells cannot dominate the MSE."""
+    median = np.median(features, axis=0)
+    scale = 1.4826 * np.median(np.abs(features - median), axis=0)
+    scale = np.where(scale > 1e-8, scale, features.std(axis=0) + 1e-8)
+    return np.clip((features - median) / scale, -clip, clip).astype(np.float32)
+
+
+def target_columns(names, exclude=()) -> list[int]:
+    """Indices of the bank's features kept as targets; ``exclude`` holds feature names or
+    :data:`napari_reddino.morphology.FAMILIES` (e.g. "colour and stain")."""
+    drop = set(exclude)
+    return [i for i, name in enumerate(names)
+            if name not in drop and BY_NAME[str(name)].family not in drop]
+
+
+def load_cell_bank(paths: list[str | Path], exclude=()) -> tuple[np.ndarray, np.ndarray]:
     """Crops (N, S, S, 3) uint8 and standardised targets (N, K) of one or more bank files."""
     crops, features = [], []
     for path in paths:
         with np.load(path) as bank:
             crops.append(bank["crops"])
-            features.append(bank["features"])
+            features.append(bank["features"][:, target_columns(bank["feature_names"], exclude)])
     crops_all, features_all = np.concatenate(crops), np.concatenate(features)
     finite = np.isfinite(features_all).all(axis=1)
-    targets, _ = standardise(features_all[finite])
-    return crops_all[finite], targets
+    return crops_all[finite], standardise(features_all[finite])
 
 
-def n_bank_targets(paths: list[str | Path]) -> int:
-    """How many morphology targets the banks hold (the auxiliary head's output size)."""
+def n_bank_targets(paths: list[str | Path], exclude=()) -> int:
+    """How many morphology targets the banks give (the auxiliary head's output size)."""
     if not paths:
         raise ValueError("loss.morph_weight > 0 needs data.cell_bank (its morphology targets)")
     with np.load(paths[0]) as bank:
-        return int(bank["features"].shape[1])
+        return len(target_columns(bank["feature_names"], exclude))
 
 
 class CellBankStream(IterableDataset):
@@ -153,9 +166,9 @@ class CellBankStream(IterableDataset):
     rank/worker sharding, so every sample stays a pure function of ``(seed, sample index)``.
     """
 
-    def __init__(self, bank_paths: list[str | Path], base: SmearCropStream):
+    def __init__(self, bank_paths: list[str | Path], base: SmearCropStream, exclude=()):
         super().__init__()
-        self.bank, self.targets = load_cell_bank(bank_paths)
+        self.bank, self.targets = load_cell_bank(bank_paths, exclude)
         self.base = base
 
     def sample(self, sample_index: int) -> dict[str, torch.Tensor]:
@@ -188,7 +201,8 @@ class CellBankStream(IterableDataset):
 def bank_stream_from_config(data_cfg, mask_cfg, **kwargs) -> CellBankStream:
     """The stream ``data.cell_bank`` asks for (augmentation and masks as the config says)."""
     base_cfg = dataclasses.replace(data_cfg, patch_dirs=[], synthetic=True)
-    return CellBankStream(data_cfg.cell_bank, stream_from_config(base_cfg, mask_cfg, **kwargs))
+    return CellBankStream(data_cfg.cell_bank, stream_from_config(base_cfg, mask_cfg, **kwargs),
+                          exclude=data_cfg.morph_exclude)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,7 +205,8 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
         resize=data_cfg.resize_before_crop,
     )
     pixel = PixelSpec(n=data_cfg.pixel_transforms, p=data_cfg.pixel_transform_p,
-                      flip_p=data_cfg.flip_p, params=data_cfg.transform_params)  # fmt: skip
+                      flip_p=data_cfg.flip_p, params=data_cfg.transform_params,
+                      second_n=data_cfg.second_view_pixel_transforms)  # fmt: skip
     if data_cfg.global_crop_size % patch_size:
         raise ValueError(
             f"data.global_crop_size {data_cfg.global_crop_size} is not a multiple of the "

@@ -1,10 +1,11 @@
 """Auxiliary head: regress each crop's interpretable morphology from the student's CLS token.
 
-A label-free prior for small CPU runs: the targets (size, shape, central pallor, stain; see
-:mod:`training.data.morph_targets`) come from the segmented cell itself, and a *linear* head makes
-the CLS token carry them linearly, which is what a linear probe and cosine k-NN read. The head
-lives beside student and teacher in :class:`StudentTeacher` (so it is checkpointed) and gets its
-own AdamW group; the exported teacher backbone never contains it.
+A label-free prior for small CPU runs: the targets (size, shape, central pallor, texture; the
+plugin's :mod:`napari_reddino.morphology`, via :mod:`training.data.cell_bank`) come from the
+segmented cell itself, and a *linear* head makes the CLS token carry them linearly, which is
+what a linear probe and cosine k-NN read. The head lives beside student and teacher in
+:class:`StudentTeacher` (so it is checkpointed) and gets its own AdamW group; the exported
+teacher backbone never contains it.
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ def go_to_cell(viewer: Any, pool: CellPool, index: int) -> np.ndarray:
     camera.center = tuple(world[-2:])
     area = float(row["area"]) if "area" in row.index and np.isfinite(row["area"]) else 400.0
     diameter = 2.0 * np.sqrt(area / np.pi) * float(np.abs(layer.scale[-1]))
-    canvas = getattr(viewer, "_canvas_size", (600, 600))
+    canvas = getattr(getattr(viewer, "canvas", None), "size", None) or (600, 600)
     camera.zoom = float(min(canvas)) / (CELLS_IN_VIEW * max(diameter, 1e-6))
     return world[-2:]
 
@@ -260,7 +260,7 @@ def image_layer_for(viewer: Any, labels_layer: Labels) -> Image | None:
 def cell_at(viewer: Any, pool: CellPool, world_position) -> int:
     """Pooled index of the cell under a world position (topmost visible layer), else -1."""
     for layer in reversed(list(viewer.layers)):
-        if not layer.visible or not any(layer is pooled for pooled in pool.layers):
+        if not layer.visible or not any(layer == pooled for pooled in pool.layers):
             continue
         value = layer.get_value(world_position, world=True)
         if value:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from napari_reddino import names as nm
 from napari_reddino.propagate import MANUAL, PROPAGATED, review_order, unlabeled_mask
 from napari_reddino.session import SessionError, SharedSession
 
-CLASS_COLUMNS = ("class", "class_source", "confidence")
+CLASS_COLUMNS = (nm.CLASS, nm.CLASS_SOURCE, nm.CONFIDENCE)
 
 
 @dataclass
@@ -30,7 +31,7 @@ class LabelEdit:
 
 def _column(table: pd.DataFrame, name: str, indices: np.ndarray) -> np.ndarray:
     if name not in table.columns:
-        return np.full(len(indices), np.nan if name == "confidence" else None, dtype=object)
+        return np.full(len(indices), np.nan if name == nm.CONFIDENCE else None, dtype=object)
     return table[name].to_numpy(dtype=object)[indices]
 
 
@@ -51,7 +52,7 @@ class LabelBook:
 
     def classes(self) -> np.ndarray:
         """The class per pooled cell (None where unlabeled)."""
-        column = _column(self.table, "class", np.arange(len(self.table)))
+        column = _column(self.table, nm.CLASS, np.arange(len(self.table)))
         return np.where(unlabeled_mask(column), None, column)
 
     def edit(self, indices, after: dict[str, np.ndarray], description: str) -> LabelEdit:
@@ -71,9 +72,9 @@ class LabelBook:
             raise SessionError("no cells selected: select points or click cells first")
         n = len(indices)
         after = {
-            "class": np.full(n, class_name, dtype=object),
-            "class_source": np.full(n, MANUAL if class_name else None, dtype=object),
-            "confidence": np.full(n, 1.0 if class_name else np.nan),
+            nm.CLASS: np.full(n, class_name, dtype=object),
+            nm.CLASS_SOURCE: np.full(n, MANUAL if class_name else None, dtype=object),
+            nm.CONFIDENCE: np.full(n, 1.0 if class_name else np.nan),
         }
         what = f"label {n} cell(s) as {class_name}" if class_name else f"clear {n} label(s)"
         return self.edit(indices, after, what)
@@ -82,9 +83,9 @@ class LabelBook:
         """Store a ``propagate.Propagation`` for every pooled cell (one undo step)."""
         indices = np.arange(len(self.table))
         after = {
-            "class": np.asarray(result.classes, dtype=object),
-            "class_source": np.asarray(result.source, dtype=object),
-            "confidence": np.asarray(result.confidence, dtype=np.float64),
+            nm.CLASS: np.asarray(result.classes, dtype=object),
+            nm.CLASS_SOURCE: np.asarray(result.source, dtype=object),
+            nm.CONFIDENCE: np.asarray(result.confidence, dtype=np.float64),
         }
         return self.edit(indices, after, "propagate labels")
 
@@ -107,38 +108,38 @@ class LabelBook:
     def _write(self, indices: np.ndarray, columns: dict[str, np.ndarray]) -> None:
         existing = set(self.table.columns)
         for name, values in columns.items():
-            if name == "confidence":
+            if name == nm.CONFIDENCE:
                 columns[name] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
             elif name not in existing:
                 columns[name] = np.asarray(values, dtype=object)
         self.session.write_columns(dict(columns), indices)
 
     def manual_count(self) -> int:
-        if "class_source" not in self.table.columns:
+        if nm.CLASS_SOURCE not in self.table.columns:
             return 0
-        return int((self.table["class_source"].astype(str) == MANUAL).sum())
+        return int((self.table[nm.CLASS_SOURCE].astype(str) == MANUAL).sum())
 
     def review_queue(self) -> np.ndarray:
         """Pooled indices of propagated cells, lowest confidence first."""
-        if "class_source" not in self.table.columns:
+        if nm.CLASS_SOURCE not in self.table.columns:
             return np.empty(0, dtype=np.int64)
         return np.asarray(review_order(self.table), dtype=np.int64)
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Cells per class for each subject and image, with the share of that image (%)."""
-    if "class" not in table.columns:
-        return pd.DataFrame(columns=["subject", "image", "class", "count", "percent"])
-    classes = table["class"].astype(object).where(~unlabeled_mask(table["class"]), "(unlabeled)")
+    if nm.CLASS not in table.columns:
+        return pd.DataFrame(columns=[nm.SUBJECT, nm.IMAGE, nm.CLASS, "count", "percent"])
+    classes = table[nm.CLASS].astype(object).where(~unlabeled_mask(table[nm.CLASS]), "(unlabeled)")
     frame = pd.DataFrame(
         {
-            "subject": table["subject"].astype(str) if "subject" in table else "unknown",
-            "image": table["image"].astype(str),
-            "class": classes.astype(str),
+            nm.SUBJECT: table[nm.SUBJECT].astype(str) if nm.SUBJECT in table else "unknown",
+            nm.IMAGE: table[nm.IMAGE].astype(str),
+            nm.CLASS: classes.astype(str),
         }
     )
-    counts = frame.groupby(["subject", "image", "class"]).size().rename("count").reset_index()
-    totals = counts.groupby(["subject", "image"])["count"].transform("sum")
+    counts = frame.groupby([nm.SUBJECT, nm.IMAGE, nm.CLASS]).size().rename("count").reset_index()
+    totals = counts.groupby([nm.SUBJECT, nm.IMAGE])["count"].transform("sum")
     counts["percent"] = 100.0 * counts["count"] / totals
     return counts
 

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 
 from napari_reddino.feature_spaces import SPACES, available_spaces, resolve_space, space_matrix
 from napari_reddino.morphology import describe_cell
+from napari_reddino.names import CLASS_SOURCE
 from napari_reddino.propagate import MANUAL, METHODS
 from napari_reddino.suggest import suggest_cells
 from napari_reddino.widgets import _linking
@@ -102,8 +103,8 @@ class SuggestPanel(QGroupBox):
             show_error(str(err))
             return self.picks
         table = self.pool.table
-        manual = (table["class_source"].astype(str).to_numpy() == MANUAL
-                  if "class_source" in table.columns else np.zeros(len(table), bool))
+        manual = (table[CLASS_SOURCE].astype(str).to_numpy() == MANUAL
+                  if CLASS_SOURCE in table.columns else np.zeros(len(table), bool))
         self.picks = suggest_cells(x, self.count.value(), exclude=manual)
         self.position = -1
         self.next_suggestion()

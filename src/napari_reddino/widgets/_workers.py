@@ -1,14 +1,14 @@
 """Shared dock plumbing: run a core ``iter_*`` generator off the GUI thread.
 
-Every dock owns one :class:`TaskRunner` (Run / Cancel buttons, a progress bar and a
-status line); the same progress shows in napari's activity dock (``napari.utils.progress``), as
-every napari task does. The dock builds a *job*: a generator function taking the cancel
-``threading.Event`` and ``yield from``-ing core generators (which yield
-:class:`~napari_reddino._progress.Progress` and ``return`` their result). The runner
-wraps it in a napari generator worker, mirrors each ``Progress`` into the bar,
-delivers the returned value to a callback on the main thread, and turns errors into
-one short napari notification instead of a traceback. :func:`layer_combo` is the
-layer picker every dock uses, kept in sync with the viewer's layer list.
+Every dock owns one :class:`TaskRunner` (Run / Cancel buttons and a status line); progress
+shows in napari's activity dock (``napari.utils.progress``), as every napari task's does. The
+dock builds a *job*: a generator function taking the cancel ``threading.Event`` and
+``yield from``-ing core generators (which yield :class:`~napari_reddino._progress.Progress` and
+``return`` their result). The runner wraps it in a napari generator worker, mirrors each
+``Progress`` into the activity dock, delivers the returned value to a callback on the main
+thread, and turns errors into one short napari notification instead of a traceback.
+:func:`layer_choices` feeds the docks' layer pickers; napari refreshes them by calling the
+dock's ``reset_choices`` on every layer change, as it does for magicgui widgets.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-from magicgui.widgets import ComboBox
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_reddino._progress import Cancelled, Progress
 
@@ -59,7 +58,7 @@ def _drive(job: Job, cancel: threading.Event) -> Generator[Any, Any, Any]:
 
 
 class TaskRunner(QWidget):
-    """Run/Cancel buttons, progress bar and status line driving one worker at a time."""
+    """Run/Cancel buttons and a status line driving one worker at a time."""
 
     finished = Signal(str)  # "done", "cancelled" or "failed", after the callback ran
 
@@ -69,9 +68,6 @@ class TaskRunner(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, _BAR_STEPS)
-        self.progress_bar.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -81,7 +77,6 @@ class TaskRunner(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
 
         self.worker: GeneratorWorker | None = None
@@ -110,8 +105,6 @@ class TaskRunner(QWidget):
         self.worker = worker
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setFormat(f"{task}: %p%")
         self.status.setText(f"{task}: starting...")
         self.activity = napari_progress(total=_BAR_STEPS, desc=task)
         worker.start()
@@ -129,7 +122,6 @@ class TaskRunner(QWidget):
     def _on_progress(self, item: Any) -> None:
         if not isinstance(item, Progress):
             return
-        self.progress_bar.setValue(round(item.fraction * _BAR_STEPS))
         activity = self.activity  # its events may run the Qt loop, which may finish the task
         if activity is not None:
             if item.message:
@@ -147,7 +139,6 @@ class TaskRunner(QWidget):
             self.status.setText(error_message(task, exc))
             notify_error(task, exc)
             return
-        self.progress_bar.setValue(_BAR_STEPS)
         self.status.setText(f"{task}: done")
 
     def _on_errored(self, task: str, exc: BaseException) -> None:
@@ -161,7 +152,6 @@ class TaskRunner(QWidget):
     def _on_aborted(self) -> None:
         self._outcome = "cancelled"
         self.status.setText("Cancelled")
-        self.progress_bar.setValue(0)
         show_info("Cancelled by the user")
 
     def _on_finished(self) -> None:
@@ -175,59 +165,14 @@ class TaskRunner(QWidget):
         self.finished.emit(self._outcome)
 
 
-def layer_combo(
-    viewer: Any, layer_type: type | tuple[type, ...], *, label: str, optional: bool = False
-) -> ComboBox:
-    """A magicgui ComboBox of the viewer's layers of ``layer_type``, refreshed on changes.
+def layer_choices(viewer: Any, layer_type: type | tuple[type, ...]) -> Callable[..., list]:
+    """A magicgui ``choices`` callable: (name, layer) for the viewer's layers of ``layer_type``.
 
-    Its ``value`` is the layer object (``None`` when ``optional`` and nothing is picked).
+    A picker built on it is re-read by ``reset_choices``, which napari calls on any dock that
+    has one whenever a layer is added, removed, moved or renamed.
     """
 
-    def choices(_widget: Any) -> list[tuple[str, Any]]:
+    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, layer_type)]
 
-    combo = ComboBox(label=label, choices=choices, nullable=optional)
-    if optional:
-        combo.value = None
-
-    def refresh(event: Any = None) -> None:
-        combo.reset_choices()
-
-    def on_inserted(event: Any) -> None:
-        event.value.events.name.connect(refresh)
-        refresh()
-
-    for layer in viewer.layers:
-        layer.events.name.connect(refresh)
-    connect_until_destroyed(
-        combo.native,
-        [
-            (viewer.layers.events.inserted, on_inserted),
-            (viewer.layers.events.removed, refresh),
-            (viewer.layers.events.reordered, refresh),
-        ],
-        on_destroyed=lambda: [layer.events.name.disconnect(refresh) for layer in viewer.layers],
-    )
-    return combo
-
-
-def connect_until_destroyed(
-    widget: QWidget,
-    connections: list[tuple[Any, Callable[..., Any]]],
-    on_destroyed: Callable[[], Any] | None = None,
-) -> None:
-    """Connect viewer (psygnal / napari) events for as long as the Qt ``widget`` lives.
-
-    A closed dock is deleted by Qt while the viewer lives on; without this, the next layer
-    change would call into a deleted widget and print a traceback.
-    """
-    for emitter, callback in connections:
-        emitter.connect(callback)
-
-    def disconnect(*_: Any) -> None:
-        for emitter, callback in connections:
-            emitter.disconnect(callback)
-        if on_destroyed is not None:
-            on_destroyed()
-
-    widget.destroyed.connect(disconnect)
+    return choices

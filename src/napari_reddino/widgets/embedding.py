@@ -19,16 +19,11 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, 
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
+from napari_reddino import layers
 from napari_reddino._progress import Progress
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
-from napari_reddino.widgets import keep_triton_away_from_mesa_llvm, real_viewer
 from napari_reddino.widgets._backbone_choice import backbone_choices, describe, start_download
-from napari_reddino.widgets._workers import (
-    TaskRunner,
-    connect_until_destroyed,
-    layer_combo,
-    notify_error,
-)
+from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 from napari_reddino.widgets.segmentation import image_key, layer_image
 
 TASK = "Embedding"
@@ -49,10 +44,6 @@ class EmbedOutcome:
     translate: tuple[float, float] | None = None
     cells: Any = None
     morphology: Any = None  # morph_* columns per label (napari_reddino.morphology)
-
-
-def overlay_name(image_layer: Image) -> str:
-    return f"{image_layer.name} RedDino PCA"
 
 
 def embeddings_path(image_layer: Image) -> Path:
@@ -83,8 +74,6 @@ class EmbeddingWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
-        napari_viewer = real_viewer(napari_viewer)
-        keep_triton_away_from_mesa_llvm()  # before torch can pull Triton in (see there)
         self.viewer = napari_viewer
         self._extra_sources: list[str] = []
         self._backbone_cache: Any = None  # (source, device, Backbone) of the last run
@@ -101,10 +90,10 @@ class EmbeddingWidget(QWidget):
         self.browse_pth = PushButton(text="Browse .pth...")
         self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.pooling = ComboBox(label="cell pooling", choices=list(POOLINGS), value="cls_crop")
-        self.image_combo = layer_combo(napari_viewer, Image, label="image")
-        self.labels_combo = layer_combo(
-            napari_viewer, Labels, label="cells (labels)", optional=True
-        )
+        self.image_combo = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
+        self.labels_combo = ComboBox(label="cells (labels)", nullable=True,
+                                     choices=layer_choices(napari_viewer, Labels))
+        self.labels_combo.value = None
         self.overlay = CheckBox(text="PCA overlay", value=True)
         self.opacity = FloatSlider(label="overlay opacity", min=0.0, max=1.0, value=0.6)
         self.foreground_only = CheckBox(text="fit PCA on cells only", value=True)
@@ -149,9 +138,6 @@ class EmbeddingWidget(QWidget):
         self.browse_folder.changed.connect(self._browse_folder)
         self.browse_pth.changed.connect(self._browse_pth)
         self.image_combo.changed.connect(self._labels_for_image)
-        connect_until_destroyed(
-            self, [(napari_viewer.layers.events.inserted, self._on_layer_inserted)]
-        )
         self.overlay.changed.connect(self._sync_overlay)
         self.opacity.changed.connect(self._sync_overlay)
         self.save_button.changed.connect(lambda *_: self.save_embeddings())
@@ -205,15 +191,19 @@ class EmbeddingWidget(QWidget):
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             self.labels_combo.value = self.viewer.layers[name]
 
-    def _on_layer_inserted(self, *_: Any) -> None:
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the layer pickers (napari calls this on every layer change); a new
+        ``"<image> labels"`` layer is preselected while no labels are chosen."""
+        self.image_combo.reset_choices()
+        self.labels_combo.reset_choices()
         if self.labels_combo.value is None:
             self._labels_for_image()
 
     def _overlay_layer(self) -> Image | None:
         image = self.image_combo.value
-        if image is None or overlay_name(image) not in self.viewer.layers:
+        if image is None or layers.overlay_name(image.name) not in self.viewer.layers:
             return None
-        return self.viewer.layers[overlay_name(image)]
+        return self.viewer.layers[layers.overlay_name(image.name)]
 
     def _sync_overlay(self, *_: Any) -> None:
         layer = self._overlay_layer()
@@ -319,30 +309,18 @@ class EmbeddingWidget(QWidget):
 
     def _show_overlay(self, image_layer: Image, out: EmbedOutcome) -> Image:
         """Add or refresh the PCA layer, placed in the image layer's world coordinates."""
-        image_scale = np.asarray(image_layer.scale[-2:], dtype=float)
-        image_translate = np.asarray(image_layer.translate[-2:], dtype=float)
-        scale = image_scale * np.asarray(out.scale, dtype=float)
-        translate = image_translate + image_scale * np.asarray(out.translate, dtype=float)
-        name = overlay_name(image_layer)
-        rgb = np.asarray(out.rgb, dtype=np.float32)
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
+        rgb, kwargs, _kind = layers.overlay_rgb_data(
+            out.rgb, out.scale, out.translate, image_layer=image_layer.name,
+            scale=image_layer.scale, translate=image_layer.translate,
+            backbone=out.backbone.name, opacity=self.opacity.value, visible=self.overlay.value)
+        if kwargs["name"] in self.viewer.layers:
+            layer = self.viewer.layers[kwargs["name"]]
             layer.data = rgb
-            layer.scale, layer.translate = scale, translate
+            layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+            layer.visible = self.overlay.value
         else:
-            layer = self.viewer.add_image(
-                rgb,
-                name=name,
-                rgb=True,
-                scale=scale,
-                translate=translate,
-                opacity=self.opacity.value,
-                blending="translucent",
-                contrast_limits=(0.0, 1.0),
-                metadata={"image_layer": image_layer.name, "backbone": out.backbone.name},
-            )
+            layer = self.viewer.add_image(rgb, **kwargs)
             layer.interpolation2d = "linear"  # drawn smoothly, not as blocks
-        layer.visible = self.overlay.value
         return layer
 
     # -- save / load -------------------------------------------------------------------

@@ -35,7 +35,7 @@ from napari_reddino.analysis import Settings
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
 from napari_reddino.neighbours import EXACT_MAX
 from napari_reddino.session import POOL_COLUMNS, CellPool, SessionError, session_for
-from napari_reddino.widgets import _linking, fill_with_scrolling, real_viewer
+from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
@@ -52,7 +52,6 @@ class ExplorerWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        napari_viewer = real_viewer(napari_viewer)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.highlighter = _linking.SelectionHighlighter(napari_viewer)
@@ -190,7 +189,7 @@ class ExplorerWidget(QWidget):
         if _linking.OVERLAY_KEY in getattr(layer, "metadata", {}):
             return
         if isinstance(layer, Labels) and (
-            any(layer is pooled for pooled in self._linked_layers)
+            any(layer == pooled for pooled in self._linked_layers)
             or layer.metadata.get(EMBEDDINGS_KEY) is not None
         ):
             self.refresh(quiet=True)

@@ -27,10 +27,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_reddino import labels_io, propagate
+from napari_reddino import names as nm
 from napari_reddino._paths import session_autosave_path
 from napari_reddino.classes import recode
 from napari_reddino.session import CellPool, SessionError, session_for
-from napari_reddino.widgets import _linking, fill_with_scrolling, real_viewer
+from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._explorer_panels import TablePanel
 from napari_reddino.widgets._label_files import LabelFilesMixin
@@ -48,7 +49,6 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        napari_viewer = real_viewer(napari_viewer)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.book = LabelBook(self.session)
@@ -170,14 +170,14 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         return [] if self.pool is None else self.book.classes()
 
     def _recode(self, old: str, new: str) -> None:
-        if self.pool is not None and "class" in self.pool.table.columns:
-            renamed = recode(self.pool.table["class"].astype(object), old, new).to_numpy()
-            self.book.edit(np.arange(len(self.pool)), {"class": renamed}, f"rename {old}")
+        if self.pool is not None and nm.CLASS in self.pool.table.columns:
+            renamed = recode(self.pool.table[nm.CLASS].astype(object), old, new).to_numpy()
+            self.book.edit(np.arange(len(self.pool)), {nm.CLASS: renamed}, f"rename {old}")
 
     def _on_class_set(self, class_set) -> None:
         self.session.class_colors = class_set.color_map
         self._bind_keys()
-        self.session.columns_changed.emit(["class"])  # recolour plots and class view
+        self.session.columns_changed.emit([nm.CLASS])  # recolour plots and class view
 
     def _on_pool(self, pool: CellPool | None) -> None:
         self.book.undo_stack.clear()
@@ -193,7 +193,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.assign_button.setText(f"Label selection ({len(indices)})")
 
     def _on_columns(self, columns: list[str]) -> None:
-        if "class" in columns:
+        if nm.CLASS in columns:
             self.update_class_view()
 
     def _bind_keys(self) -> None:
@@ -217,7 +217,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         def label_with(_viewer_or_layer: Any = None) -> None:
             active = self.viewer.layers.selection.active
             pooled = [] if self.pool is None else self.pool.layers
-            if type(active).__name__ == "Labels" and not any(active is p for p in pooled):
+            if active.__class__.__name__ == "Labels" and not any(active == p for p in pooled):
                 return  # another Labels layer (one being painted): its number keys are not ours
             self.classes.set_active(name)
             if self.session.selection.size:
@@ -255,10 +255,10 @@ class LabelingWidget(LabelFilesMixin, QWidget):
     def _after_edit(self, message: str) -> None:
         self.status.setText(message)
         pool = self.pool
-        if pool is None or "class_source" not in pool.table:
+        if pool is None or nm.CLASS_SOURCE not in pool.table:
             return
         if self.autosaver is None:  # the first manual label starts this session's autosave
-            if not (pool.table["class_source"].astype(str) == propagate.MANUAL).any():
+            if not (pool.table[nm.CLASS_SOURCE].astype(str) == propagate.MANUAL).any():
                 return
             try:
                 self.autosaver = labels_io.Autosaver(session_autosave_path())
@@ -311,8 +311,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             return
         classes = self.book.classes()
         source = (
-            pool.table["class_source"].astype(str).to_numpy()
-            if "class_source" in pool.table.columns
+            pool.table[nm.CLASS_SOURCE].astype(str).to_numpy()
+            if nm.CLASS_SOURCE in pool.table.columns
             else np.full(len(pool), "")
         )
         manual = np.where(source == propagate.MANUAL, classes, None)
@@ -372,7 +372,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         if self.reviewed is None or self.pool is None:
             show_info("press Next uncertain first")
             return False
-        name = class_name or str(self.pool.table["class"].iloc[self.reviewed])
+        name = class_name or str(self.pool.table[nm.CLASS].iloc[self.reviewed])
         if not self._assign([self.reviewed], name):
             return False
         self.review_position -= 1  # the queue shrank by this cell

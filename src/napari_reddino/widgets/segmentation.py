@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -24,8 +23,9 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
-from napari_reddino.widgets import keep_triton_away_from_mesa_llvm, real_viewer
-from napari_reddino.widgets._workers import TaskRunner, layer_combo, notify_error
+from napari_reddino import layers
+from napari_reddino import names as nm
+from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 
 TASK = "Segmentation"
 GPU_CHOICES = {"auto": "auto", "on": True, "off": False}
@@ -46,9 +46,8 @@ class SegmentationWidget(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
-        napari_viewer = real_viewer(napari_viewer)
         self.viewer = napari_viewer
-        self.image_combo = layer_combo(napari_viewer, Image, label="image")
+        self.image_combo = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
         self.method = ComboBox(label="method", choices=["classical", "cellpose"], value="classical")
         self.subject = LineEdit(label="subject", value="unknown")
 
@@ -104,6 +103,10 @@ class SegmentationWidget(QWidget):
         self._show_method_params()
         self._subject_from_layer()
 
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the image picker; napari calls this on every layer change."""
+        self.image_combo.reset_choices()
+
     # -- parameters ----------------------------------------------------------------
     def _show_method_params(self, *_: Any) -> None:
         classical = self.method.value == "classical"
@@ -144,7 +147,6 @@ class SegmentationWidget(QWidget):
         if not isinstance(layer, Image):
             notify_error(TASK, ValueError("choose an image layer (open an image or a sample)"))
             return
-        keep_triton_away_from_mesa_llvm()  # cellpose imports torch (see there)
         from napari_reddino import segment
 
         method = self.method.value
@@ -156,7 +158,7 @@ class SegmentationWidget(QWidget):
         def job(cancel: Any) -> Any:
             return (
                 yield from segment.iter_segment(
-                    np.asarray(pixels),
+                    pixels,  # a lazy (dask/zarr) smear is segmented tile by tile, never whole
                     method,
                     cancel=cancel,
                     image_name=image_name,
@@ -182,30 +184,16 @@ class SegmentationWidget(QWidget):
         warning = getattr(result, "warning", None)
         if warning:  # an implausible result must not pass for "done"
             show_warning(f"{TASK} of {image_layer.name}: {warning}")
-        features = result.features.copy()
-        features["index"] = features["label"].to_numpy()  # napari keys Labels rows by 'index'
-        metadata = {
-            "image": image_key(image_layer),
-            "image_layer": image_layer.name,
-            "subject": subject,
-            "method": method,
-            "params": params,
-            "warning": warning,
-        }
-        name = f"{image_layer.name} labels"
-        labels = np.asarray(result.labels)
+        labels, kwargs, _kind = layers.labels_layer_data(  # napari's 'index' column first
+            result.labels, result.features, image_name=image_key(image_layer),
+            image_layer=image_layer.name, subject=subject, scale=image_layer.scale,
+            translate=image_layer.translate,
+            metadata={nm.META_METHOD: method, "params": params, "warning": warning})
+        name = kwargs.pop("name")
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             out = self.viewer.layers[name]
-            out.metadata = metadata  # a new segmentation invalidates old embeddings
+            out.metadata = kwargs["metadata"]  # a new segmentation invalidates old embeddings
             out.data = labels
-            out.features = features
+            out.features = kwargs["features"]
             return out
-        ndim = labels.ndim
-        return self.viewer.add_labels(
-            labels,
-            name=name,
-            features=features,
-            metadata=metadata,
-            scale=tuple(image_layer.scale)[-ndim:],
-            translate=tuple(image_layer.translate)[-ndim:],
-        )
+        return self.viewer.add_labels(labels, name=name, **kwargs)
