@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def test_report_counts_per_cluster(run_dir, tmp_path):
     pd.testing.assert_frame_equal(shown, by_subject, check_dtype=False)
     metrics = pd.read_csv(tmp_path / "rep" / "batch_metrics.csv")
     assert set(metrics["subject"]) == set(table["subject"])
+    # the page names the space the map and clusters were made in (summary.json's)
+    space = json.loads((run_dir / "summary.json").read_text())["feature_space"]
+    assert f"k-means cluster in the {space} space" in index.read_text()
+    assert f"of the {space} space)" in index.read_text()
     # 2 UMAP panels (by cluster, by subject) + one PCA overlay per image
     _check_images(index, 2 + table["image"].nunique())
 
@@ -82,6 +87,13 @@ def test_report_counts_per_class_when_labeled(run_dir, tmp_path):
     assert shown["large"].to_dict() == truth["large"].to_dict()
     assert shown["small"].to_dict() == truth["small"].to_dict()
     assert "class (manual or propagated)" in index.read_text()
+    # morphology per class: medians of the table's own columns, in the CSV and on the page
+    morph = pd.read_csv(labeled / "report" / "morphology_by_class.csv").set_index("class")
+    truth_diameter = table.groupby("class")["morph_equivalent_diameter"].median()
+    np.testing.assert_allclose(morph.loc[truth_diameter.index, "equivalent_diameter"],
+                               truth_diameter, rtol=1e-9)
+    assert morph["cells"].to_dict() == table["class"].value_counts().to_dict()
+    assert "Morphology per class" in index.read_text()
     _check_images(index, 2 + 1)
     assert f"First 1 of {table['image'].nunique()} images shown" in index.read_text()
 

@@ -20,11 +20,16 @@ SPACES = FEATURE_SPACES
 DEFAULT_SPACE = MORPHOLOGY
 #: Share of the total variance of ``both`` that the morphology block carries.
 MORPHOLOGY_WEIGHT = 0.5
-_CLIP = 5.0  # robust z-scores beyond this are outliers (a mis-segmented clump), not information
+#: Robust z-scores saturate smoothly towards +-this (``c tanh(z / c)``): near-identity for the
+#: bulk, while a mis-segmented clump at z = 40 cannot dominate a distance or a probe. Chosen by
+#: 5-fold CV on the dev cells over hard clips at 2.5-8 and tanh at 2-4 (3 seeds, every fold
+#: agreed): linear probe +0.9 wF1 against a hard clip at 5, 20-NN -0.2, propagation +1 to +2.
+_CLIP = 3.0
 
 
 def standardise(matrix) -> np.ndarray:
-    """Robust z-scores per column (median, 1.4826 MAD; std when MAD is 0), clipped to +-5.
+    """Robust z-scores per column (median, 1.4826 MAD; std when MAD is 0), softly saturated at
+    +-3 (``3 tanh(z / 3)``).
 
     NaN / inf become 0 (the typical cell), so one bad measurement does not drop a cell.
     """
@@ -45,7 +50,8 @@ def standardise(matrix) -> np.ndarray:
     scale = np.where(scale > 1e-12, scale, std)
     scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
     z = (x - np.nan_to_num(centre)) / scale
-    return np.clip(np.nan_to_num(z, nan=0.0), -_CLIP, _CLIP).astype(np.float32)
+    z = np.clip(np.nan_to_num(z, nan=0.0), -1e6, 1e6)
+    return (_CLIP * np.tanh(z / _CLIP)).astype(np.float32)
 
 
 def combine(morphology_z, embedding, *, morphology_weight: float = MORPHOLOGY_WEIGHT):

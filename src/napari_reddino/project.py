@@ -6,8 +6,10 @@ Why the extras around the libraries:
 - neighbours: UMAP gets its k-NN graph from :mod:`.neighbours` (``precomputed_knn``), the same
   graph clusters, batch metrics and label spreading use, found without numba's NN-descent (which
   compiled for ~30 s in every new process); D > 50 is PCA-reduced to 50 first;
-- numba: what of umap-learn still compiles (fuzzy set, layout) is cached on disk
-  (:mod:`._umap_fast`, ``NUMBA_CACHE_DIR`` in the user cache folder, set on first use);
+- no compile: for cosine/euclidean maps with UMAP's usual options the fuzzy set and the layout
+  are whole-array numpy steps (:mod:`._umap_layout`), so a session's first map waits for no
+  numba; any other option goes to umap-learn's own fit, its kernels cached on disk
+  (:mod:`._umap_fast`, ``NUMBA_CACHE_DIR`` in the user cache folder);
 - every cell is placed by the same fit, with progress per layout epoch and cancel at any point;
 - quality: :func:`trustworthiness` (scikit-learn) says how well the map keeps neighbourhoods.
 """
@@ -110,8 +112,9 @@ def _construct(cls, name: str, **params):
 def layout_epochs(n: int) -> int:
     """Layout epochs for ``n`` cells above ``SHORT_LAYOUT_ABOVE``: 200 up to 10k cells (umap-learn
     uses 500 there, for the same trustworthiness), then fewer as each epoch moves more points:
-    200 * sqrt(10k / n), at least 60 (100k: 63, 250k: 60). See docs/benchmarks.md."""
-    return int(np.clip(round(200 * np.sqrt(10_000 / max(n, 1))), 60, 200))
+    200 * sqrt(10k / n), at least 40 (100k: 63, 250k: 40; 250k cells kept 0.9743 at 40 epochs,
+    0.9744 at 60). See docs/benchmarks.md."""
+    return int(np.clip(round(200 * np.sqrt(10_000 / max(n, 1))), 40, 200))
 
 
 FAST_UMAP_PARAMS = frozenset({"n_neighbors", "min_dist", "spread", "n_epochs", "learning_rate",
@@ -283,10 +286,10 @@ def trustworthiness(
 
 
 def warm_up(neighbours_index: bool = False) -> float:
-    """Run a tiny seeded UMAP so numba loads (or, the very first time, compiles and caches)
-    every kernel a real map needs; with ``neighbours_index`` also compile NN-descent, which maps
-    of more than ``neighbours.EXACT_MAX`` cells use. Returns the seconds it took; run it off
-    the UI thread."""
+    """Run a tiny seeded UMAP so its imports are done before the user's first map; with
+    ``neighbours_index`` also compile NN-descent (numba, once per process), which maps of more
+    than ``neighbours.EXACT_MAX`` cells use. Returns the seconds it took; run it off the UI
+    thread."""
     import time
 
     from .neighbours import warm_up_index

@@ -80,6 +80,24 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
+#: Morphology shown per class / cluster: the numbers a hematologist reads first.
+REPORT_MORPHOLOGY = ("equivalent_diameter", "elongation", "circularity", "pallor_rim_ratio",
+                     "target_score", "spicule_count", "od_mean")
+
+
+def morphology_table(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Median of a few named morphology features per ``by`` group (empty without them)."""
+    from .morphology import BY_NAME
+
+    columns = [BY_NAME[n].column for n in REPORT_MORPHOLOGY if BY_NAME[n].column in table]
+    if not columns or by not in table.columns:
+        return pd.DataFrame()
+    medians = table.groupby(by, observed=True)[columns].median()
+    medians.columns = [c.removeprefix("morph_") for c in columns]
+    medians.insert(0, "cells", table.groupby(by, observed=True).size())
+    return medians.reset_index()
+
+
 def _figure(width: float, height: float, dpi: int = 100) -> Figure:
     """A figure on the Agg canvas: files only, whatever backend pyplot uses elsewhere."""
     fig = Figure(figsize=(width, height), dpi=dpi)
@@ -176,12 +194,14 @@ def iter_write_report(
     column = class_column(table)
     by_subject = count_table(table, nm.SUBJECT, column)
     by_image = count_table(table, nm.IMAGE, column)
+    morphology = morphology_table(table, column)
     metrics = _read_csv(run_dir / METRICS_TABLE)
     failures = _read_csv(run_dir / FAILURES_TABLE)
     summary_path = run_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     for name, df in (("counts_by_subject", by_subject), ("counts_by_image", by_image),
-                     ("batch_metrics", metrics), ("failures", failures)):
+                     ("batch_metrics", metrics), ("failures", failures),
+                     (f"morphology_by_{column}", morphology)):
         df.to_csv(report_dir / f"{name}.csv", index=False)
     method = _METHOD_TITLES.get(str(summary.get("projection", "umap")), "map")
     yield Progress(0, total, f"{method} plots")
@@ -204,7 +224,7 @@ def iter_write_report(
     page = _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
                  [f.relative_to(report_dir) for f in figures],
                  [(n, p.relative_to(report_dir)) for n, p in overlays], len(folders), method,
-                 notes=notes)
+                 notes=notes, morphology=morphology)
     index = report_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     yield Progress(total, total, f"report written to {index}")
@@ -238,13 +258,16 @@ PAGE = """<!DOCTYPE html>
 <p>Tables as CSV: <a href="counts_by_subject.csv">per subject</a>,
 <a href="counts_by_image.csv">per image</a>, <a href="batch_metrics.csv">batch metrics</a>,
 <a href="failures.csv">failures</a>.</p>
-<h2>Embedding map ({{ method }})</h2>
+<h2>Cell map ({{ method }} of the {{ space }} space)</h2>
 <div class="figs">{% for src, caption in figures %}
 <figure><img src="{{ src }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
 {% endfor %}</div>
+{% if morphology %}<h2>Morphology per {{ column }}</h2>
+<p>Median per group (<a href="morphology_by_{{ column }}.csv">CSV</a>); units and definitions in
+the plugin's docs/morphology.md.</p>{{ morphology }}{% endif %}
 <h2>Batch effects</h2>
-<p>Per-subject silhouette near 0 and high subject mixing (iLISI) mean the embedding groups cells by
-morphology rather than by who the smear came from.</p>
+<p>Per-subject silhouette near 0 and high subject mixing (iLISI) in the {{ space }} space mean
+cells group by morphology rather than by who the smear came from.</p>
 {{ metrics }}{{ summary }}
 <h2>Cells per image</h2>{{ by_image }}
 <h2>PCA overlays</h2>
@@ -265,7 +288,8 @@ First {{ overlays|length }} of {{ n_images }} images shown.{% endif %}</p>
 
 
 def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
-          figures, overlays, n_images, method: str = "UMAP", notes=()) -> str:
+          figures, overlays, n_images, method: str = "UMAP", notes=(),
+          morphology=None) -> str:
     """The report page: Jinja2 with autoescape; only pandas' escaped tables pass as markup."""
     from jinja2 import Environment
     from markupsafe import Markup
@@ -273,14 +297,17 @@ def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failur
     summary_rows = pd.DataFrame(
         [{"metric": k, "value": v} for k, v in summary.items() if not isinstance(v, (dict, list))]
     )
+    space = str(summary.get("feature_space", nm.EMBEDDING))  # the space map and clusters used
     counted = ("class (manual or propagated)" if column == nm.CLASS
-               else "k-means cluster of embeddings")
+               else f"k-means cluster in the {space} space")
     cards = [("cells", len(table)), ("images", n_images),
              ("subjects", table[nm.SUBJECT].nunique()), ("failed smears", len(failures))]
     template = Environment(autoescape=True).from_string(PAGE)
     return template.render(
         css=Markup(CSS), run_dir=str(run_dir.resolve()), stamp=time.strftime("%Y-%m-%d %H:%M"),
-        counted=counted, cards=cards, method=method,
+        counted=counted, cards=cards, method=method, space=space, column=column,
+        morphology=(Markup(_html_table(morphology, "{:.3g}"))
+                    if morphology is not None and len(morphology) else ""),
         by_subject=Markup(_html_table(by_subject)), by_image=Markup(_html_table(by_image)),
         metrics=Markup(_html_table(metrics)),
         summary=Markup(_html_table(summary_rows, "{:.4g}")) if len(summary_rows) else "",
