@@ -76,3 +76,40 @@ def test_round_trip_keeps_table_classes_and_vectors(tmp_path):
     assert (embeddings.backbone, embeddings.pooling) == ("bb", "cls_crop")
     with pytest.raises(ValueError, match="3 vectors for 6 cells"):
         anndata_io.to_anndata(table, vectors[:3])
+
+
+def test_benchmark_scores_labelled_centres_from_a_run_folder(run_dir, tmp_path):
+    """benchmarks/real_cells_run.py: each centre goes to the cell whose mask holds it, and each
+    space's rows are those the CLI's space_matrix gives on all cells of the run."""
+    import sys
+    from pathlib import Path
+
+    from napari_reddino.feature_spaces import space_matrix
+    from napari_reddino.pipeline import load_smear_outputs, smear_dir
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from real_cells_run import load_run
+
+    table = load_table(run_dir / nm.CELLS_TABLE_FILE)
+    image = str(table[nm.IMAGE].iloc[0])
+    labels = load_smear_outputs(smear_dir(run_dir, image))[3]
+    chosen = [int(v) for v in table.loc[table[nm.IMAGE] == image, nm.LABEL][:5]]
+    rows = [np.argwhere(labels == lab)[len(np.argwhere(labels == lab)) // 2] for lab in chosen]
+    background = np.argwhere(labels == 0)[0]
+    centres = pd.DataFrame({"image": image, "x": [c[1] for c in [*rows, background]],
+                            "y": [c[0] for c in [*rows, background]],
+                            "class_name": ["a", "b", "a", "b", "a", "a"]})
+    centres.loc[len(centres)] = ["missing.png", 1, 1, "a"]  # a smear the run does not hold
+    centres.to_csv(tmp_path / "labels.csv", index=False)
+    data = load_run(run_dir, tmp_path / "labels.csv", generic=False, log=lambda m: None)
+    cells = data["cells"].set_index(["image", "x", "y"]).loc[
+        list(zip(centres["image"], centres["x"], centres["y"]))]
+    assert list(cells["cell"]) == [*chosen, 0, 0] and (cells["row"].to_numpy()[5:] == -1).all()
+    adata = anndata.read_h5ad(run_dir / nm.ANNDATA_FILE)
+    obs = adata.obs.reset_index(drop=True)
+    matched = cells["row"].to_numpy()[:5]
+    assert list(obs[nm.LABEL].to_numpy()[matched]) == chosen
+    assert (obs[nm.IMAGE].astype(str).to_numpy()[matched] == image).all()
+    for space in (nm.EMBEDDING, nm.MORPHOLOGY, nm.BOTH):  # rows in labels.csv order
+        full = space_matrix(obs, adata.obsm[nm.X_EMBEDDING], space, row_column=None)
+        np.testing.assert_allclose(data["spaces"][space], full[matched], rtol=1e-6)

@@ -1,10 +1,11 @@
 """The spaces cells are compared in: backbone embedding, standardised morphology, or both.
 
 Why: the embedding sees every cell rescaled to one crop size and misses absolute size and stain
-density, which the morphology keeps. On the 8,201 matched labelled real cells of Chula RBC-12
-(``benchmarks/real_cells.py``, bundled backbone) the standardised morphology measures best
-(linear probe 81.5 / 20-NN 78.4 weighted F1, against 81.1 / 74.4 for both and 62.1 / 52.5 for the
-embedding), so ``morphology`` is the default wherever the cells have it. Explorer, propagation,
+density, which the morphology keeps. On the 8,300 matched labelled real cells of Chula RBC-12,
+scored from a ``napari-reddino run`` folder (``benchmarks/real_cells.py --from-run``, bundled
+backbone) the standardised morphology measures best (linear probe 85.1 / 20-NN 81.2 weighted F1,
+against 84.8 / 76.0 for both and 64.2 / 54.8 for the embedding), so ``morphology`` is the default
+wherever the cells have it. Explorer, propagation,
 review queue, suggestions and the CLI all get their (N, D) matrix from :func:`space_matrix`.
 """
 
