@@ -123,3 +123,17 @@ def test_find_images_and_subject_map(tmp_path):
     pd.DataFrame({"file": ["a"], "who": ["x"]}).to_csv(wrong, index=False)
     with pytest.raises(PipelineInputError, match="needs columns 'image' and 'subject'"):
         read_subject_map(wrong, files)
+
+
+def test_new_weights_under_the_same_backbone_name_redo_finished_smears(result, tmp_path):
+    """A bundled (or local) model replaced by a newer one keeps its name: the marker's weights
+    hash must tell, or a rerun would keep the old model's embeddings."""
+    from napari_reddino.backbones import build_random_backbone
+
+    folder = build_random_backbone(tmp_path / "bb", img_size=56, embed_dim=48, depth=1,
+                                   num_heads=1)
+    config = PipelineConfig(backbone=f"local-dir:{folder}")
+    write_smear_outputs(result, tmp_path / "run", config, source="s3.png")
+    assert is_done(tmp_path / "run", "s3.png", config)
+    build_random_backbone(folder, img_size=56, embed_dim=48, depth=1, num_heads=1, seed=1)
+    assert not is_done(tmp_path / "run", "s3.png", config)

@@ -288,6 +288,36 @@ def _spec_for(name_or_path: str) -> tuple[str, BackboneSpec]:
         "'hf-hub:owner/repo', or 'local-dir:/path/to/folder'")
 
 
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def weights_identity(name_or_path: str) -> str:
+    """What tells one set of weights from another under the same name: a hash of a local
+    folder's files, the cached hub snapshot, else the source. Run folders record it, so a
+    bundled model replaced by a newer one (same name) makes finished smears be redone."""
+    _, spec = _spec_for(name_or_path.strip())
+    if spec.source.startswith("local-dir:"):
+        folder = Path(spec.source.removeprefix("local-dir:"))
+        files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin",
+                                                                    ".json", ".pth"))
+        return "+".join(_file_digest(str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in files) or spec.source
+    repo = _hub_repo_and_file(spec.source)
+    if repo is not None:
+        cached = try_to_load_from_cache(repo[0], repo[1])
+        if isinstance(cached, str):  # .../snapshots/<commit>/<file>
+            return f"{spec.source}@{Path(cached).parent.name}"
+    return spec.source
+
+
 def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device="auto", dtype="auto",
                   cache_dir: str | Path | None = None) -> Backbone:
     """Build a :class:`Backbone` from a registry name, ``hf-hub:``/``local-dir:`` source,

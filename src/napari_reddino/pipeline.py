@@ -51,8 +51,11 @@ class PipelineConfig:
 
     def fingerprint(self) -> dict:
         """The parts that change results (not the device), as stored in the done marker."""
+        from .backbones import weights_identity
+
         return {
             "backbone": self.backbone,
+            "weights": weights_identity(self.backbone),
             "method": self.method,
             "pooling": self.pooling,
             "segment_params": dict(sorted(self.segment_params.items())),
