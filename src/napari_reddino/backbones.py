@@ -302,8 +302,12 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 def weights_identity(name_or_path: str) -> str:
     """What tells one set of weights from another under the same name: a hash of a local
     folder's files, the cached hub snapshot, else the source. Run folders record it, so a
-    bundled model replaced by a newer one (same name) makes finished smears be redone."""
-    _, spec = _spec_for(name_or_path.strip())
+    bundled model replaced by a newer one (same name) makes finished smears be redone.
+    A name that names no weights (yet) is its own identity: loading it will say what is wrong."""
+    try:
+        _, spec = _spec_for(name_or_path.strip())
+    except ValueError:
+        return name_or_path
     if spec.source.startswith("local-dir:"):
         folder = Path(spec.source.removeprefix("local-dir:"))
         files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin",
