@@ -29,22 +29,16 @@ BATCHES = 16
 _BISECTION_STEPS = 64
 
 
-def smooth_knn(distances: np.ndarray, local_connectivity: float = 1.0, tol: float = 1e-5):
-    """Per cell, ``rho`` (distance to the nearest other cell) and ``sigma`` such that the
-    memberships ``exp(-(d - rho) / sigma)`` of its neighbours sum to ``log2(k)``: found by
-    bisection for all cells at once. ``distances`` excludes the cell itself."""
+def smooth_knn(distances: np.ndarray, tol: float = 1e-5):
+    """Per cell, ``rho`` (distance to the nearest other cell: UMAP's local connectivity 1) and
+    ``sigma`` such that the memberships ``exp(-(d - rho) / sigma)`` of its neighbours sum to
+    ``log2(k)``: found by bisection for all cells at once. ``distances`` excludes the cell
+    itself."""
     d = np.asarray(distances, dtype=np.float64)
     n, k = d.shape
     target = np.log2(k + 1)  # umap-learn counts the cell itself among its n_neighbors
-    positive = np.where(d > 0, d, np.inf)
-    rho = np.where(np.isfinite(positive.min(axis=1)), positive.min(axis=1), 0.0)
-    if local_connectivity != 1.0:  # interpolate between the i-th and (i+1)-th positive distance
-        ordered = np.sort(positive, axis=1)
-        i = int(np.floor(local_connectivity)) - 1
-        frac = local_connectivity - np.floor(local_connectivity)
-        lo = ordered[:, max(i, 0)]
-        hi = ordered[:, min(i + 1, k - 1)]
-        rho = np.where(np.isfinite(hi), lo + frac * (hi - lo), np.where(np.isfinite(lo), lo, 0))
+    nearest = np.where(d > 0, d, np.inf).min(axis=1)
+    rho = np.where(np.isfinite(nearest), nearest, 0.0)
     excess = np.maximum(d - rho[:, None], 0.0)
     lo, hi = np.zeros(n), np.full(n, np.inf)
     sigma = np.ones(n)
@@ -57,8 +51,7 @@ def smooth_knn(distances: np.ndarray, local_connectivity: float = 1.0, tol: floa
         hi = np.where(too_big & ~done, sigma, hi)
         lo = np.where(~too_big & ~done, sigma, lo)
         sigma = np.where(done, sigma, np.where(np.isfinite(hi), (lo + hi) / 2, sigma * 2))
-    mean_all = d.mean()
-    floor = 1e-3 * np.where(rho > 0, d.mean(axis=1), mean_all)  # umap-learn's MIN_K_DIST_SCALE
+    floor = 1e-3 * np.where(rho > 0, d.mean(axis=1), d.mean())  # umap-learn's MIN_K_DIST_SCALE
     return rho, np.maximum(sigma, floor)
 
 

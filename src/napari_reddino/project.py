@@ -3,7 +3,7 @@
 Why the extras around the libraries:
 - cache: the explorer re-asks for the same map whenever a layer or colouring changes, so results
   are kept by a BLAKE2 hash of the array's bytes + the parameters (in memory, optionally on disk);
-- neighbours: UMAP gets its k-NN graph from :mod:`.neighbours` (``precomputed_knn``), the same
+- neighbours: UMAP's fuzzy set is built from the k-NN graph of :mod:`.neighbours`, the same
   graph clusters, batch metrics and label spreading use, found without numba's NN-descent (which
   compiled for ~30 s in every new process); D > 50 is PCA-reduced to 50 first;
 - no compile: for cosine/euclidean maps with UMAP's usual options the fuzzy set and the layout

@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 METHODS = ("classical", "cellpose")
+
+
 def iter_classical_segment(
     image,
     *,
