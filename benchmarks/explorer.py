@@ -6,7 +6,9 @@
 2. UMAP time and trustworthiness for N cells: ``project.project`` (the dock's path; numba's
    one-time NN-descent compile above 20k cells warmed first, and reported) vs umap-learn called
    as a user would, ``umap.UMAP().fit_transform(X)`` (warmed too). Trustworthiness on a random
-   5000 cells (scikit-learn, 10 neighbours).
+   5000 cells (scikit-learn, 10 neighbours). cuML's GPU UMAP beside them when it is installed
+   and a CUDA device is present (on a lent GPU: ``pip install cuml-cu12``, then
+   ``python benchmarks/explorer.py --skip-first --skip-highlight``).
 3. Select -> highlight latency with 250k cells in the viewer: a rectangle selection in the
    scatter until the cells are ringed in the image, vs the naive way (``np.isin`` mask of the
    label image pushed into a layer); "+draw" forces both canvases to render (software OpenGL
@@ -131,6 +133,32 @@ def bench_umap(sizes, baseline_max: int) -> list[tuple]:
             f"{tw_theirs:>11.3f}",
             flush=True,
         )
+    return rows
+
+
+def bench_cuml(sizes) -> list[tuple]:
+    """cuML's GPU UMAP on the same cells, when it is installed and a CUDA device is present
+    (a lent GPU machine); otherwise one line saying why it was not measured."""
+    try:
+        import cupy
+        from cuml.manifold import UMAP as CumlUMAP
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device")
+    except Exception as err:  # ImportError, or CUDA runtime errors on a CPU-only machine
+        print(f"\ncuML UMAP: not measured ({type(err).__name__}: {err})")
+        return []
+    from napari_reddino import project
+
+    print("\ncuML UMAP (GPU), default parameters, every cell in one fit")
+    rows = []
+    for n in sizes:
+        x = cell_like_embeddings(n)
+        CumlUMAP(n_epochs=5).fit_transform(x[:2000])  # CUDA context and kernels, not timed
+        start = time.perf_counter()
+        coords = np.asarray(CumlUMAP().fit_transform(x))
+        seconds = time.perf_counter() - start
+        rows.append((n, seconds, project.trustworthiness(x, coords)))
+        print(f"{n:>8} {seconds:>10.1f} s  trustworthiness {rows[-1][2]:.3f}", flush=True)
     return rows
 
 
@@ -272,6 +300,7 @@ def main() -> None:
                   f"{trust:.3f}", flush=True)
     if not args.skip_umap:
         bench_umap(args.sizes, args.baseline_max)
+        bench_cuml(args.sizes)
     if not args.skip_highlight:
         rows, extra = bench_highlight(args.cells)
         print(f"\nSelect -> highlight latency, {args.cells} cells in one Labels layer (median)")

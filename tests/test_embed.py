@@ -345,3 +345,27 @@ def test_cell_pca_colours_cell_kinds_apart_not_the_shared_rim_pattern():
     plain = pca_rgb(grid, mask=labels > 0)
     assert rgb[..., 0][labels == 1].std() < 0.05
     assert plain[..., 0][labels == 1].std() > 0.3
+
+
+def test_one_white_cell_does_not_take_the_colours_from_the_red_cells():
+    """20 red cells of two kinds and one white cell 40x further out: the red kinds differ on the
+    first colour (red), where a fit on every cell spends it on the white cell."""
+    from napari_reddino.fine_grid import _project, cell_pca_rgb
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((50, 50), np.int32)
+    grid = rng.normal(0, 0.01, (50, 50, 16)).astype(np.float32)
+    corners = [(y, x) for y in range(0, 50, 10) for x in range(0, 50, 10)][:21]
+    for n, (y, x) in enumerate(corners, start=1):
+        labels[y:y + 8, x:x + 8] = n
+        grid[y:y + 8, x:x + 8, 1] += 1.0 * (n % 2) + rng.normal(0, 0.05)
+    grid[labels == 21, 2] += 40.0  # the white cell
+
+    def red_gap(rgb):
+        odd = np.mean([rgb[labels == n, 0].mean() for n in range(1, 21, 2)])
+        return abs(odd - np.mean([rgb[labels == n, 0].mean() for n in range(2, 21, 2)]))
+
+    rgb = cell_pca_rgb(grid, labels, cell_size=1)
+    assert red_gap(rgb) > 0.7 and (rgb[labels == 0] == 0).all()
+    means = np.stack([grid[labels == n].mean(axis=0) for n in range(1, 22)])
+    assert red_gap(_project(grid, means, labels > 0)) < 0.1  # the basis of every cell

@@ -7,7 +7,8 @@ of the backbone's view): the same features, k times finer, at k^2 times the cost
 
 Colour: the principal components are fitted on one mean token *per cell* (a connected piece of
 foreground), so they span what differs between cells (size, shape, pallor) rather than the
-rim-to-centre pattern every cell shares; every token is then projected on them.
+rim-to-centre pattern every cell shares, and on the typical cells only (a white cell would
+take the first axis); every token is then projected on them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from napari_reddino.embed import iter_patch_grid
 from napari_reddino.pca import grid_mask, pca_rgb
 
 MAX_FINE_BYTES = 1024 * 2**20  # the fine grid is held in memory
+OUTLIER_Z = 4.0  # cells further out on a colour axis do not shape the colours
 
 
 def iter_fine_grid(image, backbone, *, subdivide: int = 2, batch_size: int = 8, mask=None,
@@ -111,17 +113,40 @@ def cell_pca_rgb(grid: np.ndarray, cells: np.ndarray, cell_size: int) -> np.ndar
     else:
         flat = grid.reshape(-1, grid.shape[-1])
         means = np.stack([flat[(ids == i).ravel()].mean(axis=0) for i in present])
-        rgb = _project(grid, means, fg)
+        typical = _typical_cells(means)
+        rgb = _project(grid, means[typical], fg & np.isin(ids, present[typical]))
     rgb[~fg] = 0.0
     return rgb
 
 
-def _project(grid: np.ndarray, fit: np.ndarray, fg: np.ndarray) -> np.ndarray:
+def _typical_cells(means: np.ndarray, z_max: float = OUTLIER_Z) -> np.ndarray:
+    """Cells whose scores on the first 3 principal axes lie within ``z_max`` robust z-scores.
+
+    Why: one white cell among 60 red ones takes the first axis (and the colour stretch) to
+    itself, and every red cell comes out the same hue. Fitted on the typical cells, the axes
+    span the red cells' differences; the outliers are still projected, at saturated colours.
+    """
+    from sklearn.decomposition import PCA
+
+    keep = np.ones(len(means), bool)
+    if len(means) < 10:
+        return keep
+    scores = PCA(n_components=3, random_state=0).fit_transform(means)
+    centre = np.median(scores, axis=0)
+    mad = 1.4826 * np.median(np.abs(scores - centre), axis=0)
+    z = np.abs(scores - centre) / np.where(mad > 0, mad, 1.0)
+    keep = (z <= z_max).all(axis=1)
+    return keep if keep.sum() >= 3 else np.ones(len(means), bool)
+
+
+def _project(grid: np.ndarray, fit: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Tokens on the PCA-3 axes of ``fit``, stretched between the 1st and 99th percentile of
+    the ``reference`` grid cells."""
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=3, random_state=0).fit(fit)
     rgb = pca.transform(grid.reshape(-1, grid.shape[-1])).reshape(*grid.shape[:2], 3)
-    low, high = np.percentile(rgb[fg], [1, 99], axis=0)
+    low, high = np.percentile(rgb[reference], [1, 99], axis=0)
     span = np.where(high > low, high - low, 1.0)
     return np.clip((rgb - low) / span, 0.0, 1.0).astype(np.float32)
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from napari_reddino.feature_spaces import standardise
 from napari_reddino.morphology import BY_NAME, FEATURE_NAMES, morphology_features
 from napari_reddino.morphology_stain import optical_density
 from training.data.loader import SmearCropStream, stream_from_config
@@ -123,14 +124,6 @@ def _save(out, crops, features, image_ids, datasets) -> int:
     return len(crops_all)
 
 
-def standardise(features: np.ndarray, clip: float = 5.0) -> np.ndarray:
-    """Robust z-scores (median / 1.4826 MAD, clipped): outlier cells cannot dominate the MSE."""
-    median = np.median(features, axis=0)
-    scale = 1.4826 * np.median(np.abs(features - median), axis=0)
-    scale = np.where(scale > 1e-8, scale, features.std(axis=0) + 1e-8)
-    return np.clip((features - median) / scale, -clip, clip).astype(np.float32)
-
-
 def target_columns(names, exclude=()) -> list[int]:
     """Indices of the bank's features kept as targets; ``exclude`` holds feature names or
     :data:`napari_reddino.morphology.FAMILIES` (e.g. "colour and stain")."""
@@ -140,7 +133,10 @@ def target_columns(names, exclude=()) -> list[int]:
 
 
 def load_cell_bank(paths: list[str | Path], exclude=()) -> tuple[np.ndarray, np.ndarray]:
-    """Crops (N, S, S, 3) uint8 and standardised targets (N, K) of one or more bank files."""
+    """Crops (N, S, S, 3) uint8 and targets (N, K) of one or more bank files, standardised as
+    the plugin's morphology space is (:func:`napari_reddino.feature_spaces.standardise`: robust
+    z-scores softly saturated at +-3), so the head regresses the very features a user's probe
+    and k-NN read."""
     crops, features = [], []
     for path in paths:
         with np.load(path) as bank:
