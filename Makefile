@@ -25,7 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check src training tests benchmarks docs
+	$(VENV)/bin/lint-imports
 	QT_API=pyqt6 $(XVFB) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src training tests benchmarks docs
+	$(VENV)/bin/lint-imports

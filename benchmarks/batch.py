@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from napari_reddino.cli_demo import write_demo_smears
-from napari_reddino.distributed import run_batch, start_client
-from napari_reddino.pipeline import PipelineConfig, cached_backbone, read_subject_map
+from napari_reddino.cli.demo import write_demo_smears
+from napari_reddino.runs.distributed import run_batch, start_client
+from napari_reddino.runs.pipeline import PipelineConfig, cached_backbone, read_subject_map
 
 
 def time_batch(files, subjects, config: PipelineConfig, workers: int, out: Path) -> dict:
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
                         help="worker counts to compare; the first is the baseline (1 2)")
     parser.add_argument("--backbone", default=None, help="backbone (default: the bundled one)")
     args = parser.parse_args(argv)
-    from napari_reddino.backbones import DEFAULT_BACKBONE
+    from napari_reddino.embed.backbones import DEFAULT_BACKBONE
 
     config = PipelineConfig(backbone=args.backbone or DEFAULT_BACKBONE)
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 
 The naive loop is what one writes first: one window at a time, PIL crop, float32 torchvision
 ``ToTensor`` + ``Normalize``, ``model.forward_features`` under ``torch.no_grad``, no batching.
-The pipeline is :func:`napari_reddino.embed.patch_grid` (uint8 batches, channels-last,
+The pipeline is :func:`napari_reddino.embed.grid.patch_grid` (uint8 batches, channels-last,
 inference_mode, prefetching reads, SDPA; bf16 autocast on GPU, optional bf16 on CPU).
 
     python benchmarks/embedding.py [--images N] [--batch-size B] [--repeats R]
@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from napari_reddino.backbones import build_random_backbone, load_backbone
-from napari_reddino.embed import keep_bounds, patch_grid, tile_starts
+from napari_reddino.embed.backbones import build_random_backbone, load_backbone
+from napari_reddino.embed.grid import keep_bounds, patch_grid, tile_starts
 
 SMEARS = Path(__file__).resolve().parents[2] / "shared/data/chula_rbc_diseases/he"
 
@@ -35,7 +35,7 @@ def load_images(count: int) -> list[np.ndarray]:
     paths = paths[:count]
     if paths:
         return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    from napari_reddino.synthetic import synthetic_smear
+    from napari_reddino.synthetic.smear import synthetic_smear
 
     return [synthetic_smear((960, 1280), seed=i).image for i in range(count)]
 

@@ -57,10 +57,10 @@ if {baseline!r}:
     import umap
     coords = umap.UMAP().fit_transform(x)
 else:
-    from napari_reddino import project
+    from napari_reddino.explore import projection as project
     coords = project.project(x, "umap")
 seconds = time.perf_counter() - start
-from napari_reddino import project
+from napari_reddino.explore import projection as project
 print(seconds, time.process_time() - cpu, project.trustworthiness(x, coords))
 """
 
@@ -93,7 +93,8 @@ def bench_umap(sizes, baseline_max: int) -> list[tuple]:
     """Times and trustworthiness per size; prints each row as soon as it is measured."""
     import umap
 
-    from napari_reddino import neighbours, project
+    from napari_reddino.explore import neighbours
+    from napari_reddino.explore import projection as project
 
     # numba compiles NN-descent once per process (used above neighbours.EXACT_MAX cells by
     # project(), always by umap-learn): warm both before timing and report that one-time cost
@@ -147,7 +148,7 @@ def bench_cuml(sizes) -> list[tuple]:
     except Exception as err:  # ImportError, or CUDA runtime errors on a CPU-only machine
         print(f"\ncuML UMAP: not measured ({type(err).__name__}: {err})")
         return []
-    from napari_reddino import project
+    from napari_reddino.explore import projection as project
 
     print("\ncuML UMAP (GPU), default parameters, every cell in one fit")
     rows = []

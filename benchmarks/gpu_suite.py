@@ -1,7 +1,7 @@
 """Everything worth measuring when a GPU is lent, in one table (run by ``gpu_suite.sh``).
 
 Rows: the plugin's embedding throughput (ViT-S/14, bf16, 224 px tiles/s through
-``napari_reddino.backbones.Backbone``, random weights: the GPU has no network), the training
+``napari_reddino.embed.backbones.Backbone``, random weights: the GPU has no network), the training
 step (img/s, TFLOP/s, MFU, peak GPU memory) of ViT-S/14 and ViT-B/14 at batch 64 per GPU in
 RedDino's recipe (bf16; fp16 with the grad scaler), and a 300-step ViT-S/14 loss curve on
 synthetic smears through the real loader. ``--smoke`` runs the same code tiny on the CPU (tests).
@@ -33,7 +33,7 @@ def _sync(device: torch.device) -> None:
 
 
 def embedding_rate(device: torch.device, batch: int, repeats: int, arch: str) -> dict:
-    from napari_reddino.backbones import build_random_backbone, load_backbone
+    from napari_reddino.embed.backbones import build_random_backbone, load_backbone
 
     with tempfile.TemporaryDirectory() as folder:
         build_random_backbone(folder, architecture=arch)

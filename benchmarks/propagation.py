@@ -1,4 +1,4 @@
-"""Label propagation over many cells: napari_reddino.propagate vs scikit-learn's k-NN classifier.
+"""Label propagation over many cells: label.propagate vs scikit-learn's k-NN classifier.
 
     python benchmarks/propagation.py                      # 100k cells x 384-d, 50/200/500 labeled
     python benchmarks/propagation.py --cells 20000 --labeled 100 --threads 1
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from napari_reddino.propagate import propagate
+from napari_reddino.label.propagate import propagate
 
 
 def clustered_embeddings(n_cells: int, dim: int, n_classes: int, seed: int = 0):

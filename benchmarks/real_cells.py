@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from real_cells_data import DATA, load_cells
 from sklearn.metrics import balanced_accuracy_score
 
-from napari_reddino.feature_spaces import MORPHOLOGY_WEIGHT, combine, standardise
-from napari_reddino.propagate import propagate
-from napari_reddino.suggest import suggest_cells
+from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, combine, standardise
+from napari_reddino.label.propagate import propagate
+from napari_reddino.label.suggest import suggest_cells
 
 DROP_CLASSES = ("uncategorised",)
 

@@ -41,8 +41,8 @@ def generic_descriptor(image, labels, cell_ids, boxes):
     """Colour histogram (8 bins x RGB of its pixels), HOG of a 64 px crop, 5 shape numbers."""
     from skimage.feature import hog
 
-    from napari_reddino.cell_pool import crop_square
-    from napari_reddino.cells import region_features
+    from napari_reddino.embed.per_cell import crop_square
+    from napari_reddino.io.cell_table import region_features
 
     shape = region_features(labels, image, image_name="x", subject="x").set_index("label")
     rows = []
@@ -63,9 +63,9 @@ def prepare_smear(image_name: str, cells: pd.DataFrame, method: str = "classical
     """Segment + match + morphology + generic descriptor of one smear (cached)."""
     from scipy import ndimage
 
-    from napari_reddino.morphology import morphology_features
-    from napari_reddino.pipeline import read_image
-    from napari_reddino.segment import segment
+    from napari_reddino.morphology.features import morphology_features
+    from napari_reddino.runs.pipeline import read_image
+    from napari_reddino.segment.dispatch import segment
 
     path = CACHE / f"seg_{method}_{code_version()}" / f"{image_name}.npz"
     older = sorted(CACHE.glob(f"seg_{method}_*/{image_name}.npz"), key=lambda p: p.stat().st_mtime)
@@ -104,8 +104,8 @@ def backbone_key(backbone) -> str:
 
 def embed_smear(image_name: str, prep: dict, backbone) -> np.ndarray:
     """``cls_crop`` vectors of the matched cells (rows = ``prep["cell_ids"]``), cached by box."""
-    from napari_reddino.cell_pool import crop_square
-    from napari_reddino.pipeline import read_image
+    from napari_reddino.embed.per_cell import crop_square
+    from napari_reddino.runs.pipeline import read_image
 
     path = CACHE / f"emb_{backbone_key(backbone)}" / f"{image_name}.npz"
     cached = {}
@@ -133,7 +133,7 @@ def embed_smear(image_name: str, prep: dict, backbone) -> np.ndarray:
 def load_cells(backbone_name: str, *, limit: int | None = None, method: str = "classical",
                log=print):
     """All labelled cells with their match, morphology, generic and embedding matrices."""
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
 
     table = pd.read_csv(DATA / "labels.csv")
     images = sorted(table["image"].unique())[:limit]

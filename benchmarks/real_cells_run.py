@@ -26,7 +26,7 @@ def _labels_image(run: Path, image_name: str):
     """The smear's label image and the source image path its marker records."""
     import zarr
 
-    from napari_reddino.pipeline import DONE_MARKER, GRID_FILE, smear_dir
+    from napari_reddino.runs.pipeline import DONE_MARKER, GRID_FILE, smear_dir
 
     folder = smear_dir(run, image_name)
     marker = folder / DONE_MARKER
@@ -48,7 +48,7 @@ def _generic(source: str, labels: np.ndarray, cell_ids: np.ndarray) -> np.ndarra
     from real_cells_data import generic_descriptor
     from scipy import ndimage
 
-    from napari_reddino.pipeline import read_image
+    from napari_reddino.runs.pipeline import read_image
 
     key = hashlib.md5(labels.tobytes() + cell_ids.tobytes() + source.encode()).hexdigest()[:16]
     path = CACHE / f"{key}.npy"
@@ -70,8 +70,8 @@ def load_run(run_dir, labels_csv, *, morphology_weight: float | None = None, gen
     ``n_segmented``), ``spaces`` ({name: matrix of the matched cells}), ``feature_space`` (the
     run's, from ``summary.json``) and ``n_cells`` (segmented objects in the run).
     """
-    from napari_reddino.anndata_io import read_run
-    from napari_reddino.feature_spaces import MORPHOLOGY_WEIGHT, space_matrix, standardise
+    from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, space_matrix, standardise
+    from napari_reddino.runs.anndata_io import read_run
 
     run = Path(run_dir)
     adata = read_run(run)

@@ -3,7 +3,7 @@
 Prints, per smear size: wall and CPU time (CPU time is the stable one on a shared machine; the
 steps are single-threaded), peak traced memory (numpy buffers, via tracemalloc), cells per CPU s
 and F1 at IoU 0.5 against the generator's truth (RBCs not cut by the border; white cells and
-platelets ignored), for ``napari_reddino.segment.classical_segment`` and for the baseline
+platelets ignored), for ``segment.dispatch.classical_segment`` and for the baseline
 (skimage Otsu on gray + fill holes + connected components, no watershed), plus their ratio.
 
     python benchmarks/segmentation.py [--sizes 1024 4096] [--seed 0]
@@ -28,9 +28,9 @@ from skimage.measure import label
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import clear_border
 
-from napari_reddino.segment import classical_segment
-from napari_reddino.segment_metrics import instance_score
-from napari_reddino.synthetic import RBC_CLASSES, synthetic_smear
+from napari_reddino.segment.dispatch import classical_segment
+from napari_reddino.segment.metrics import instance_score
+from napari_reddino.synthetic.smear import RBC_CLASSES, synthetic_smear
 
 
 def baseline_segment(image: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def lazy_line(side: int, seed: int) -> None:
     """Peak memory and time of a lazy ``side``² smear vs the whole-image path (issue 16)."""
     import dask.array as da
 
-    from napari_reddino.segment import segment
+    from napari_reddino.segment.dispatch import segment
 
     block = synthetic_smear((2048, 2048), seed=seed).image
     reps = -(-side // 2048)
@@ -120,8 +120,8 @@ def main(argv=None) -> None:
         rows.append((size, ours, base))
     header = (f"{'size':>6} {'metric':>10} {'classical':>10} {'baseline':>10} "
               f"{'ratio':>7}")
-    print("classical = napari_reddino.segment.classical_segment; baseline = Otsu + fill holes + "
-          "label (no watershed)")
+    print("classical = napari_reddino.segment.dispatch.classical_segment; "
+          "baseline = Otsu + fill holes + label (no watershed)")
     print(header)
     print("-" * len(header))
     for size, ours, base in rows:

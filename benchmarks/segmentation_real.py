@@ -29,7 +29,7 @@ from skimage import io
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from segment_v1 import classical_v1
 
-from napari_reddino.segment import segment
+from napari_reddino.segment.dispatch import segment
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BCCD_KIND = {"RBC": "rbc", "WBC": "wbc", "Platelets": "platelet"}
@@ -168,7 +168,7 @@ def report(dev: pd.DataFrame, boxes: pd.DataFrame, methods) -> None:
 
 
 def cellpose_available() -> bool:
-    from napari_reddino.segment_cellpose import WeightsNotFoundError, cellpose_segment
+    from napari_reddino.segment.cellpose_backend import WeightsNotFoundError, cellpose_segment
     try:
         cellpose_segment(np.full((64, 64, 3), 230, np.uint8), model="cpsam", gpu=False)
     except WeightsNotFoundError as exc:

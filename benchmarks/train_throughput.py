@@ -87,7 +87,7 @@ def write_patches(folder: Path, n_smears: int = 40, size: int = 224) -> int:
 
     smears = sorted(DATA.glob("*.jpg"))[:n_smears] if DATA.is_dir() else []
     if not smears:
-        from napari_reddino.synthetic import synthetic_smear
+        from napari_reddino.synthetic.smear import synthetic_smear
 
         smears = [synthetic_smear(shape=(448, 672), seed=i).image for i in range(n_smears // 4)]
     count = 0

@@ -27,8 +27,8 @@ IMAGES = Path(__file__).parent / "images"
 
 
 def write_run(root: Path, backbone: str | None) -> Path:
-    from napari_reddino._sample_data import REAL_SMEARS, real_smear_path
-    from napari_reddino.cli import main
+    from napari_reddino.cli.main import main
+    from napari_reddino.plugin.samples import REAL_SMEARS, real_smear_path
 
     inputs = []
     for name in REAL_SMEARS:

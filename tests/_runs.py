@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari_reddino.cli import main
-from napari_reddino.cli_demo import write_demo_smears
+from napari_reddino.cli.demo import write_demo_smears
+from napari_reddino.cli.main import main
 
 
 def write_small_run(root: Path, backbone_dir: Path) -> Path:

@@ -15,7 +15,7 @@ TINY_BACKBONE_ARGS = {"embed_dim": 192, "depth": 6, "num_heads": 3}  # the bundl
 @pytest.fixture(scope="session")
 def tiny_backbone_dir(tmp_path_factory):
     """A random-init ViT/14 (192-d, 6 blocks, 224 px) exported in timm's folder format."""
-    from napari_reddino.backbones import build_random_backbone
+    from napari_reddino.embed.backbones import build_random_backbone
 
     folder = tmp_path_factory.mktemp("backbones") / "tiny-vit14"
     return build_random_backbone(folder, architecture="vit_small_patch14_dinov2", img_size=224,
@@ -25,7 +25,7 @@ def tiny_backbone_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_backbone_dir):
     """The tiny backbone loaded through the public path: load_backbone('local-dir:...')."""
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
 
     return load_backbone(f"local-dir:{tiny_backbone_dir}", device="cpu")
 

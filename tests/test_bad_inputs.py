@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_reddino.cells import CellEmbeddings, load_table, save_table
-from napari_reddino.cli import build_parser, main
-from napari_reddino.distributed import combine
-from napari_reddino.labels_io import Autosaver, export_labels, import_labels, read_labels
-from napari_reddino.pipeline import (
+from napari_reddino.cli.main import build_parser, main
+from napari_reddino.io.cell_table import CellEmbeddings, load_table, save_table
+from napari_reddino.label.files import Autosaver, export_labels, import_labels, read_labels
+from napari_reddino.runs.distributed import combine
+from napari_reddino.runs.pipeline import (
     DONE_MARKER,
     PipelineConfig,
     SmearResult,
@@ -27,8 +27,8 @@ from napari_reddino.pipeline import (
     smear_dir,
     write_smear_outputs,
 )
-from napari_reddino.segment import segment
-from napari_reddino.synthetic import synthetic_smear
+from napari_reddino.segment.dispatch import segment
+from napari_reddino.synthetic.smear import synthetic_smear
 
 CONFIG = PipelineConfig(backbone="fake-backbone")
 
@@ -192,7 +192,7 @@ def test_a_rerun_with_new_subjects_updates_finished_smears(tmp_path, embed_confi
 # --- tracebacks and hangs --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_backbone(tmp_path_factory) -> Path:
-    from napari_reddino.backbones import build_random_backbone
+    from napari_reddino.embed.backbones import build_random_backbone
 
     return build_random_backbone(tmp_path_factory.mktemp("bb") / "small", img_size=56,
                                  embed_dim=48, depth=1, num_heads=1)
@@ -202,7 +202,7 @@ def test_truncated_safetensors_names_the_file(small_backbone, tmp_path, capsys):
     folder = shutil.copytree(small_backbone, tmp_path / "broken")
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
 
     with pytest.raises(ValueError, match=r"model\.safetensors is damaged or truncated"):
         load_backbone(f"local-dir:{folder}", device="cpu")
@@ -211,7 +211,7 @@ def test_truncated_safetensors_names_the_file(small_backbone, tmp_path, capsys):
 def test_corrupt_config_json_names_the_file(small_backbone, tmp_path):
     folder = shutil.copytree(small_backbone, tmp_path / "broken")
     (folder / "config.json").write_text("{not json")
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
 
     with pytest.raises(ValueError, match=r"config\.json is damaged"):
         load_backbone(f"local-dir:{folder}", device="cpu")
@@ -235,7 +235,7 @@ def test_an_out_of_range_embedding_row_leaves_its_smear_out(run_dir):
 
 
 def test_markup_and_brackets_in_messages_print_as_typed(capsys):
-    from napari_reddino.cli_run import _print_statuses
+    from napari_reddino.cli.commands import _print_statuses
 
     runs = pd.DataFrame([{"image": "[red]a[/red].png", "status": "failed",
                           "error": "bad value [/bold] here"}])
@@ -313,7 +313,7 @@ def test_the_pca_fallback_of_a_tiny_run_is_told(tmp_path):
 
 
 def test_an_implausible_segmentation_flag_survives_a_rerun(tmp_path):
-    from napari_reddino.pipeline import file_sha256
+    from napari_reddino.runs.pipeline import file_sha256
 
     path = _write_png(tmp_path / "smear.png", 1)
     _, seg = _cells(1, "smear.png")
@@ -328,7 +328,7 @@ def test_an_implausible_segmentation_flag_survives_a_rerun(tmp_path):
 
 
 def test_an_implausible_smear_is_listed_in_the_report(run_dir):
-    from napari_reddino.report import write_report
+    from napari_reddino.runs.report import write_report
 
     combine(run_dir, projection="pca", n_clusters=3)
     pd.DataFrame([{"image": "smear1.png", "subject": "s1", "source": "", "status": "done",
@@ -355,7 +355,7 @@ def _world_box(layer_data) -> np.ndarray:
 
 
 def test_the_smears_of_a_run_folder_open_side_by_side_not_stacked(run_dir):
-    from napari_reddino._reader import read_run_layers
+    from napari_reddino.plugin.reader import read_run_layers
 
     layers = read_run_layers(run_dir)
     labels = [layer for layer in layers if layer[2] == "labels"]

@@ -32,7 +32,7 @@ class ModelConfig:
     num_register_tokens: int = 0
     drop_path_rate: float = 0.0
     layerscale_init: float | None = 1e-5
-    init_from: str | None = None  # None: scratch; else a napari_reddino.backbones name / timm id
+    init_from: str | None = None  # None: scratch; else a backbone name / timm id
     attn: str = "sdpa"  # "sdpa" (fused attention) or "eager"
     activation_checkpointing: bool = False  # recompute each student block in backward (memory)
 

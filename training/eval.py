@@ -8,7 +8,7 @@
     python -m training.eval make-chula --chula CHULA_DEV --out DIR  # labelled real RBC crops
     python -m training.eval --backbone generic-descriptor ...  # the hand-made baseline
 
-Frozen CLS features from any ``napari_reddino.backbones`` backbone, then a linear probe and
+Frozen CLS features from any ``napari_reddino.embed.backbones`` backbone, then a linear probe and
 1-NN / 20-NN classifiers (:mod:`training.eval_probe`) under leave-one-source-out (generalising
 to an unseen subject/site) and stratified k-fold. Everything is seeded, so a saved JSON can be
 re-checked bit for bit on the same machine.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_reddino._progress import Progress, ProgressGen, check_cancel, run_to_completion
+from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from training.eval_data import (
     LabeledCells,
     cell_image_shape,
@@ -82,7 +82,7 @@ def iter_evaluate(
     cancel: threading.Event | None = None,
 ) -> ProgressGen[dict]:
     """Features, then every split of every protocol; returns the JSON-ready results dict."""
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
 
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:

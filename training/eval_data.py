@@ -171,7 +171,7 @@ def make_synthetic_cell_folder(
     stain/illumination shift. ``balanced`` draws every RBC class equally often (the default
     smear is mostly discocytes). Also writes ``out/cells.csv`` (path, label, source, ...).
     """
-    from napari_reddino.synthetic import DISTRACTOR_CLASSES, RBC_CLASSES, synthetic_dataset
+    from napari_reddino.synthetic.smear import DISTRACTOR_CLASSES, RBC_CLASSES, synthetic_dataset
 
     if crop < 8:
         raise ValueError(f"crop must be at least 8 pixels, got {crop}")

@@ -1,7 +1,7 @@
 """Teacher backbone of a checkpoint -> the plugin's model folder (+ a plain timm state dict).
 
 DINOv2 evaluates and ships the EMA teacher, not the student. The folder is written by
-``napari_reddino.backbones.export_backbone`` (timm's ``save_for_hf`` format), so it loads as
+``napari_reddino.embed.backbones.export_backbone`` (timm's ``save_for_hf`` format), so it loads as
 ``local-dir:<folder>`` in the plugin and can be pushed to the Hugging Face hub unchanged. Training
 may use small crops; the position embedding is resampled to the exported input size.
 """
@@ -85,7 +85,7 @@ def export_teacher(
     ``state_dict_path`` is given, a plain state dict loadable with
     ``timm.create_model(arch, checkpoint_path=...)``. Returns the folder.
     """
-    from napari_reddino.backbones import IMAGENET_MEAN, IMAGENET_STD, export_backbone
+    from napari_reddino.embed.backbones import IMAGENET_MEAN, IMAGENET_STD, export_backbone
 
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)

@@ -22,8 +22,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {"tl": ("napari_reddino.tl", None), "names": ("napari_reddino.names", None),
-         "read_run": ("napari_reddino.anndata_io", "read_run"),
-         "write_run": ("napari_reddino.anndata_io", "write_run")}
+         "read_run": ("napari_reddino.runs.anndata_io", "read_run"),
+         "write_run": ("napari_reddino.runs.anndata_io", "write_run")}
 
 __all__ = ["__version__", "names", "read_run", "tl", "write_run"]
 

@@ -2,6 +2,6 @@
 
 # The guard matters: dask's worker processes are spawned, and spawn re-imports this module.
 if __name__ == "__main__":
-    from napari_reddino.cli import main
+    from napari_reddino.cli.main import main
 
     raise SystemExit(main())

@@ -5,7 +5,7 @@ Why a ``tl`` namespace (as scanpy's ``sc.tl``) and not ``rd.project``: ``segment
 Python binds an imported submodule over a package attribute of the same name.
 
 Functions taking ``data`` accept an AnnData (as :func:`napari_reddino.read_run` returns, see
-:mod:`napari_reddino.anndata_io`) or a plain (N, D) matrix. With an AnnData they read the
+:mod:`napari_reddino.runs.anndata_io`) or a plain (N, D) matrix. With an AnnData they read the
 representation ``use_rep`` (default ``.obsm["X_embedding"]``) and write results under documented
 keys, returning ``None`` like scanpy; with a matrix they return the result.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import names as nm
+from napari_reddino import names as nm
 
 
 def _is_anndata(data) -> bool:
@@ -37,7 +37,7 @@ def _rep(data, use_rep: str) -> np.ndarray:
 
 def segment(image, method: str = "classical", **params):
     """Segment a smear: a ``SegmentationResult`` (``labels`` (H, W), ``features`` cell table)."""
-    from .segment import segment as _segment
+    from napari_reddino.segment.dispatch import segment as _segment
 
     return _segment(image, method, **params)
 
@@ -45,9 +45,9 @@ def segment(image, method: str = "classical", **params):
 def embed(image, labels, *, backbone: str | None = None, pooling: str = "cls_crop",
           image_name: str = "image", device: str = "auto"):
     """One backbone vector per labelled cell: a ``cells.CellEmbeddings`` keyed by label."""
-    from .backbones import DEFAULT_BACKBONE
-    from .embed import cell_embeddings
-    from .pipeline import cached_backbone
+    from napari_reddino.embed.backbones import DEFAULT_BACKBONE
+    from napari_reddino.embed.grid import cell_embeddings
+    from napari_reddino.runs.pipeline import cached_backbone
 
     model = cached_backbone(backbone or DEFAULT_BACKBONE, device)
     return cell_embeddings(image, labels, model, pooling=pooling, image_name=image_name)
@@ -55,7 +55,7 @@ def embed(image, labels, *, backbone: str | None = None, pooling: str = "cls_cro
 
 def morphology(labels, image, *, pixel_size: float | None = None) -> pd.DataFrame:
     """Interpretable morphology per cell, columns named as in the cell table (``morph_*``)."""
-    from . import morphology as _morphology
+    from napari_reddino.morphology import features as _morphology
 
     return _morphology.morphology_features(labels, image, pixel_size=pixel_size,
                                            prefix=_morphology.COLUMN_PREFIX)
@@ -63,7 +63,7 @@ def morphology(labels, image, *, pixel_size: float | None = None) -> pd.DataFram
 
 def project(data, method: str = "umap", *, use_rep: str = nm.X_EMBEDDING, **kwargs):
     """2-D map of the cells (umap-learn / scikit-learn); ``.obsm["X_<method>"]``."""
-    from .project import project as _project
+    from napari_reddino.explore.projection import project as _project
 
     coords = _project(_rep(data, use_rep), method=method, **kwargs)
     if not _is_anndata(data):
@@ -75,7 +75,7 @@ def project(data, method: str = "umap", *, use_rep: str = nm.X_EMBEDDING, **kwar
 def cluster(data, method: str = "kmeans", *, use_rep: str = nm.X_EMBEDDING,
             key_added: str = nm.CLUSTER, **params):
     """Cluster ids of the cells (k-means, HDBSCAN or Leiden); ``.obs["cluster"]``."""
-    from .cluster import cluster as _cluster
+    from napari_reddino.explore.clusters import cluster as _cluster
 
     ids = _cluster(_rep(data, use_rep), method=method, **params)
     if not _is_anndata(data):
@@ -91,7 +91,7 @@ def propagate(data, classes=None, *, use_rep: str = nm.X_EMBEDDING, key: str = n
     With an AnnData the labelled cells are those with a value in ``.obs[key]``; the result goes
     to ``.obs[key]``, ``.obs["class_source"]`` and ``.obs["confidence"]`` and is returned too.
     """
-    from .propagate import propagate as _propagate
+    from napari_reddino.label.propagate import propagate as _propagate
 
     if _is_anndata(data) and classes is None:
         if key not in data.obs:
@@ -109,7 +109,7 @@ def propagate(data, classes=None, *, use_rep: str = nm.X_EMBEDDING, key: str = n
 def batch_metrics(data, subjects=None, classes=None, *, use_rep: str = nm.X_EMBEDDING,
                   batch_key: str = nm.SUBJECT, label_key: str | None = None, **kwargs):
     """Batch-effect metrics across subjects (silhouette, iLISI, ...); ``.uns["batch_metrics"]``."""
-    from .batch_effects import batch_metrics as _batch_metrics
+    from napari_reddino.explore.batch_effects import batch_metrics as _batch_metrics
 
     if _is_anndata(data):
         subjects = data.obs[batch_key].astype(str).to_numpy() if subjects is None else subjects

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_reddino.synthetic import synthetic_smear
+from napari_reddino.synthetic.smear import synthetic_smear
 from training.data.augment import (
     PIXEL_TRANSFORM_NAMES,
     CropSpec,

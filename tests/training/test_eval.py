@@ -26,7 +26,7 @@ def cell_folder(tmp_path_factory):
 
 
 def test_synthetic_crops_are_centred_on_the_generator_cells(cell_folder):
-    from napari_reddino.synthetic import RBC_CLASSES, synthetic_dataset
+    from napari_reddino.synthetic.smear import RBC_CLASSES, synthetic_dataset
 
     table = pd.read_csv(cell_folder / "cells.csv")
     smears = synthetic_dataset(
@@ -149,7 +149,7 @@ def test_cli_bad_input_gives_one_clear_line(tmp_path, cell_folder, capsys):
 def test_features_keep_row_order_across_mixed_sizes_and_gray(tmp_path, tiny_backbone):
     import imageio.v3 as iio
 
-    from napari_reddino._progress import run_to_completion
+    from napari_reddino.progress import run_to_completion
     from training.eval import iter_cls_features
     from training.eval_data import load_labeled_cells
 

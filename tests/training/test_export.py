@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 
-from napari_reddino.backbones import load_backbone
+from napari_reddino.embed.backbones import load_backbone
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.config import config_from_dict, load_config
 from training.distributed import DistEnv

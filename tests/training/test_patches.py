@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_reddino.synthetic import synthetic_smear
+from napari_reddino.synthetic.smear import synthetic_smear
 from training.data.patches import as_rgb_uint8, cell_crops, extract_patches, tile_patches
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -80,8 +80,8 @@ def test_cell_crops_of_a_segmented_smear_match_the_plugins_cls_crop(tmp_path):
     """`patches --cells`: one crop per segmented cell, as the plugin's cls_crop would cut it."""
     from scipy import ndimage
 
-    from napari_reddino.cell_pool import crop_square
-    from napari_reddino.segment import classical_segment
+    from napari_reddino.embed.per_cell import crop_square
+    from napari_reddino.segment.dispatch import classical_segment
     from training.__main__ import main
     from training.data.patches import extract_cell_crops
 
@@ -112,10 +112,10 @@ def _painted_cell(mask: np.ndarray, pale_centre: bool) -> np.ndarray:
 
 
 def test_bank_targets_are_the_plugins_morphology_of_each_cell():
-    """One feature definition: the bank stores napari_reddino.morphology's numbers per cell."""
+    """One feature definition: the bank stores the plugin's morphology numbers per cell."""
     from skimage.draw import disk, ellipse
 
-    from napari_reddino.morphology import FEATURE_NAMES
+    from napari_reddino.morphology.features import FEATURE_NAMES
     from training.data.cell_bank import smear_cells, target_columns
 
     index = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -140,7 +140,7 @@ def test_bank_targets_are_the_plugins_morphology_of_each_cell():
 
 
 def test_cell_bank_streams_views_with_their_targets(tmp_path):
-    from napari_reddino.morphology import FEATURE_NAMES
+    from napari_reddino.morphology.features import FEATURE_NAMES
     from training.config import load_config
     from training.data.cell_bank import bank_stream_from_config, build_cell_bank, n_bank_targets
 

@@ -215,7 +215,7 @@ def test_dinov2_variants_keep_dinov2_defaults():
 
 def test_optional_features_train_and_export(tmp_path):
     """Local crops, register tokens, drop path, separate iBOT head, KoLeo and EMA centering."""
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
     from training.export import export_teacher
 
     cfg = tiny(tmp_path, "run.iters=4", "data.local_crops_number=2", "data.local_crop_size=28",

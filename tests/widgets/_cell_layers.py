@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from napari_reddino import cells, synthetic
-from napari_reddino.classes import DEFAULT_CLASS_SET
+from napari_reddino.io import cell_table as cells
+from napari_reddino.label.classes import DEFAULT_CLASS_SET
+from napari_reddino.synthetic import smear as synthetic
 
 KNOWN_DIM = 16
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_reddino.cells import CellEmbeddings
+from napari_reddino.io.cell_table import CellEmbeddings
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets.embedding import attach_embeddings
 from napari_reddino.widgets.explorer import ExplorerWidget
@@ -62,8 +62,8 @@ def test_a_lasso_closed_near_its_start_selects_instead_of_clicking(explorer):
 
 
 def test_segmenting_again_after_embedding_leaves_no_stale_explorer(explorer):
-    from napari_reddino.cells import region_features
-    from napari_reddino.session import SessionError
+    from napari_reddino.io.cell_table import region_features
+    from napari_reddino.plugin.session import SessionError
 
     layer = explorer.pool.layers[0]
     fewer = np.where(layer.data <= 5, layer.data, 0)  # what a new segmentation left
@@ -128,8 +128,8 @@ def test_the_segmentation_dock_segments_a_lazy_smear_tile_by_tile(make_napari_vi
                                                                      wait_idle):
     import dask.array as da
 
-    from napari_reddino.segment import segment
-    from napari_reddino.synthetic import synthetic_smear
+    from napari_reddino.segment.dispatch import segment
+    from napari_reddino.synthetic.smear import synthetic_smear
 
     image = synthetic_smear(shape=(256, 256), seed=2).image
     viewer = make_napari_viewer()

@@ -11,8 +11,9 @@ from huggingface_hub import constants as hf_constants
 from qtpy.QtCore import Qt
 from timm.models import save_for_hf
 
-from napari_reddino import segment, synthetic
-from napari_reddino.backbones import DEFAULT_BACKBONE
+from napari_reddino.embed.backbones import DEFAULT_BACKBONE
+from napari_reddino.segment import dispatch as segment
+from napari_reddino.synthetic import smear as synthetic
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

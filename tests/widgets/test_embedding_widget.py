@@ -9,8 +9,9 @@ import pytest
 from napari.layers import Image
 from qtpy.QtCore import Qt
 
-from napari_reddino import segment, synthetic
-from napari_reddino.cells import CellEmbeddings
+from napari_reddino.io.cell_table import CellEmbeddings
+from napari_reddino.segment import dispatch as segment
+from napari_reddino.synthetic import smear as synthetic
 from napari_reddino.widgets import embedding as embedding_module
 from napari_reddino.widgets.embedding import EmbeddingWidget
 
@@ -193,7 +194,7 @@ def test_official_pth_checkpoint_is_converted_and_used(
 ):
     import torch
 
-    from napari_reddino import embed
+    from napari_reddino.embed import grid as embed
 
     teacher = {f"backbone.{k}": v.clone() for k, v in tiny_backbone.model.state_dict().items()}
     teacher["backbone.mask_token"] = torch.zeros(1, DIM)

@@ -184,9 +184,9 @@ def test_batch_metrics_table_and_csv(explorer, wait_idle, tmp_path):
 @pytest.mark.slow
 def test_umap_of_real_backbone_embeddings(make_napari_viewer, qtbot, wait_idle, tiny_backbone):
     """The whole path with a real (tiny) ViT: embed cells, UMAP in the dock, link back."""
-    from napari_reddino._progress import run_to_completion
-    from napari_reddino.embed import iter_cell_embeddings
-    from napari_reddino.project import trustworthiness
+    from napari_reddino.embed.grid import iter_cell_embeddings
+    from napari_reddino.explore.projection import trustworthiness
+    from napari_reddino.progress import run_to_completion
 
     def embed_fn(image, labels, name):
         return run_to_completion(

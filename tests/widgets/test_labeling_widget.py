@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from app_model.types import KeyBinding
 
-from napari_reddino.label_journal import read_journal
+from napari_reddino.label.journal import read_journal
 from napari_reddino.widgets._linking import camera_of
 from napari_reddino.widgets.explorer import ExplorerWidget
 from napari_reddino.widgets.labeling import LabelingWidget
@@ -87,7 +87,7 @@ def test_propagation_fills_every_cell_from_one_label_per_class(docks, wait_idle)
 
 def test_centred_cosine_is_the_default_and_can_be_turned_off(docks, wait_idle):
     """The dock's votes are the core's, around the mean cell unless the user unticks it."""
-    from napari_reddino.propagate import propagate
+    from napari_reddino.label.propagate import propagate
 
     _, _, labeling, _, truth = docks
     firsts = _label_one_per_class(labeling, truth)

@@ -53,13 +53,13 @@ def test_readers_and_writers_are_registered(tmp_path):
                    for r in pm.iter_compatible_readers([str(tmp_path / "smear.png")]))
     writers = {w.command for w in pm.get_manifest("napari-reddino").contributions.writers}
     assert writers == {"napari-reddino.write_h5ad", "napari-reddino.write_run_folder"}
-    from napari_reddino._reader import get_reader
+    from napari_reddino.plugin.reader import get_reader
 
     assert get_reader(str(tmp_path)) is None  # an empty folder is not ours: napari asks others
 
 
 def test_real_sample_is_small_licensed_and_loads():
-    from napari_reddino._sample_data import REAL_SMEARS, real_smears_sample
+    from napari_reddino.plugin.samples import REAL_SMEARS, real_smears_sample
 
     data = Path(napari_reddino.__file__).parent / "data"
     assert sum(f.stat().st_size for f in data.iterdir()) <= 300_000

@@ -11,7 +11,7 @@ from napari.layers import Image, Labels
 from napari.plugins.io import save_layers
 
 from napari_reddino import names as nm
-from napari_reddino.cells import CellEmbeddings, load_table
+from napari_reddino.io.cell_table import CellEmbeddings, load_table
 from napari_reddino.widgets.explorer import ExplorerWidget
 from napari_reddino.widgets.labeling import LabelingWidget
 

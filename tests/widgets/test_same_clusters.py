@@ -1,5 +1,5 @@
 """The explorer dock and the command line give the same map and clusters for the same cells
-and settings: both go through ``napari_reddino.analysis`` (one neighbour graph, one k-means)."""
+and settings: both go through ``explore.analysis`` (one neighbour graph, one k-means)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino import names as nm
-from napari_reddino.analysis import Settings
-from napari_reddino.cells import load_table
+from napari_reddino.explore.analysis import Settings
+from napari_reddino.io.cell_table import load_table
 
 PLUGIN = "napari-reddino"
 

@@ -8,7 +8,7 @@ from napari.layers import Image, Labels
 from qtpy.QtCore import Qt
 from skimage.segmentation import clear_border
 
-from napari_reddino import synthetic
+from napari_reddino.synthetic import smear as synthetic
 from napari_reddino.widgets.segmentation import SegmentationWidget
 
 CELL_COLUMNS = {
@@ -220,7 +220,7 @@ def test_implausible_result_shows_a_warning(make_napari_viewer, qtbot, monkeypat
     """A smear whose cells cover little of its stain is reported, not passed off as done."""
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
-    from napari_reddino import segment
+    from napari_reddino.segment import dispatch as segment
 
     viewer = make_napari_viewer()
     smear = synthetic.synthetic_smear((256, 256), seed=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_reddino.morphology import COLUMN_PREFIX, merge_morphology, morphology_features
+from napari_reddino.morphology.features import COLUMN_PREFIX, merge_morphology, morphology_features
 from napari_reddino.widgets.labeling import LabelingWidget
 
 from ._cell_layers import add_smears

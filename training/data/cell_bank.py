@@ -4,7 +4,7 @@ Segmenting ~800 smears takes CPU-minutes, so it is done once: every isolated cel
 ``size`` square crop centred on it, cut at the smear's native pixel scale times a per-dataset
 ``scale`` that brings every lab to the same microns per pixel (so absolute size, which tells
 macrocytes from microcytes, survives), plus the cell's morphology: the plugin's own interpretable
-features (:mod:`napari_reddino.morphology`, measured on the whole smear's labels), so the
+features (:mod:`napari_reddino.morphology.features`, measured on the whole smear's labels), so the
 backbone learns the very numbers the user sees (one feature definition). :class:`CellBankStream`
 then streams DINO views of those crops with the targets of the auxiliary morphology head.
 
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from napari_reddino.feature_spaces import standardise
-from napari_reddino.morphology import BY_NAME, FEATURE_NAMES, morphology_features
-from napari_reddino.morphology_stain import optical_density
+from napari_reddino.explore.spaces import standardise
+from napari_reddino.morphology.features import BY_NAME, FEATURE_NAMES, morphology_features
+from napari_reddino.morphology.stain import optical_density
 from training.data.loader import SmearCropStream, stream_from_config
 from training.data.patches import as_rgb_uint8, list_images
 
@@ -64,7 +64,7 @@ def smear_cells(image: np.ndarray, size: int, segmenter: str = "fast"):
     from scipy import ndimage
 
     if segmenter == "classical":
-        from napari_reddino.segment import classical_segment
+        from napari_reddino.segment.dispatch import classical_segment
 
         labels = classical_segment(image)
     else:
@@ -126,7 +126,7 @@ def _save(out, crops, features, image_ids, datasets) -> int:
 
 def target_columns(names, exclude=()) -> list[int]:
     """Indices of the bank's features kept as targets; ``exclude`` holds feature names or
-    :data:`napari_reddino.morphology.FAMILIES` (e.g. "colour and stain")."""
+    :data:`napari_reddino.morphology.features.FAMILIES` (e.g. "colour and stain")."""
     drop = set(exclude)
     return [i for i, name in enumerate(names)
             if name not in drop and BY_NAME[str(name)].family not in drop]
@@ -134,7 +134,7 @@ def target_columns(names, exclude=()) -> list[int]:
 
 def load_cell_bank(paths: list[str | Path], exclude=()) -> tuple[np.ndarray, np.ndarray]:
     """Crops (N, S, S, 3) uint8 and targets (N, K) of one or more bank files, standardised as
-    the plugin's morphology space is (:func:`napari_reddino.feature_spaces.standardise`: robust
+    the plugin's morphology space is (:func:`napari_reddino.explore.spaces.standardise`: robust
     z-scores softly saturated at +-3), so the head regresses the very features a user's probe
     and k-NN read."""
     crops, features = [], []

@@ -53,7 +53,7 @@ def _synthetic_smear(seed: int, size: int) -> tuple[np.ndarray, list]:
     """One generated smear and its cells' bounding boxes; cached: several samples share it."""
     from scipy import ndimage
 
-    from napari_reddino.synthetic import make_subject_styles, synthetic_smear
+    from napari_reddino.synthetic.smear import make_subject_styles, synthetic_smear
 
     style = make_subject_styles(1, seed=seed)[0]
     smear = synthetic_smear(shape=(size, size), seed=seed, style=style)
@@ -121,7 +121,7 @@ class SmearCropStream(IterableDataset):
         smear_seed = self.seed * 1_000_003 + sample_index // SAMPLES_PER_SYNTHETIC_SMEAR
         smear, boxes = _synthetic_smear(smear_seed, self.synthetic_shape)
         if self.synthetic_mode == "cells" and boxes:
-            from napari_reddino.cell_pool import crop_square
+            from napari_reddino.embed.per_cell import crop_square
 
             box = boxes[int(rng.integers(len(boxes)))]
             return crop_square(smear, box, rng.uniform(*CELL_MARGIN_RANGE), self.tile_size)

@@ -123,8 +123,8 @@ def extract_cell_crops(
     """
     from scipy import ndimage
 
-    from napari_reddino.cell_pool import crop_square
-    from napari_reddino.segment import classical_segment
+    from napari_reddino.embed.per_cell import crop_square
+    from napari_reddino.segment.dispatch import classical_segment
 
     if margin < 1.0:
         raise ValueError(f"margin must be >= 1 (the crop holds the whole cell), got {margin}")

@@ -1,6 +1,6 @@
 """Student and EMA teacher: a timm DINOv2 ViT with an iBOT mask token, plus the DINO/iBOT heads.
 
-The backbone is a stock timm ``vit_*_patch14_dinov2`` (what ``napari_reddino.backbones`` loads and
+The backbone is a stock timm ``vit_*_patch14_dinov2`` (what ``napari_reddino.embed`` loads and
 exports), so a trained teacher is exported without any key renaming. iBOT needs one thing timm
 does not do: replace the embeddings of masked patches by a learnable mask token *before* the
 position embedding, so :meth:`DinoModel.tokens` runs timm's own stages with that swap in between.
@@ -55,7 +55,7 @@ def load_init_weights(model: nn.Module, source: str) -> None:
     The position embedding is resampled to this model's grid, as DINOv2 does between its 518 px
     checkpoints and 224 px training crops.
     """
-    from napari_reddino.backbones import load_backbone
+    from napari_reddino.embed.backbones import load_backbone
 
     state = load_backbone(source, device="cpu", dtype="float32").model.state_dict()
     own = model.state_dict()

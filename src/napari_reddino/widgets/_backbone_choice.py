@@ -1,5 +1,5 @@
 """What the embedding dock's backbone list shows: cached hub weights first, then the bundled
-model, then downloads of known size (see :mod:`napari_reddino.backbone_offers`)."""
+model, then downloads of known size (see :mod:`napari_reddino.embed.offers`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ STATE_TEXT = {
 
 def backbone_choices(extra_sources: list[str]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """(label, name) pairs for the combo box, and the offers by name."""
-    from napari_reddino import backbone_offers
+    from napari_reddino.embed import offers as backbone_offers
 
     offers = {o.name: o for o in backbone_offers.backbone_offers()}
     choices = [(o.label, o.name) for o in offers.values()]
@@ -33,9 +33,9 @@ def describe(offer: Any) -> tuple[str, str | None]:
 
 
 def start_download(widget: Any, name: str) -> None:
-    """Run :func:`~napari_reddino.backbone_offers.iter_download` in the dock's task runner
+    """Run :func:`~napari_reddino.embed.offers.iter_download` in the dock's task runner
     (napari's progress bar shows the megabytes); select the model once it is cached."""
-    from napari_reddino import backbone_offers
+    from napari_reddino.embed import offers as backbone_offers
 
     def job(cancel: Any) -> Any:
         return (yield from backbone_offers.iter_download(name, cancel=cancel))

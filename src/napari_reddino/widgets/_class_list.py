@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_reddino.classes import DEFAULT_CLASS_SET, ClassSet
+from napari_reddino.label.classes import DEFAULT_CLASS_SET, ClassSet
 
 
 def _swatch(color: str) -> QIcon:

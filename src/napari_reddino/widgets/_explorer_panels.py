@@ -21,8 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_reddino.feature_spaces import SPACES, available_spaces, resolve_space, space_matrix
-from napari_reddino.morphology import describe_cell
+from napari_reddino.explore.spaces import SPACES, available_spaces, resolve_space, space_matrix
+from napari_reddino.morphology.features import describe_cell
 from napari_reddino.widgets._coloring import Coloring
 
 THUMBNAIL_PX = 96

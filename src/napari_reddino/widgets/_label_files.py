@@ -12,7 +12,7 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
-from napari_reddino import labels_io
+from napari_reddino.label import files as labels_io
 from napari_reddino.widgets._review import CLASS_COLUMNS
 
 

@@ -17,7 +17,7 @@ from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import DirectLabelColormap
 from scipy import ndimage
 
-from napari_reddino.session import CellPool
+from napari_reddino.plugin.session import CellPool
 
 OVERLAY_KEY = "reddino_overlay_of"  # metadata tag: (role, source layer name)
 HIGHLIGHT = (1.0, 0.85, 0.1, 0.9)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino import names as nm
-from napari_reddino.propagate import MANUAL, PROPAGATED, review_order, unlabeled_mask
-from napari_reddino.session import SessionError, SharedSession
+from napari_reddino.label.propagate import MANUAL, PROPAGATED, review_order, unlabeled_mask
+from napari_reddino.plugin.session import SessionError, SharedSession
 
 CLASS_COLUMNS = (nm.CLASS, nm.CLASS_SOURCE, nm.CONFIDENCE)
 

@@ -21,11 +21,11 @@ from qtpy.QtWidgets import (
     QSpinBox,
 )
 
-from napari_reddino.feature_spaces import SPACES, available_spaces, resolve_space, space_matrix
-from napari_reddino.morphology import describe_cell
+from napari_reddino.explore.spaces import SPACES, available_spaces, resolve_space, space_matrix
+from napari_reddino.label.propagate import MANUAL, METHODS
+from napari_reddino.label.suggest import suggest_cells
+from napari_reddino.morphology.features import describe_cell
 from napari_reddino.names import CLASS_SOURCE
-from napari_reddino.propagate import MANUAL, METHODS
-from napari_reddino.suggest import suggest_cells
 from napari_reddino.widgets import _linking
 
 METHOD_TEXT = {"auto": "auto (cross-validated)", "knn": "k-NN votes",

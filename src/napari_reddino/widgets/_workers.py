@@ -3,7 +3,7 @@
 Every dock owns one :class:`TaskRunner` (Run / Cancel buttons and a status line); progress
 shows in napari's activity dock (``napari.utils.progress``), as every napari task's does. The
 dock builds a *job*: a generator function taking the cancel ``threading.Event`` and
-``yield from``-ing core generators (which yield :class:`~napari_reddino._progress.Progress` and
+``yield from``-ing core generators (which yield :class:`~napari_reddino.progress.Progress` and
 ``return`` their result). The runner wraps it in a napari generator worker, mirrors each
 ``Progress`` into the activity dock, delivers the returned value to a callback on the main
 thread, and turns errors into one short napari notification instead of a traceback.
@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from napari_reddino._progress import Cancelled, Progress
+from napari_reddino.progress import Cancelled, Progress
 
 Job = Callable[[threading.Event], Generator[Any, Any, Any]]
 

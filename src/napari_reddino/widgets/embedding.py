@@ -1,6 +1,6 @@
 """The "Embed smear (RedDino)" dock: patch-token PCA overlay and per-cell embeddings.
 
-Thin over :mod:`napari_reddino.embed`: loads the chosen backbone, runs
+Thin over :mod:`napari_reddino.embed.grid`: loads the chosen backbone, runs
 ``iter_patch_grid`` (for the overlay, or for ``patch_mean`` pooling) and
 ``iter_cell_embeddings`` (when a Labels layer is chosen) in one worker. The overlay is
 an RGB Image layer ``"<image> RedDino PCA"`` placed with ``embed.overlay_transform``;
@@ -19,9 +19,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, 
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
-from napari_reddino import layers
-from napari_reddino._progress import Progress
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
+from napari_reddino.plugin import layers
+from napari_reddino.progress import Progress
 from napari_reddino.widgets._backbone_choice import backbone_choices, describe, start_download
 from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 from napari_reddino.widgets.segmentation import image_key, layer_image
@@ -43,7 +43,7 @@ class EmbedOutcome:
     scale: tuple[float, float] | None = None
     translate: tuple[float, float] | None = None
     cells: Any = None
-    morphology: Any = None  # morph_* columns per label (napari_reddino.morphology)
+    morphology: Any = None  # morph_* columns per label (napari_reddino.morphology.features)
 
 
 def embeddings_path(image_layer: Image) -> Path:
@@ -77,7 +77,7 @@ class EmbeddingWidget(QWidget):
         self.viewer = napari_viewer
         self._extra_sources: list[str] = []
         self._backbone_cache: Any = None  # (source, device, Backbone) of the last run
-        from napari_reddino import backbone_offers
+        from napari_reddino.embed import offers as backbone_offers
 
         self.backbone = ComboBox(
             label="backbone",
@@ -214,7 +214,7 @@ class EmbeddingWidget(QWidget):
     # -- running -----------------------------------------------------------------------
     def _load_backbone(self, source: str, device: str) -> Any:
         """Load (or reuse) a backbone; a ``.pth`` is converted once to a timm folder beside it."""
-        from napari_reddino import backbones
+        from napari_reddino.embed import backbones
 
         cached = self._backbone_cache
         if cached is not None and cached[:2] == (source, device):
@@ -264,7 +264,9 @@ class EmbeddingWidget(QWidget):
         pixel_size = float(image_layer.scale[-1]) if image_layer.scale[-1] != 1 else None
 
         def job(cancel: Any) -> Any:
-            from napari_reddino import embed, fine_grid, segment
+            from napari_reddino.embed import fine_grid
+            from napari_reddino.embed import grid as embed
+            from napari_reddino.segment import dispatch as segment
 
             image = segment.validate_image(np.asarray(pixels))
             yield Progress(0, 1, f"loading backbone {source}")
@@ -287,7 +289,7 @@ class EmbeddingWidget(QWidget):
                     image_name=image_name,
                     cancel=cancel,
                 )
-                from napari_reddino import morphology
+                from napari_reddino.morphology import features as morphology
 
                 yield Progress(1, 1, "measuring cell morphology")
                 out.morphology = morphology.morphology_features(
@@ -301,7 +303,7 @@ class EmbeddingWidget(QWidget):
             if out.cells is not None:
                 attach_embeddings(labels_layer, out.cells, image_name)
             if out.morphology is not None:
-                from napari_reddino.morphology import merge_morphology
+                from napari_reddino.morphology.features import merge_morphology
 
                 labels_layer.features = merge_morphology(labels_layer.features, out.morphology)
 
@@ -355,7 +357,7 @@ class EmbeddingWidget(QWidget):
 
     def load_embeddings(self, path: str | Path | None = None) -> bool:
         """Read ``.npz`` embeddings into the chosen labels layer (asks when ``path`` is None)."""
-        from napari_reddino.cells import CellEmbeddings
+        from napari_reddino.io.cell_table import CellEmbeddings
 
         try:
             image_layer, labels_layer = self._chosen_pair()

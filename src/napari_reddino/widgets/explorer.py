@@ -1,11 +1,11 @@
 """Explorer dock: every cell of every embedded smear in one linked scatter plot.
 
-Thin over the core: ``session.CellPool`` pools the Labels layers; :mod:`napari_reddino.analysis`
+Thin over the core: ``session.CellPool`` pools the Labels layers; :mod:`..explore.analysis`
 maps the embeddings to 2-D (written back as ``umap_0``/``umap_1``), clusters them (``cluster``)
 and measures subject mixing with the settings the command line uses, over one neighbour graph
 found once per set of cells. Once it holds cells, the dock loads UMAP's cached kernels in a
 background thread, so the first map does not wait for them. Selections flow both ways
-through the viewer's :class:`~napari_reddino.session.SharedSession`, which the labeling
+through the viewer's :class:`~napari_reddino.plugin.session.SharedSession`, which the labeling
 dock shares.
 """
 
@@ -30,11 +30,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_reddino import project
-from napari_reddino.analysis import Settings
+from napari_reddino.explore import projection as project
+from napari_reddino.explore.analysis import Settings
+from napari_reddino.explore.neighbours import EXACT_MAX
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
-from napari_reddino.neighbours import EXACT_MAX
-from napari_reddino.session import POOL_COLUMNS, CellPool, SessionError, session_for
+from napari_reddino.plugin.session import POOL_COLUMNS, CellPool, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
@@ -326,7 +326,7 @@ class ExplorerWidget(QWidget):
 
     def run_projection(self) -> None:
         """Project the pooled embeddings in a worker; writes ``umap_0``/``umap_1``."""
-        from napari_reddino import analysis
+        from napari_reddino.explore import analysis
 
         pool = self._require_pool()
         if pool is None:
@@ -346,7 +346,7 @@ class ExplorerWidget(QWidget):
 
     def run_clustering(self) -> None:
         """Cluster the embeddings in a worker; writes ``cluster`` and colours by it."""
-        from napari_reddino import analysis
+        from napari_reddino.explore import analysis
 
         pool = self._require_pool()
         if pool is None:
@@ -367,7 +367,7 @@ class ExplorerWidget(QWidget):
 
     def run_batch_metrics(self) -> None:
         """Batch-effect metrics by subject (and class when labelled) in a worker."""
-        from napari_reddino import analysis
+        from napari_reddino.explore import analysis
 
         pool = self._require_pool()
         if pool is None:

@@ -1,7 +1,7 @@
 """Labeling dock: label a few cells, propagate to all smears, review the uncertain ones.
 
 Labels live in each Labels layer's ``features`` (``class``, ``class_source``,
-``confidence``) through the viewer's shared :class:`~napari_reddino.session.SharedSession`,
+``confidence``) through the viewer's shared :class:`~napari_reddino.plugin.session.SharedSession`,
 so whatever the explorer selects (a lasso, a whole cluster with one click) can be labelled
 here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation runs
 ``propagate.iter_propagate`` in a worker; ``labels_io`` exports, imports and autosaves.
@@ -26,11 +26,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_reddino import labels_io, propagate
 from napari_reddino import names as nm
 from napari_reddino._paths import session_autosave_path
-from napari_reddino.classes import recode
-from napari_reddino.session import CellPool, SessionError, session_for
+from napari_reddino.label import files as labels_io
+from napari_reddino.label import propagate
+from napari_reddino.label.classes import recode
+from napari_reddino.plugin.session import CellPool, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._explorer_panels import TablePanel

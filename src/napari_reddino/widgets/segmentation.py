@@ -1,6 +1,6 @@
 """The "Segment cells" dock: image layer in, Labels layer with a cell table out.
 
-Thin over :func:`napari_reddino.segment.iter_segment`: the dock collects the method
+Thin over :func:`napari_reddino.segment.dispatch.iter_segment`: the dock collects the method
 and its parameters, runs the core generator in a worker (:mod:`._workers`) and adds
 (or refreshes) a Labels layer ``"<image> labels"`` whose ``features`` is the core's
 cell table and whose ``metadata`` says which image, subject and method made it.
@@ -23,8 +23,8 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
-from napari_reddino import layers
 from napari_reddino import names as nm
+from napari_reddino.plugin import layers
 from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 
 TASK = "Segmentation"
@@ -147,7 +147,7 @@ class SegmentationWidget(QWidget):
         if not isinstance(layer, Image):
             notify_error(TASK, ValueError("choose an image layer (open an image or a sample)"))
             return
-        from napari_reddino import segment
+        from napari_reddino.segment import dispatch as segment
 
         method = self.method.value
         params = self.params()

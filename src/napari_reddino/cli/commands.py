@@ -1,0 +1,282 @@
+"""The working subcommands of ``napari-reddino``: segment, embed, project, propagate, report, run.
+
+Each is a thin layer over the core (``pipeline``, ``distributed``, ``report``, ``propagate``):
+parse paths, drive the core generator under a progress bar, print where results went.
+Exit codes: 0 ok, 1 some smears failed (listed in failures.csv), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_reddino import names as nm
+from napari_reddino.cli.console import drive
+from napari_reddino.progress import Progress, ProgressGen
+from napari_reddino.runs.pipeline import (
+    PipelineConfig,
+    SmearStatus,
+    find_images,
+    iter_run_smear_file,
+    read_image,
+    read_subject_map,
+)
+
+
+def _say(text: str, style: str | None = None) -> None:
+    """One line to the terminal, never wrapped; no markup, so '[x]' in names shows as typed."""
+    from rich.console import Console
+
+    Console(highlight=False, soft_wrap=True).print(text, markup=False, style=style)
+
+
+def _warn(warnings) -> None:
+    for text in warnings:
+        _say(f"warning: {text}", style="yellow")
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    from napari_reddino.embed.backbones import DEFAULT_BACKBONE
+
+    if not args.backbone:  # say what the default is, and which better model is cached
+        from napari_reddino.embed.offers import cli_note
+
+        _say(f"note: {cli_note()}")
+    return PipelineConfig(
+        backbone=args.backbone or DEFAULT_BACKBONE,
+        method=args.method,
+        pooling=getattr(args, "pooling", "cls_crop"),
+        device=getattr(args, "device", "auto"),
+    )
+
+
+def _print_statuses(statuses: pd.DataFrame, out_dir: Path) -> int:
+    """One line of counts, the failures in full; exit code 1 if any smear failed."""
+    counts = statuses["status"].value_counts().to_dict()
+    _say(f"smears: {counts.get('done', 0)} done, {counts.get('skipped', 0)} already done "
+         f"(skipped), {counts.get('failed', 0)} failed -> {out_dir}")
+    failed = statuses[statuses["status"] == "failed"]
+    for row in statuses[statuses["status"] != "failed"].itertuples():
+        if isinstance(row.error, str) and row.error:  # e.g. redone because the file changed
+            _say(f"note: {row.image}: {row.error}")
+    if "warning" in statuses.columns:
+        flagged = statuses[statuses["warning"].fillna("").astype(str) != ""]
+        for row in flagged.itertuples():
+            _say(f"warning: {row.image}: {row.warning}", style="yellow")
+    for row in failed.itertuples():
+        _say(f"failed {row.image}: {row.error}", style="red")
+    return 1 if len(failed) else 0
+
+
+def _iter_segment_files(images, out_dir: Path, method: str, subjects: dict,
+                        cancel: threading.Event | None = None) -> ProgressGen[list[SmearStatus]]:
+    import tifffile
+
+    from napari_reddino.io.cell_table import save_table
+    from napari_reddino.segment.dispatch import iter_segment
+
+    statuses = []
+    for i, path in enumerate(images):
+        yield Progress(i, len(images), path.name)
+        subject = subjects[path.name]
+        try:
+            image = read_image(path)
+            result = yield from _relabel(iter_segment(
+                image, method=method, image_name=path.name, subject=subject, cancel=cancel,
+            ), i, len(images), path.name)
+        except (ValueError, OSError) as exc:
+            statuses.append(SmearStatus(path.name, subject, str(path), "failed", error=str(exc)))
+            continue
+        tifffile.imwrite(out_dir / f"{path.stem}_labels.tif", result.labels.astype(np.int32),
+                         compression="zlib")
+        save_table(result.features, out_dir / f"{path.stem}_cells.csv")
+        statuses.append(SmearStatus(path.name, subject, str(path), "done", len(result.features)))
+    yield Progress(len(images), len(images), "done")
+    return statuses
+
+
+def _relabel(gen, done: int, total: int, name: str):
+    """Pass an inner generator's result through while showing progress over images."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(done, total, f"{name}: {p.message}")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    images = find_images(args.inputs)
+    subjects = read_subject_map(args.subjects, images)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    statuses = drive(_iter_segment_files(images, out_dir, args.method, subjects), "segment",
+                     quiet=args.quiet)
+    return _print_statuses(pd.DataFrame([s.as_row() for s in statuses]), out_dir)
+
+
+def _iter_embed_files(images, out_dir: Path, config: PipelineConfig, subjects: dict,
+                      cancel=None) -> ProgressGen[list[SmearStatus]]:
+    statuses = []
+    for i, path in enumerate(images):
+        gen = iter_run_smear_file(path, out_dir, config, subject=subjects[path.name],
+                                  cancel=cancel)
+        statuses.append((yield from _relabel(gen, i, len(images), path.name)))
+    yield Progress(len(images), len(images), "done")
+    return statuses
+
+
+def _write_statuses(statuses: list[SmearStatus], out_dir: Path) -> pd.DataFrame:
+    from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
+
+    runs = pd.DataFrame([s.as_row() for s in statuses])
+    runs.to_csv(out_dir / RUNS_TABLE, index=False)
+    runs[runs["status"] == "failed"].to_csv(out_dir / FAILURES_TABLE, index=False)
+    return runs
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    images = find_images(args.inputs)
+    subjects = read_subject_map(args.subjects, images)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    statuses = drive(_iter_embed_files(images, out_dir, _config(args), subjects), "embed",
+                     quiet=args.quiet)
+    return _print_statuses(_write_statuses(statuses, out_dir), out_dir)
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from napari_reddino.runs.distributed import iter_combine
+
+    combined = drive(iter_combine(args.run_dir, projection=args.projection,
+                                  n_clusters=args.clusters, features=args.features),
+                     "project", quiet=args.quiet)
+    from napari_reddino.runs.anndata_io import write_run_h5ad
+
+    write_run_h5ad(args.run_dir)  # cells.h5ad beside cells.parquet, for scanpy
+    _warn(combined.warnings)
+    _say(f"pooled {len(combined.table)} cells of {combined.summary['n_images']} images "
+         f"-> {Path(args.run_dir) / 'cells.parquet'}")
+    return 0
+
+
+def _load_pooled(folder_or_table: str | Path, embeddings_path: str | None = None):
+    """A pooled cell table and the vector of each of its rows."""
+    from napari_reddino.io.cell_table import CellEmbeddings, load_table
+
+    path = Path(folder_or_table)
+    table_path = path / "cells.parquet" if path.is_dir() else path
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{path}: no pooled cell table (run `napari-reddino project`)")
+    npz = Path(embeddings_path) if embeddings_path else table_path.parent / "embeddings.npz"
+    if not npz.is_file():
+        raise FileNotFoundError(f"{npz}: embeddings not found (pass --reference-embeddings)")
+    table = load_table(table_path)
+    emb = CellEmbeddings.load(npz)
+    if nm.EMBEDDING_ROW in table.columns:
+        rows = table[nm.EMBEDDING_ROW].to_numpy(dtype=np.int64)
+    else:
+        rows = np.asarray(emb.rows_for(table["image"].to_numpy(), table["label"].to_numpy()))
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(emb.vectors)):
+        raise ValueError(f"{table_path}: embedding_row points outside {npz}")
+    wrong = (emb.image[rows] != table["image"].astype(str).to_numpy()) | (
+        emb.label[rows] != table["label"].to_numpy(dtype=np.int64))
+    if wrong.any():
+        example = table.loc[wrong, ["image", "label"]].head(3).to_records(index=False).tolist()
+        raise ValueError(f"{npz} does not hold the embeddings of {table_path}: {int(wrong.sum())} "
+                         f"of {len(rows)} cells (e.g. {example}) have another (image, label) "
+                         "there; pass the embeddings.npz written with that table")
+    return table, np.asarray(emb.vectors, dtype=np.float32)[rows], emb.backbone
+
+
+def cmd_propagate(args: argparse.Namespace) -> int:
+    from napari_reddino.io.cell_table import save_table
+    from napari_reddino.label.propagate import MANUAL, PROPAGATED, iter_propagate, unlabeled_mask
+
+    ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
+    table, vectors, backbone = _load_pooled(args.run_dir)
+    if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
+        raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
+    if ref_backbone != backbone or ref_vectors.shape[1] != vectors.shape[1]:
+        raise ValueError(
+            f"reference embeddings come from {ref_backbone!r} ({ref_vectors.shape[1]}-d), "
+            f"{args.run_dir} from {backbone!r} ({vectors.shape[1]}-d): embed both with one backbone"
+        )
+    own = np.full(len(table), None, dtype=object)
+    if {nm.CLASS, nm.CLASS_SOURCE} <= set(table.columns):  # keep this run's own manual labels
+        manual = table[nm.CLASS_SOURCE].astype(str).to_numpy() == MANUAL
+        own[manual] = table[nm.CLASS].astype(str).to_numpy()[manual]
+    ref_classes = ref_table[nm.CLASS].astype(object).where(~unlabeled_mask(ref_table[nm.CLASS]))
+    classes = np.concatenate([ref_classes.to_numpy(dtype=object), own])
+    from napari_reddino.explore.spaces import resolve_space, space_matrix
+
+    stacked = pd.concat([ref_table, table], ignore_index=True)
+    stacked[nm.EMBEDDING_ROW] = np.arange(len(stacked))
+    all_vectors = np.vstack([ref_vectors, vectors])
+    space = resolve_space(args.features, stacked, all_vectors)
+    result = drive(iter_propagate(space_matrix(stacked, all_vectors, space), classes, k=args.k,
+                                  spreading=args.spreading, center=args.center,
+                                  method=args.classifier),
+                   "propagate", quiet=args.quiet)
+    n_ref = len(ref_table)
+    table[nm.CLASS] = result.classes[n_ref:].astype(str)
+    table[nm.CLASS_SOURCE] = np.where(pd.isna(own), PROPAGATED, MANUAL)
+    table[nm.CONFIDENCE] = result.confidence[n_ref:]
+    save_table(table, Path(args.run_dir) / "cells.parquet")
+    counts = table[nm.CLASS].value_counts().to_dict()
+    _say(f"{len(table)} cells classified from {int((~unlabeled_mask(ref_classes)).sum())} "
+         f"reference cells ({space} space, {result.method}): {counts}; "
+         f"mean confidence {table['confidence'].mean():.2f}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from napari_reddino.runs.report import iter_write_report
+
+    index = drive(iter_write_report(args.run_dir, args.out, max_overlays=args.max_overlays),
+                  "report", quiet=args.quiet)
+    _say(f"report: {index.resolve()}")
+    return 0
+
+
+def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subjects: dict,
+                 *, workers=None, scheduler=None, retries=1, projection="umap", clusters=8,
+                 report=True, quiet=False, features=None) -> int:
+    """Batch (dask) -> pool/project/cluster/metrics -> HTML report; returns the exit code."""
+    from napari_reddino.runs.distributed import iter_combine, iter_run_batch
+    from napari_reddino.runs.pipeline import cached_backbone
+    from napari_reddino.runs.report import iter_write_report
+
+    cached_backbone(config.backbone, config.device)  # fail early and clearly on a missing model
+    batch = drive(iter_run_batch(images, out_dir, config, subjects=subjects, n_workers=workers,
+                                 scheduler=scheduler, retries=retries), "run", quiet=quiet)
+    code = _print_statuses(batch.runs, out_dir)
+    finished = batch.runs.loc[batch.runs["status"] != "failed", "image"].tolist()
+    if not finished:
+        _say("no smear could be processed", style="red")
+        return 1
+    combined = drive(iter_combine(out_dir, images=finished, projection=projection,
+                                  n_clusters=clusters, features=features), "combine", quiet=quiet)
+    _warn(combined.warnings)
+    from napari_reddino.runs.anndata_io import write_run_h5ad
+
+    write_run_h5ad(out_dir)  # cells.h5ad beside cells.parquet, for scanpy
+    if report:
+        index = drive(iter_write_report(out_dir), "report", quiet=quiet)
+        _say(f"report: {index.resolve()}")
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    images = find_images(args.inputs)
+    subjects = read_subject_map(args.subjects, images)
+    return run_pipeline(images, Path(args.out), _config(args), subjects, workers=args.workers,
+                        scheduler=args.scheduler, retries=args.retries,
+                        projection=args.projection, clusters=args.clusters,
+                        features=args.features,
+                        report=not args.no_report, quiet=args.quiet)
+

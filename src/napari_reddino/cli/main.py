@@ -1,0 +1,184 @@
+"""The ``napari-reddino`` command: the plugin's core steps from a terminal, one subcommand each.
+
+``segment``, ``embed``, ``project``, ``propagate``, ``report`` and ``run`` call the same core
+functions as the napari docks (so the GUI and the command line give the same result), with a
+rich progress bar over each ``iter_*`` generator; ``demo`` is the README's main job. This file
+holds the argument parser and error handling; the commands live in ``cli_run.py`` and
+``cli_demo.py``. Heavy imports (torch, dask, napari) happen only inside a command, so
+``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from napari_reddino.cli.console import drive  # noqa: F401  (re-exported: `from napari_reddino.cli.main import drive`)
+from napari_reddino.progress import Cancelled
+
+BACKBONE_HELP = (
+    "backbone: a registry name (reddino-tiny, reddino-small/base/large, dinov2-*, dinobloom-*), "
+    "'hf-hub:owner/repo', 'local-dir:/folder' (timm export) or a timm model name "
+    "(default: the bundled model, napari_reddino.embed.backbones.DEFAULT_BACKBONE)"
+)
+
+
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (argparse prints the message, exit code 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> None:
+    p.add_argument("--method", choices=("classical", "cellpose"), default="classical",
+                   help="segmentation backend: fast classical RBC segmentation or cellpose "
+                   "(needs the cpsam weights) (default: classical)")
+    p.add_argument("--subjects", metavar="CSV",
+                   help="CSV with columns image,subject mapping image file names to subjects "
+                   "(default: each image's parent folder name)")
+    if embed:
+        p.add_argument("--backbone", default=None, help=BACKBONE_HELP)
+        p.add_argument("--pooling", choices=("cls_crop", "patch_mean"), default="cls_crop",
+                       help="per-cell vector: CLS token of a crop around the cell, or the mean "
+                       "of the patch tokens under it (default: cls_crop)")
+        p.add_argument("--device", default="auto",
+                       help="torch device: auto, cpu, cuda, cuda:N or mps (default: auto)")
+
+
+FEATURES_HELP = ("space cells are compared in: the backbone 'embedding', the standardised "
+                 "'morphology', or 'both' (default: morphology when the cells have it)")
+
+
+def _add_combine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", choices=("embedding", "morphology", "both"), default=None,
+                   help=FEATURES_HELP)
+    p.add_argument("--projection", choices=("umap", "pca", "tsne"), default="umap",
+                   help="2-D map of the cell embeddings (default: umap)")
+    p.add_argument("--clusters", type=_count(2), default=8, metavar="K",
+                   help="number of k-means clusters of the embeddings (default: 8)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (each with its own --help)."""
+    parser = argparse.ArgumentParser(
+        prog="napari-reddino",
+        description="Explore red-blood-cell smears through a RedDino / DINOv2 foundation model. "
+        "Each subcommand has its own --help.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("segment", help="segment cells: labels (.tif) + cell table per image",
+                       description="Segment red blood cells; write IMAGE_labels.tif and "
+                       "IMAGE_cells.csv per image into --out.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, folders or globs")
+    p.add_argument("--out", required=True, help="output folder")
+    _add_pipeline_options(p, embed=False)
+
+    p = sub.add_parser("embed", help="segment + embed smears in this process (no dask)",
+                       description="Segment and embed each smear in this process; writes the "
+                       "per-smear folders of a run (grid.zarr, cells.parquet, embeddings.npz) "
+                       "under --out/smears. Finished smears are skipped.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, folders or globs")
+    p.add_argument("--out", required=True, help="run folder")
+    _add_pipeline_options(p)
+
+    p = sub.add_parser("project", help="pool embedded smears: UMAP + clusters + batch metrics",
+                       description="Pool the finished smears of a run folder into cells.parquet "
+                       "+ embeddings.npz with umap_0/umap_1 and cluster columns, and compute "
+                       "batch-effect metrics across subjects.")
+    p.add_argument("run_dir", help="run folder written by `embed` or `run`")
+    _add_combine_options(p)
+
+    p = sub.add_parser("propagate", help="carry labeled classes from a reference to new smears",
+                       description="k-NN label propagation: cells of a reference (a run folder "
+                       "or a table with a 'class' column, plus its embeddings) vote the class "
+                       "of every cell of RUN_DIR; adds class, class_source, confidence.")
+    p.add_argument("run_dir", help="run folder whose pooled cells get classes")
+    p.add_argument("--reference", required=True,
+                   help="labeled reference: a run folder, or a .parquet/.csv cell table with "
+                   "'class' and 'embedding_row' columns")
+    p.add_argument("--reference-embeddings", metavar="NPZ",
+                   help="embeddings of a reference table (default: embeddings.npz beside it)")
+    p.add_argument("--k", type=_count(1), default=15, help="neighbours that vote (default: 15)")
+    p.add_argument("--spreading", action="store_true",
+                   help="then spread labels over the k-NN graph of all cells")
+    p.add_argument("--features", choices=("embedding", "morphology", "both"), default=None,
+                   help=FEATURES_HELP)
+    p.add_argument("--classifier", choices=("auto", "knn", "logreg"), default="auto",
+                   help="k-NN votes, a logistic regression fitted on the labeled cells, or "
+                   "'auto': whichever cross-validates better on them (default)")
+    p.add_argument("--no-center", dest="center", action="store_false",
+                   help="plain cosine around the origin instead of around the mean cell "
+                   "(centring separates ViT embeddings better; the default)")
+
+    p = sub.add_parser("report", help="HTML report of a run folder",
+                       description="Write an HTML report (index.html + PNGs + CSV tables).")
+    p.add_argument("run_dir", help="run folder with a pooled cells.parquet")
+    p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
+    p.add_argument("--max-overlays", type=_count(0), default=12,
+                   help="PCA overlay figures for at most this many images (default: 12)")
+
+    p = sub.add_parser("run", help="whole pipeline over many smears with dask, then a report",
+                       description="Segment + embed every smear as one dask task (LocalCluster "
+                       "or --scheduler), pool, project, cluster, batch metrics and HTML report. "
+                       "Rerunning skips finished smears; failed smears go to failures.csv.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files, folders or globs")
+    p.add_argument("--out", required=True, help="run folder")
+    _add_pipeline_options(p)
+    _add_combine_options(p)
+    p.add_argument("--workers", type=_count(1), default=None,
+                   help="local dask worker processes (default: one per GPU, else per core)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of an existing dask scheduler (tcp://host:8786) instead")
+    p.add_argument("--retries", type=_count(0), default=1,
+                   help="retries of a smear task that raised (default: 1)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+    p = sub.add_parser("demo", help="the main job: napari with the plugin on a sample smear",
+                       description="With a display: open napari with a sample smear, the "
+                       "plugin's docks and segmentation + embedding already run. With --headless "
+                       "or no display: run the whole pipeline on synthetic smears and write "
+                       "the HTML report.")
+    p.add_argument("--headless", action="store_true", help="no window, even with a display")
+    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    p.add_argument("--backbone", default=None, help=BACKBONE_HELP)
+    p.add_argument("--workers", type=_count(1), default=2, help="dask workers (default: 2)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``napari-reddino`` and ``python -m napari_reddino``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from napari_reddino.cli import commands as cli_run
+    from napari_reddino.cli import demo as cli_demo
+
+    commands = {
+        "segment": cli_run.cmd_segment, "embed": cli_run.cmd_embed,
+        "project": cli_run.cmd_project, "propagate": cli_run.cmd_propagate,
+        "report": cli_run.cmd_report, "run": cli_run.cmd_run, "demo": cli_demo.cmd_demo,
+    }
+    try:
+        return commands[args.command](args)
+    except (KeyboardInterrupt, Cancelled):
+        print("napari-reddino: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ConnectionError) as exc:  # bad input, missing files/weights
+        print(f"napari-reddino {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so in one line, the traceback only on request
+        if os.environ.get("NAPARI_REDDINO_DEBUG"):
+            raise
+        print(f"napari-reddino {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set NAPARI_REDDINO_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 3

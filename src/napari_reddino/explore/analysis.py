@@ -1,0 +1,129 @@
+"""The cells' analysis (map, clusters, batch metrics) with one set of settings for the explorer
+dock and the command line, over one shared neighbour graph.
+
+Why one module: the dock and ``napari-reddino project`` / ``run`` used different k and cluster
+counts, so the same cells gave different numbers in the viewer and in the report. Both call
+these functions with :class:`Settings`; the neighbour graph is found once per set of cells
+(:mod:`.neighbours`, cached by content) and reused by UMAP, Leiden, the batch metrics and label
+spreading.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from napari_reddino.explore.neighbours import DEFAULT_K, NeighbourGraph, iter_feature_graph
+from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``n_neighbors``: UMAP's and Leiden's neighbourhood (and label spreading's); ``batch_k``:
+    the batch metrics' neighbourhood; ``n_clusters``: k-means clusters."""
+
+    n_neighbors: int = 15
+    batch_k: int = DEFAULT_K
+    n_clusters: int = 8
+    metric: str = "cosine"
+    pca_dims: int = 50
+    random_state: int = 0
+
+    def for_cells(self, n: int) -> Settings:
+        """The settings clamped to what ``n`` cells allow (tiny sets still get an answer)."""
+        return replace(self, n_neighbors=max(1, min(self.n_neighbors, n - 1)),
+                       batch_k=max(1, min(self.batch_k, n - 1)),
+                       n_clusters=int(min(self.n_clusters, max(2, n // 5))))
+
+    @property
+    def graph_k(self) -> int:
+        return max(self.n_neighbors, self.batch_k)
+
+
+DEFAULT = Settings()
+
+
+@dataclass
+class Analysis:
+    """What :func:`iter_analyse` found: map, cluster ids, batch report (None: one subject)."""
+
+    coords: np.ndarray
+    clusters: np.ndarray
+    batch: object | None
+    settings: Settings
+    method: str
+
+
+def iter_graph(vectors, settings: Settings = DEFAULT, cancel: threading.Event | None = None
+               ) -> ProgressGen[NeighbourGraph]:
+    """The shared neighbour graph of ``vectors`` for these settings (cached)."""
+    s = settings.for_cells(len(vectors))
+    _reduced, graph = yield from iter_feature_graph(
+        vectors, s.graph_k, metric=s.metric, pca_dims=s.pca_dims,
+        random_state=s.random_state, cancel=cancel)
+    return graph
+
+
+def iter_map(vectors, method: str = "umap", settings: Settings = DEFAULT,
+             cancel: threading.Event | None = None) -> ProgressGen[np.ndarray]:
+    """(N, 2) float32 map; UMAP uses the shared graph's ``n_neighbors`` nearest cells."""
+    from napari_reddino.explore.projection import iter_project
+
+    s = settings.for_cells(len(vectors))
+    params = {}
+    if method == "umap":
+        params = dict(n_neighbors=max(2, s.n_neighbors), metric=s.metric, graph_k=s.graph_k)
+    return (yield from iter_project(vectors, method, random_state=s.random_state,
+                                    pca_dims=s.pca_dims, cancel=cancel, **params))
+
+
+def iter_clusters(vectors, method: str = "kmeans", settings: Settings = DEFAULT,
+                  cancel: threading.Event | None = None) -> ProgressGen[np.ndarray]:
+    """(N,) cluster ids: k-means (``n_clusters``), HDBSCAN, or Leiden on the shared graph."""
+    from napari_reddino.explore.clusters import cluster
+
+    s = settings.for_cells(len(vectors))
+    check_cancel(cancel)
+    if method == "leiden":
+        graph = yield from iter_graph(vectors, s, cancel)
+        yield Progress(0, 1, f"Leiden on the neighbour graph of {len(vectors)} cells")
+        return cluster(vectors, "leiden", n_neighbors=s.n_neighbors, graph=graph,
+                       random_state=s.random_state)
+    yield Progress(0, 1, f"{method} on {len(vectors)} cells")
+    if method == "kmeans":
+        return cluster(vectors, "kmeans", n_clusters=s.n_clusters, random_state=s.random_state)
+    return cluster(vectors, method)
+
+
+def iter_batch(vectors, subjects, classes=None, settings: Settings = DEFAULT,
+               cancel: threading.Event | None = None) -> ProgressGen:
+    """Batch-effect report over the shared graph's ``batch_k`` nearest cells."""
+    from napari_reddino.explore.batch_effects import batch_metrics
+
+    s = settings.for_cells(len(vectors))
+    graph = yield from iter_graph(vectors, s, cancel)
+    check_cancel(cancel)
+    yield Progress(0, 1, "batch-effect metrics")
+    return batch_metrics(vectors, subjects, classes, k=s.batch_k, graph=graph,
+                         random_state=s.random_state)
+
+
+def iter_analyse(vectors, subjects=None, classes=None, *, method: str = "umap",
+                 settings: Settings = DEFAULT, cancel: threading.Event | None = None
+                 ) -> ProgressGen[Analysis]:
+    """Map + k-means clusters + batch metrics (when >= 2 subjects), as the dock computes them."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    s = settings.for_cells(len(vectors))
+    coords = yield from iter_map(vectors, method, s, cancel)
+    clusters = yield from iter_clusters(vectors, "kmeans", s, cancel)
+    batch = None
+    if subjects is not None and len(set(np.asarray(subjects).astype(str).tolist())) >= 2:
+        batch = yield from iter_batch(vectors, subjects, classes, s, cancel)
+    return Analysis(coords, clusters, batch, s, method)
+
+
+def analyse(vectors, subjects=None, classes=None, **kwargs) -> Analysis:
+    """Synchronous :func:`iter_analyse`."""
+    return run_to_completion(iter_analyse(vectors, subjects, classes, **kwargs))

@@ -1,0 +1,141 @@
+"""Cell tables to napari layer data: the one place the docks' layer contract is built (no Qt).
+
+The contract every dock reads (see docs/architecture.md), for one smear named ``<name>``:
+
+- Image ``<name>``, ``metadata = {"image": <image key>, "subject": ...}``.
+- Labels ``<name> labels``: ``features`` = the smear's cell table, napari's ``index`` column
+  (= label value) first, ``embedding_row`` pointing into ``metadata["reddino_embeddings"]``
+  (a ``cells.CellEmbeddings``); ``metadata`` also holds ``image``, ``subject``, ``image_layer``.
+- Image ``<name> RedDino PCA``: the patch-token PCA as RGB, placed over the image.
+
+Functions return napari ``LayerDataTuple`` s ``(data, kwargs, type)``, which readers return
+as they are and ``viewer._add_layer_from_data`` / :func:`add_layers` turn into layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from napari_reddino import names as nm
+from napari_reddino.embed.overlay import grid_mask, overlay_transform, pca_rgb
+
+LayerData = tuple  # (data, kwargs, layer_type)
+
+
+def labels_name(image_layer: str) -> str:
+    return f"{image_layer} labels"
+
+
+def overlay_name(image_layer: str) -> str:
+    return f"{image_layer} RedDino PCA"
+
+
+def smear_cells(table: pd.DataFrame, embeddings=None, image_name: str | None = None):
+    """One smear's rows of a (pooled) table, and its own embeddings with ``embedding_row``
+    renumbered to point into them; ``(table, None)`` without embeddings."""
+    from napari_reddino.io.cell_table import CellEmbeddings
+
+    if image_name is not None and nm.IMAGE in table.columns:
+        table = table[table[nm.IMAGE].astype(str) == str(image_name)]
+    table = table.reset_index(drop=True)
+    if embeddings is None:
+        return table.drop(columns=[nm.EMBEDDING_ROW], errors="ignore"), None
+    if nm.EMBEDDING_ROW in table.columns:
+        rows = table[nm.EMBEDDING_ROW].to_numpy(dtype=np.int64)
+    else:
+        images = table[nm.IMAGE] if nm.IMAGE in table.columns else image_name
+        rows = embeddings.rows_for(images, table[nm.LABEL].to_numpy())
+    keep = rows >= 0
+    table, rows = table[keep].reset_index(drop=True), rows[keep]
+    own = CellEmbeddings(embeddings.vectors[rows], embeddings.image[rows],
+                         embeddings.label[rows], embeddings.backbone, embeddings.pooling)
+    table[nm.EMBEDDING_ROW] = np.arange(len(table), dtype=np.int64)
+    return table, own
+
+
+def labels_layer_data(
+    labels: np.ndarray, table: pd.DataFrame, embeddings=None, *, image_name: str,
+    image_layer: str, subject: str = "unknown", scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None, metadata: dict | None = None,
+) -> LayerData:
+    """The Labels layer of one smear: features = its cells (``index`` first), embeddings
+    attached. ``table`` and ``embeddings`` may be pooled over many smears."""
+    table, own = smear_cells(table, embeddings, image_name)
+    features = table.drop(columns=[nm.NAPARI_INDEX], errors="ignore")
+    features.insert(0, nm.NAPARI_INDEX, features[nm.LABEL].to_numpy(dtype=np.int64))
+    meta = {nm.META_IMAGE: str(image_name), nm.META_SUBJECT: str(subject),
+            nm.META_IMAGE_LAYER: image_layer, **(metadata or {})}
+    if own is not None:
+        meta[nm.EMBEDDINGS_KEY] = own
+    kwargs = {"name": labels_name(image_layer), "features": features, "metadata": meta}
+    kwargs.update(_placement(scale, translate))
+    return np.asarray(labels), kwargs, "labels"
+
+
+def overlay_layer_data(
+    grid: np.ndarray, patch_size: int, *, image_layer: str, labels: np.ndarray | None = None,
+    scale: Sequence[float] | None = None, translate: Sequence[float] | None = None,
+    backbone: str = "", opacity: float = 0.5, visible: bool = False,
+) -> LayerData:
+    """The PCA overlay of a patch-token grid, fitted on the cells' tokens when ``labels`` has
+    enough of them, placed over an image layer shown with ``scale`` / ``translate``."""
+    cells = None if labels is None else grid_mask(np.asarray(labels) > 0, patch_size)
+    rgb = pca_rgb(grid, cells if cells is not None and cells.sum() >= 3 else None)
+    grid_scale, grid_shift = overlay_transform(int(patch_size))
+    return overlay_rgb_data(rgb, grid_scale, grid_shift, image_layer=image_layer, scale=scale,
+                            translate=translate, backbone=backbone, opacity=opacity,
+                            visible=visible)
+
+
+def overlay_rgb_data(
+    rgb: np.ndarray, grid_scale: Sequence[float], grid_shift: Sequence[float], *,
+    image_layer: str, scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None, backbone: str = "", opacity: float = 0.5,
+    visible: bool = True,
+) -> LayerData:
+    """An overlay already coloured (``rgb`` over a grid placed at ``grid_scale`` /
+    ``grid_shift`` in image pixels), placed over an image layer shown with ``scale`` /
+    ``translate``: the readers' and the embedding dock's overlays land alike."""
+    image_scale = np.ones(2) if scale is None else np.asarray(scale, float)[-2:]
+    image_shift = np.zeros(2) if translate is None else np.asarray(translate, float)[-2:]
+    kwargs = {
+        "name": overlay_name(image_layer), "rgb": True, "opacity": opacity,
+        "visible": visible, "blending": "translucent", "contrast_limits": (0.0, 1.0),
+        "scale": tuple(image_scale * np.asarray(grid_scale, float)),
+        "translate": tuple(image_shift + image_scale * np.asarray(grid_shift, float)),
+        "metadata": {nm.META_IMAGE_LAYER: image_layer, nm.META_BACKBONE: backbone},
+    }
+    return np.asarray(rgb, dtype=np.float32), kwargs, "image"
+
+
+def image_layer_data(
+    image: np.ndarray, *, name: str, image_name: str, subject: str = "unknown",
+    scale: Sequence[float] | None = None, metadata: dict | None = None,
+) -> LayerData:
+    """The smear photo as an RGB Image layer keyed by ``image_name``."""
+    image = np.asarray(image)
+    kwargs = {"name": name, "rgb": image.ndim == 3 and image.shape[-1] in (3, 4),
+              "metadata": {nm.META_IMAGE: str(image_name), nm.META_SUBJECT: str(subject),
+                           **(metadata or {})}}
+    kwargs.update(_placement(scale, None))
+    return image, kwargs, "image"
+
+
+def _placement(scale, translate) -> dict:
+    out = {}
+    if scale is not None:
+        out["scale"] = tuple(float(s) for s in scale)[-2:]
+    if translate is not None:
+        out["translate"] = tuple(float(t) for t in translate)[-2:]
+    return out
+
+
+def add_layers(viewer, layer_data: Sequence[LayerData]) -> list:
+    """Add layer-data tuples to a viewer through its public ``add_<type>`` methods."""
+    added = []
+    for data, kwargs, layer_type in layer_data:
+        added.append(getattr(viewer, f"add_{layer_type}")(data, **kwargs))
+    return added

@@ -1,0 +1,291 @@
+"""One cell table over every embedded Labels layer of a viewer (GUI-free).
+
+The explorer and labeling docks work on *all* loaded smears at once. A Labels layer
+takes part when it carries a ``features`` table with a ``label`` column and an embedding
+matrix in ``metadata["reddino_embeddings"]`` (a ``cells.CellEmbeddings`` or an
+(N, D) array; ``features["embedding_row"]`` points into it). :class:`CellPool`
+concatenates them into one table + one matrix keyed by (image, label), maps pooled row
+indices back to (layer, labels) and writes new columns back into each layer's
+``features``. :class:`SharedSession` (one per viewer, :func:`session_for`) is how the
+docks find each other: the pool, the current selection and psygnal events. No Qt here.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from psygnal import Signal
+
+from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
+
+POOL_COLUMNS = ("_layer", "_row")  # where each pooled row came from; never written back
+
+
+class SessionError(ValueError):
+    """Layers cannot be pooled (no embedded cells, mismatching embeddings...)."""
+
+
+def _embedding_vectors(embeddings: Any) -> np.ndarray:
+    vectors = getattr(embeddings, "vectors", embeddings)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise SessionError(f"embeddings must be an (N, D) matrix, got shape {vectors.shape}")
+    return vectors
+
+
+def is_embedded_labels(layer: Any) -> bool:
+    """True for a Labels layer that has per-cell features and an embedding matrix."""
+    features = getattr(layer, "features", None)
+    metadata = getattr(layer, "metadata", None) or {}
+    return (
+        layer.__class__.__name__ == "Labels"  # napari hands plugins proxies of its layers
+        and isinstance(features, pd.DataFrame)
+        and "label" in features.columns
+        and len(features) > 0
+        and metadata.get(EMBEDDINGS_KEY) is not None
+    )
+
+
+def _layer_rows(layer: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """The layer's features (with `image`) and the embedding row of each of them."""
+    features = layer.features
+    embeddings = layer.metadata[EMBEDDINGS_KEY]
+    vectors = _embedding_vectors(embeddings)
+    if EMBEDDING_ROW in features.columns:
+        rows = features[EMBEDDING_ROW].to_numpy()
+    elif hasattr(embeddings, "rows_for"):
+        image = layer.metadata.get("image", layer.name)
+        rows = embeddings.rows_for(image, features["label"].to_numpy())
+    elif len(vectors) == len(features):
+        rows = np.arange(len(features))
+    else:
+        raise SessionError(
+            f"layer {layer.name!r}: {len(features)} cells but {len(vectors)} embeddings and no "
+            "'embedding_row' column to match them"
+        )
+    rows = np.asarray(pd.to_numeric(pd.Series(rows), errors="coerce").fillna(-1), dtype=np.int64)
+    if rows.max(initial=-1) >= len(vectors):
+        raise SessionError(
+            f"layer {layer.name!r}: 'embedding_row' points past the {len(vectors)} embeddings"
+        )
+    table = features.copy()
+    if "image" not in table.columns:
+        table["image"] = layer.metadata.get("image", layer.name)
+    return table, rows
+
+
+@dataclass
+class CellPool:
+    """All embedded cells of several Labels layers as one table + one matrix.
+
+    ``table`` row ``i`` and ``vectors[i]`` describe the same cell; ``table["_layer"]``
+    is the index into ``layers`` and ``table["_row"]`` the row in that layer's features.
+    """
+
+    layers: list[Any]
+    table: pd.DataFrame
+    vectors: np.ndarray
+    skipped: int = 0  # cells without an embedding, left out of the pool
+    _key_index: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_layers(cls, layers: Iterable[Any]) -> CellPool:
+        """Pool every embedded Labels layer in ``layers`` (others are ignored)."""
+        chosen = [layer for layer in layers if is_embedded_labels(layer)]
+        if not chosen:
+            raise SessionError(
+                "no Labels layer with cell features and embeddings: segment the smear, then "
+                "run the embedding dock (it stores metadata['reddino_embeddings'])"
+            )
+        tables, blocks, skipped = [], [], 0
+        dims = set()
+        for layer_index, layer in enumerate(chosen):
+            table, rows = _layer_rows(layer)
+            keep = rows >= 0
+            skipped += int((~keep).sum())
+            vectors = _embedding_vectors(layer.metadata[EMBEDDINGS_KEY])
+            dims.add(vectors.shape[1])
+            part = table.loc[keep].copy()
+            part["_layer"] = layer_index
+            part["_row"] = np.flatnonzero(keep)
+            tables.append(part)
+            blocks.append(vectors[rows[keep]])
+        if len(dims) > 1:
+            raise SessionError(
+                f"embeddings of different sizes {sorted(dims)}: embed every smear with the "
+                "same backbone before exploring them together"
+            )
+        table = pd.concat(tables, ignore_index=True)
+        for name in ("image", "subject"):
+            if name in table.columns:
+                table[name] = table[name].astype(str)
+        pool = cls(chosen, table, np.concatenate(blocks).astype(np.float32), skipped)
+        pool._key_index = {
+            (img, int(lab)): i
+            for i, (img, lab) in enumerate(zip(table["image"], table["label"], strict=True))
+        }
+        if len(pool._key_index) != len(table):
+            raise SessionError(
+                "two cells share the same (image, label): give each smear a distinct image name"
+            )
+        return pool
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def layer_index(self, layer: Any) -> int:
+        for i, candidate in enumerate(self.layers):
+            if candidate == layer:  # a layer, or napari's proxy of it
+                return i
+        raise SessionError(f"layer {getattr(layer, 'name', layer)!r} is not in the cell pool")
+
+    def indices_for(self, layer: Any, labels: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Pooled row indices of ``labels`` of ``layer`` (labels without a cell are dropped)."""
+        part = self.table["_layer"].to_numpy() == self.layer_index(layer)
+        hit = part & np.isin(self.table["label"].to_numpy(), np.asarray(labels, dtype=np.int64))
+        return np.flatnonzero(hit)
+
+    def indices_for_keys(self, images: Sequence[str], labels: Sequence[int]) -> np.ndarray:
+        """Pooled row per (image, label) key, -1 where no such cell exists."""
+        return np.array(
+            [self._key_index.get((str(i), int(lab)), -1) for i, lab in zip(images, labels)],
+            dtype=np.int64,
+        )
+
+    def labels_by_layer(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
+        """Group pooled row indices into {layer index: labels} (every pooled layer present)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        layer_of = self.table["_layer"].to_numpy()[indices]
+        labels = self.table["label"].to_numpy()[indices]
+        return {i: labels[layer_of == i] for i in range(len(self.layers))}
+
+    def write_columns(self, columns: dict[str, Any], indices: np.ndarray | None = None) -> None:
+        """Set columns on the pooled table and in every layer's ``features`` (one event each).
+
+        ``indices`` limits the update to these pooled rows; other rows keep their value
+        (a new column starts missing there).
+        """
+        rows = np.arange(len(self.table)) if indices is None else np.asarray(indices, np.int64)
+        for name, values in columns.items():
+            values = np.full(len(rows), values) if np.isscalar(values) else np.asarray(values)
+            if len(values) != len(rows):
+                raise SessionError(f"column {name!r}: {len(values)} values for {len(rows)} cells")
+            _set_rows(self.table, rows, name, values)
+        layer_of = self.table["_layer"].to_numpy()[rows]
+        for layer_index, layer in enumerate(self.layers):
+            mine = rows[layer_of == layer_index]
+            if mine.size == 0 and set(columns) <= set(layer.features.columns):
+                continue
+            features = layer.features.copy()
+            target = features.index[self.table["_row"].to_numpy()[mine]]
+            for name in columns:
+                if name not in features.columns:  # every pooled layer gets the column
+                    features[name] = self.table[name].iloc[:0].reindex(features.index)
+                _set_rows(features, target, name, self.table[name].to_numpy()[mine])
+            layer.features = features
+
+    def refresh(self) -> None:
+        """Re-read every column from the layers (after someone else edited ``features``)."""
+        for layer_index, layer in enumerate(self.layers):
+            part = self.table["_layer"].to_numpy() == layer_index
+            source = layer.features.iloc[self.table.loc[part, "_row"].to_numpy()]
+            for name in source.columns:
+                _set_rows(self.table, np.flatnonzero(part), name, source[name].to_numpy())
+
+    def is_current(self) -> bool:
+        """False once a pooled layer lost its embeddings or its cells changed (segmented
+        again): the pool's rows would point at other cells, or past the end."""
+        layer_of = self.table["_layer"].to_numpy()
+        for layer_index, layer in enumerate(self.layers):
+            if not is_embedded_labels(layer):
+                return False
+            part = layer_of == layer_index
+            rows = self.table["_row"].to_numpy()[part]
+            labels = layer.features["label"].to_numpy()
+            if len(rows) and (rows.max() >= len(labels) or not np.array_equal(
+                    labels[rows], self.table["label"].to_numpy()[part])):
+                return False
+        return True
+
+    def public_table(self) -> pd.DataFrame:
+        """The pooled table without the bookkeeping columns."""
+        return self.table.drop(columns=list(POOL_COLUMNS))
+
+
+def _set_rows(table: pd.DataFrame, rows: Any, name: str, values: np.ndarray) -> None:
+    """``table.loc[rows, name] = values``, creating the column and un-categorising it."""
+    if name in table.columns and isinstance(table[name].dtype, pd.CategoricalDtype):
+        table[name] = table[name].astype(object)
+    table.loc[rows, name] = values
+
+
+class SharedSession:
+    """What the explorer and labeling docks of one viewer share: pool + selection."""
+
+    pool_changed = Signal(object)  # the new CellPool (or None)
+    selection_changed = Signal(object)  # np.ndarray of pooled row indices
+    columns_changed = Signal(object)  # list of column names written
+
+    def __init__(self) -> None:
+        self.pool: CellPool | None = None
+        self.selection = np.empty(0, dtype=np.int64)
+        self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to colour plots
+
+    def set_pool(self, pool: CellPool | None) -> None:
+        for layer in [] if self.pool is None else self.pool.layers:
+            for event in _layer_events(layer):
+                event.disconnect(self._check_pool)
+        self.pool = pool
+        self.selection = np.empty(0, dtype=np.int64)
+        for layer in [] if pool is None else pool.layers:
+            for event in _layer_events(layer):
+                event.connect(self._check_pool)
+        self.pool_changed.emit(pool)
+
+    def _check_pool(self, _event: Any = None) -> None:
+        """A pooled layer changed under the pool (segmented again): drop the stale pool, so
+        no dock indexes cells that are gone; the explorer's Refresh pools the new cells."""
+        if self.pool is not None and not self.pool.is_current():
+            self.set_pool(None)
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> None:
+        indices = np.unique(np.asarray(indices, dtype=np.int64))
+        if np.array_equal(indices, self.selection):
+            return
+        self.selection = indices
+        self.selection_changed.emit(indices)
+
+    def write_columns(self, columns: dict[str, Any], indices: np.ndarray | None = None) -> None:
+        if self.pool is None:
+            raise SessionError("no cells loaded: press Refresh in the explorer dock first")
+        self.pool.write_columns(columns, indices)
+        self.columns_changed.emit(list(columns))
+
+
+def _layer_events(layer: Any) -> list:
+    events = getattr(layer, "events", None)
+    return [getattr(events, name) for name in ("data", "features", "metadata")
+            if hasattr(events, name)]
+
+
+_SESSIONS: weakref.WeakValueDictionary[int, SharedSession] = weakref.WeakValueDictionary()
+
+
+def session_for(viewer: Any) -> SharedSession:
+    """The one :class:`SharedSession` of ``viewer`` (created on first use).
+
+    Keyed by ``hash(viewer)`` (a napari viewer hashes by identity): napari hands each dock
+    its own public-only proxy of the viewer, another object that hashes as the viewer.
+    Held weakly: it lives while a dock holds it, and that dock's viewer with it, so no other
+    viewer can take the key meanwhile.
+    """
+    key = hash(viewer)
+    session = _SESSIONS.get(key)
+    if session is None:
+        session = _SESSIONS[key] = SharedSession()
+    return session
