@@ -20,11 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.train_throughput import PEAK_BF16_TFLOPS, flops_per_image
-from training.config import load_config
-from training.distributed import DistEnv
-from training.logging import peak_memory_mb, read_log
-from training.step import train_step
-from training.train import Trainer
+from training.configs import load_config
+from training.train.distributed import DistEnv
+from training.train.logging import peak_memory_mb, read_log
+from training.train.loop import Trainer
+from training.train.step import train_step
 
 
 def _sync(device: torch.device) -> None:

@@ -43,7 +43,7 @@ DROP_CLASSES = ("uncategorised",)
 
 def probe(x, y, seed=0):
     """5-fold stratified linear probe and 20-NN weighted F1 (RedDino's Table-1 protocol)."""
-    from training.eval_probe import evaluate_split, make_splits
+    from training.eval.probe import evaluate_split, make_splits
 
     folds = [evaluate_split(x, y, tr, te, seed=seed)
              for _, tr, te in make_splits("kfold", y, np.zeros(len(y)), n_folds=5, seed=seed)]

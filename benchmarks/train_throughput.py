@@ -10,9 +10,9 @@ baseline is the plain pipeline the loader used to run (the library's RandomFog /
 float32 crops normalised in the worker, every patch decoded from disk), "new" is the loader
 now (identical pixels from faster transforms, uint8 crops, decoded-patch cache).
 
-Each row times ``training.step.train_step`` on pre-built batches (the model step alone) and the
-data stream separately (augmentation img/s on one worker). The ratio column is the speed-up of
-the default fused SDPA attention over timm's eager attention, the baseline it replaces.
+Each row times ``training.train.step.train_step`` on pre-built batches (the model step alone)
+and the data stream separately (augmentation img/s on one worker). The ratio column is the
+speed-up of the default fused SDPA attention over timm's eager attention, the baseline it replaces.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `training/` lives at the repo root
-from training.config import load_config
+from training.configs import load_config
 from training.data.loader import stream_from_config
-from training.distributed import DistEnv
-from training.logging import peak_memory_mb
-from training.step import train_step
-from training.train import Trainer
+from training.train.distributed import DistEnv
+from training.train.logging import peak_memory_mb
+from training.train.loop import Trainer
+from training.train.step import train_step
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 

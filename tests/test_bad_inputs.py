@@ -17,7 +17,7 @@ import pytest
 from napari_reddino.cli.main import build_parser, main
 from napari_reddino.io.cell_table import CellEmbeddings, load_table, save_table
 from napari_reddino.label.files import Autosaver, export_labels, import_labels, read_labels
-from napari_reddino.runs.distributed import combine
+from napari_reddino.runs.combine import combine
 from napari_reddino.runs.pipeline import (
     DONE_MARKER,
     PipelineConfig,
@@ -373,9 +373,9 @@ def test_the_smears_of_a_run_folder_open_side_by_side_not_stacked(run_dir):
 # --- training ---------------------------------------------------------------------------------
 def test_resuming_with_another_model_depth_is_refused_naming_the_key(tmp_path):
     pytest.importorskip("torch")
-    from training.config import ConfigError, load_config
-    from training.distributed import DistEnv
-    from training.train import Trainer
+    from training.configs import ConfigError, load_config
+    from training.train.distributed import DistEnv
+    from training.train.loop import Trainer
 
     def config(*extra):
         return load_config("tiny_cpu", [f"run.output_dir={tmp_path}", "run.iters=10",

@@ -1,13 +1,13 @@
 """``python -m training`` / ``torchrun -m training``: train, export, patches, eval.
 
-Examples::
+Run in the root of a checkout (``training`` is not installed with the plugin). Examples::
 
     torchrun --nproc_per_node 8 -m training train --config vits14_reddino data.patch_dirs=[/data]
     python -m training train --config tiny_cpu run.output_dir=runs/tiny
     python -m training export runs/tiny --out exported/tiny
     python -m training patches /smears --out patches/ --size 224
     python -m training patches /smears --out crops/ --size 112 --cells
-    python -m training eval ...          (forwarded to training.eval)
+    python -m training eval ...          (the harness, as python -m training.eval)
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.config import load_config
-    from training.train import train
+    from training.configs import load_config
+    from training.train.loop import train
 
     cfg = load_config(args.config, args.overrides)
     last = train(cfg)
@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.export import export_teacher
+    from training.train.export import export_teacher
 
     folder = export_teacher(
         args.checkpoint, args.out, img_size=args.img_size, state_dict_path=args.state_dict,
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="pretrain a DINOv2/RedDino backbone")
-    train.add_argument("--config", required=True, help="YAML path or bundled name (tiny_cpu, ...)")
+    train.add_argument("--config", required=True,
+                       help="bundled name (tiny_cpu, vits14_reddino, ...) or YAML path, merged "
+                            "over training/configs/default.yaml")
     train.add_argument("overrides", nargs="*", help="section.key=value overrides")
     train.set_defaults(func=_train)
 
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "eval":
-        from training.eval import main as eval_main
+        from training.eval.harness import main as eval_main
 
         return eval_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)

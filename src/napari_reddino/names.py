@@ -1,4 +1,5 @@
-"""One name for each thing: cell-table columns, layer metadata keys, feature spaces, map columns.
+"""One name for each thing: cell-table columns, layer metadata keys, feature spaces, map columns
+and the other choices (methods, poolings), whose defaults are in :mod:`napari_reddino.defaults`.
 
 Every module spells these through here, so a column cannot mean two things in two files and a
 rename is one edit. A leaf module: it imports nothing of the package (and nothing heavy).
@@ -64,6 +65,13 @@ UMAP_METHOD = "umap"
 PCA_METHOD = "pca"
 TSNE_METHOD = "tsne"
 MAP_METHODS = (UMAP_METHOD, PCA_METHOD, TSNE_METHOD)
+
+# -- the other choices (argparse ``choices=``, the docks' lists and the core's checks) ---------
+SEGMENT_METHODS = ("classical", "cellpose")
+CLUSTER_METHODS = ("kmeans", "hdbscan", "leiden")
+POOLINGS = ("cls_crop", "patch_mean")  # per-cell vector: CLS of a crop, or mean patch tokens
+PROPAGATION_METHODS = ("auto", "knn", "logreg")  # auto: whichever cross-validates better
+DEVICES = ("auto", "cpu", "cuda", "mps")  # the CLI also takes cuda:N
 
 
 def map_columns(method: str) -> tuple[str, str]:

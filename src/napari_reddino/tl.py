@@ -6,8 +6,13 @@ Python binds an imported submodule over a package attribute of the same name.
 
 Functions taking ``data`` accept an AnnData (as :func:`napari_reddino.read_run` returns, see
 :mod:`napari_reddino.runs.anndata_io`) or a plain (N, D) matrix. With an AnnData they read the
-representation ``use_rep`` (default ``.obsm["X_embedding"]``) and write results under documented
-keys, returning ``None`` like scanpy; with a matrix they return the result.
+representation ``use_rep``: a feature space (``"embedding"``, ``"morphology"``, ``"both"``),
+made from the AnnData exactly as the CLI and the docks make it
+(:func:`napari_reddino.explore.spaces.space_matrix`), or any ``.obsm`` key (``"X_embedding"``,
+``"X_pca"``...). The default is the plugin's default space (standardised morphology, see
+:mod:`napari_reddino.defaults`), so ``rd.tl``, ``napari-reddino`` and the docks agree on the
+same cells. Results go under documented keys and ``None`` is returned, like scanpy; with a
+matrix they return the result.
 
 - :func:`project` -> ``.obsm["X_<method>"]`` (``X_umap``, ``X_pca``, ``X_tsne``)
 - :func:`cluster` -> ``.obs["cluster"]`` (categorical)
@@ -21,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 
 
 def _is_anndata(data) -> bool:
@@ -28,22 +34,32 @@ def _is_anndata(data) -> bool:
 
 
 def _rep(data, use_rep: str) -> np.ndarray:
-    if _is_anndata(data):
-        if use_rep not in data.obsm:
-            raise KeyError(f"no .obsm[{use_rep!r}]; it has {list(data.obsm)}")
-        return np.asarray(data.obsm[use_rep], dtype=np.float32)
-    return np.asarray(data, dtype=np.float32)
+    """The (N, D) matrix of ``use_rep``: a feature space (the default one falls back to the
+    embedding when the cells have no morphology, as in the CLI) or an ``.obsm`` key."""
+    if not _is_anndata(data):
+        return np.asarray(data, dtype=np.float32)
+    if use_rep in nm.FEATURE_SPACES:
+        from napari_reddino.explore.spaces import resolve_space, space_matrix
+
+        vectors = data.obsm.get(nm.X_EMBEDDING)
+        space = resolve_space(use_rep, data.obs, vectors)
+        return space_matrix(data.obs, vectors, space, row_column=None)
+    if use_rep not in data.obsm:
+        raise KeyError(f"no .obsm[{use_rep!r}] and not a feature space {nm.FEATURE_SPACES}; "
+                       f".obsm has {list(data.obsm)}")
+    return np.asarray(data.obsm[use_rep], dtype=np.float32)
 
 
-def segment(image, method: str = "classical", **params):
+def segment(image, method: str = DEFAULTS.segment_method, **params):
     """Segment a smear: a ``SegmentationResult`` (``labels`` (H, W), ``features`` cell table)."""
     from napari_reddino.segment.dispatch import segment as _segment
 
     return _segment(image, method, **params)
 
 
-def embed(image, labels, *, backbone: str | None = None, pooling: str = "cls_crop",
-          image_name: str = "image", device: str = "auto"):
+def embed(image, labels, *, backbone: str | None = DEFAULTS.backbone,
+          pooling: str = DEFAULTS.pooling, image_name: str = "image",
+          device: str = DEFAULTS.device):
     """One backbone vector per labelled cell: a ``cells.CellEmbeddings`` keyed by label."""
     from napari_reddino.embed.backbones import DEFAULT_BACKBONE
     from napari_reddino.embed.grid import cell_embeddings
@@ -61,7 +77,8 @@ def morphology(labels, image, *, pixel_size: float | None = None) -> pd.DataFram
                                            prefix=_morphology.COLUMN_PREFIX)
 
 
-def project(data, method: str = "umap", *, use_rep: str = nm.X_EMBEDDING, **kwargs):
+def project(data, method: str = DEFAULTS.map_method, *, use_rep: str = DEFAULTS.space,
+            **kwargs):
     """2-D map of the cells (umap-learn / scikit-learn); ``.obsm["X_<method>"]``."""
     from napari_reddino.explore.projection import project as _project
 
@@ -72,7 +89,7 @@ def project(data, method: str = "umap", *, use_rep: str = nm.X_EMBEDDING, **kwar
     return None
 
 
-def cluster(data, method: str = "kmeans", *, use_rep: str = nm.X_EMBEDDING,
+def cluster(data, method: str = DEFAULTS.cluster_method, *, use_rep: str = DEFAULTS.space,
             key_added: str = nm.CLUSTER, **params):
     """Cluster ids of the cells (k-means, HDBSCAN or Leiden); ``.obs["cluster"]``."""
     from napari_reddino.explore.clusters import cluster as _cluster
@@ -84,12 +101,15 @@ def cluster(data, method: str = "kmeans", *, use_rep: str = nm.X_EMBEDDING,
     return None
 
 
-def propagate(data, classes=None, *, use_rep: str = nm.X_EMBEDDING, key: str = nm.CLASS,
+def propagate(data, classes=None, *, use_rep: str = DEFAULTS.space, key: str = nm.CLASS,
               **kwargs):
-    """Classes for every cell from the labelled ones (k-NN votes; see ``propagate.propagate``).
+    """Classes for every cell from the labelled ones (see ``label.propagate.iter_propagate``,
+    whose defaults the CLI and the labeling dock share: k, centring, classifier).
 
-    With an AnnData the labelled cells are those with a value in ``.obs[key]``; the result goes
-    to ``.obs[key]``, ``.obs["class_source"]`` and ``.obs["confidence"]`` and is returned too.
+    With an AnnData the labelled cells are those with a value in ``.obs[key]`` (for ``"class"``
+    only the ``class_source == "manual"`` ones once a propagation has run, as in the dock and
+    the CLI); the result goes to ``.obs[key]``, ``.obs["class_source"]`` and
+    ``.obs["confidence"]`` and is returned too.
     """
     from napari_reddino.label.propagate import propagate as _propagate
 
@@ -98,6 +118,9 @@ def propagate(data, classes=None, *, use_rep: str = nm.X_EMBEDDING, key: str = n
             raise KeyError(f"no .obs[{key!r}] with labelled cells")
         column = data.obs[key]
         classes = column.astype(object).where(column.notna(), None).to_numpy()
+        if key == nm.CLASS and nm.CLASS_SOURCE in data.obs:  # propagated classes do not vote
+            manual = data.obs[nm.CLASS_SOURCE].astype(str).to_numpy() == nm.MANUAL
+            classes = np.where(manual, classes, None)
     result = _propagate(_rep(data, use_rep), classes, **kwargs)
     if _is_anndata(data):
         data.obs[key] = pd.Categorical(result.classes.astype(str))
@@ -106,7 +129,7 @@ def propagate(data, classes=None, *, use_rep: str = nm.X_EMBEDDING, key: str = n
     return result
 
 
-def batch_metrics(data, subjects=None, classes=None, *, use_rep: str = nm.X_EMBEDDING,
+def batch_metrics(data, subjects=None, classes=None, *, use_rep: str = DEFAULTS.space,
                   batch_key: str = nm.SUBJECT, label_key: str | None = None, **kwargs):
     """Batch-effect metrics across subjects (silhouette, iLISI, ...); ``.uns["batch_metrics"]``."""
     from napari_reddino.explore.batch_effects import batch_metrics as _batch_metrics

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from napari_reddino.cli.main import build_parser, main
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.io.cell_table import CellEmbeddings, load_table, save_table
 
 
@@ -47,7 +48,8 @@ def test_features_flag_on_run_and_project_and_bad_value(capsys):
     parser = build_parser()
     args = parser.parse_args(["run", "x.png", "--out", "o", "--features", "both"])
     assert args.features == "both"
-    assert parser.parse_args(["project", "o"]).features is None  # best the cells allow
+    # the table's space; tables without morphology fall back to the embedding (resolve_space)
+    assert parser.parse_args(["project", "o"]).features == DEFAULTS.space
     with pytest.raises(SystemExit):
         parser.parse_args(["propagate", "o", "--reference", "r", "--features", "shape"])
     assert "invalid choice" in capsys.readouterr().err

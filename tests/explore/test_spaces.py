@@ -79,3 +79,17 @@ def test_available_and_default_spaces_and_clear_errors():
         space_matrix(table, None, "embedding")
     with pytest.raises(ValueError, match="unknown feature space"):
         space_matrix(table, vectors, "shape")
+
+
+def test_the_default_space_falls_back_where_the_cells_lack_it_and_others_do_not():
+    """``--features morphology`` (the CLI's default), ``use_rep="morphology"`` (``rd.tl``'s) and
+    no choice at all resolve alike; a space other than the default is taken as asked."""
+    table, vectors = _table(), np.zeros((50, 4), np.float32)
+    plain = table.drop(columns=["morph_area", "morph_circularity"])
+    assert resolve_space(DEFAULT_SPACE, table, vectors) == DEFAULT_SPACE
+    assert resolve_space(DEFAULT_SPACE, plain, vectors) == resolve_space(None, plain, vectors)
+    assert resolve_space("both", plain, vectors) == "both"  # space_matrix then says what lacks
+    with pytest.raises(ValueError, match="unknown feature space"):
+        resolve_space("shape", table, vectors)
+    with pytest.raises(ValueError, match="neither"):
+        resolve_space(None, plain, None)

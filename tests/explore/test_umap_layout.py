@@ -75,7 +75,7 @@ def test_layout_separates_groups_is_seeded_and_cancels():
 def test_a_map_compiles_nothing():
     """The explorer's map needs neither numba nor umap-learn: no compile in any session."""
     code = ("import sys, numpy as np\n"
-            "from napari_reddino import project\n"
+            "from napari_reddino.explore import projection as project\n"
             "x = np.random.default_rng(0).standard_normal((500, 64)).astype('float32')\n"
             "assert project.project(x, 'umap').shape == (500, 2)\n"
             "print(sorted(m for m in ('numba', 'umap', 'pynndescent') if m in sys.modules))\n")

@@ -9,8 +9,8 @@ import pytest
 from napari_reddino.io.cell_table import (
     REGION_COLUMNS,
     CellEmbeddings,
+    concat_tables,
     load_table,
-    pool_tables,
     region_features,
     save_table,
 )
@@ -76,15 +76,15 @@ def test_load_table_names_missing_columns(tmp_path):
         load_table(tmp_path / "absent.parquet")
 
 
-def test_pool_tables_keys_stay_unique(two_squares):
+def test_concat_tables_keys_stay_unique(two_squares):
     a = region_features(*two_squares, image_name="a", subject="s1")
     b = region_features(*two_squares, image_name="b", subject="s2")
-    pooled = pool_tables([a, b])
-    assert len(pooled) == 4
-    assert pooled.groupby("image")["label"].apply(list).to_dict() == {"a": [3, 7], "b": [3, 7]}
+    combined = concat_tables([a, b])
+    assert len(combined) == 4
+    assert combined.groupby("image")["label"].apply(list).to_dict() == {"a": [3, 7], "b": [3, 7]}
     with pytest.raises(ValueError, match="duplicate"):
-        pool_tables([a, a])
-    assert list(pool_tables([]).columns) == list(REGION_COLUMNS)
+        concat_tables([a, a])
+    assert list(concat_tables([]).columns) == list(REGION_COLUMNS)
 
 
 def test_cell_embeddings_round_trip_and_lookup(tmp_path):

@@ -56,13 +56,13 @@ def _pick_labels(truth: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray
 
 def test_hand_checked_distance_weighted_vote():
     vectors = np.array([_unit(0), _unit(90), _unit(10)], dtype=np.float32)
-    result = propagate(vectors, ["A", "B", None], k=2)
+    result = propagate(vectors, ["A", "B", None], k=2, center=False)  # cosine at the origin
     w_a, w_b = 1 / (1 - np.cos(np.radians(10))), 1 / (1 - np.cos(np.radians(80)))
     assert result.classes.tolist() == ["A", "B", "A"]
     assert result.source.tolist() == ["manual", "manual", "propagated"]
     assert result.confidence[2] == pytest.approx(w_a / (w_a + w_b), rel=1e-4)
     assert result.confidence[:2].tolist() == [1.0, 1.0]
-    uniform = propagate(vectors, ["A", "B", ""], k=2, weighting="uniform")
+    uniform = propagate(vectors, ["A", "B", ""], k=2, weighting="uniform", center=False)
     assert uniform.confidence[2] == pytest.approx(0.5)
 
 
@@ -97,7 +97,7 @@ def test_matches_scikit_learn_knn_classifier():
     labeled = ~unlabeled_mask(manual)
     sk = KNeighborsClassifier(n_neighbors=15, metric="cosine", weights="distance")
     sk.fit(x[labeled], manual[labeled].astype(str))
-    result = propagate(x, manual, k=15)
+    result = propagate(x, manual, k=15, method="knn", center=False)  # scikit-learn's votes
     rows = ~labeled
     assert (result.classes[rows] == sk.predict(x[rows])).mean() >= 0.999
     np.testing.assert_allclose(result.confidence[rows], sk.predict_proba(x[rows]).max(axis=1),

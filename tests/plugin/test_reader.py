@@ -108,14 +108,19 @@ def test_h5ad_outside_a_run_opens_cell_centres(small_run, tmp_path):
 
 def test_public_api_writes_under_documented_keys(small_run, tmp_path):
     from napari_reddino.explore.clusters import cluster
+    from napari_reddino.explore.spaces import space_matrix
 
     assert {"tl", "read_run", "write_run", "names"} <= set(dir(rd))
     adata = rd.read_run(small_run)
     rd.tl.project(adata, "pca")
     assert adata.obsm["X_pca"].shape == (adata.n_obs, 2)
-    rd.tl.cluster(adata, n_clusters=3, random_state=0)
-    expected = cluster(adata.obsm[nm.X_EMBEDDING], n_clusters=3, random_state=0)
+    rd.tl.cluster(adata, n_clusters=3, random_state=0)  # in the default space, as the CLI
+    morphology = space_matrix(adata.obs, None, "morphology", row_column=None)
+    expected = cluster(morphology, n_clusters=3, random_state=0)
     assert list(adata.obs[nm.CLUSTER].astype(int)) == list(expected)
+    rd.tl.cluster(adata, use_rep=nm.X_EMBEDDING, key_added="by_embedding", n_clusters=3)
+    expected = cluster(adata.obsm[nm.X_EMBEDDING], n_clusters=3, random_state=0)
+    assert list(adata.obs["by_embedding"].astype(int)) == list(expected)
     first = adata.obs[nm.CLUSTER].astype(int).to_numpy()
     seeds = [np.flatnonzero(first == c)[0] for c in range(3)]
     labels = np.full(adata.n_obs, None, dtype=object)

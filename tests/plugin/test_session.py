@@ -1,4 +1,4 @@
-"""session.py: pooling embedded Labels layers into one cell table, and back (no Qt)."""
+"""session.py: gathering embedded Labels layers into one cell table, and back (no Qt)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from napari.layers import Labels
 
 from napari_reddino.io import cell_table as cells
-from napari_reddino.plugin.session import CellPool, SessionError, SharedSession, session_for
+from napari_reddino.plugin.session import LayerCells, SessionError, SharedSession, session_for
 from napari_reddino.synthetic import smear as synthetic
 
 
@@ -16,7 +16,7 @@ def _layer(smear, *, dim=8, drop_row=False, seed=0) -> Labels:
     name, subject = smear.metadata["image"], smear.metadata["subject"]
     features = cells.region_features(smear.labels, smear.image, image_name=name, subject=subject)
     rng = np.random.default_rng(seed)
-    # embeddings stored in reverse label order: the pool must follow embedding_row, not order
+    # embeddings stored in reverse label order: the cells must follow embedding_row, not order
     order = features["label"].to_numpy()[::-1]
     embeddings = cells.CellEmbeddings(
         rng.normal(size=(len(order), dim)),
@@ -41,41 +41,41 @@ def smears():
     return synthetic.synthetic_dataset(n_subjects=2, images_per_subject=1, shape=(192, 192), seed=3)
 
 
-def test_pool_keys_every_cell_to_its_own_vector(smears):
+def test_layer_cells_key_every_cell_to_its_own_vector(smears):
     layers = [_layer(s, seed=i) for i, s in enumerate(smears)]
-    pool = CellPool.from_layers([*layers, Labels(np.zeros((4, 4), int), name="plain")])
-    assert len(pool.layers) == 2  # the plain Labels layer takes no part
-    assert len(pool) == sum(len(layer.features) for layer in layers)
-    for i in [0, 5, len(pool) - 1]:
-        row = pool.table.iloc[i]
-        embeddings = pool.layers[row["_layer"]].metadata["reddino_embeddings"]
+    gathered = LayerCells.from_layers([*layers, Labels(np.zeros((4, 4), int), name="plain")])
+    assert len(gathered.layers) == 2  # the plain Labels layer takes no part
+    assert len(gathered) == sum(len(layer.features) for layer in layers)
+    for i in [0, 5, len(gathered) - 1]:
+        row = gathered.table.iloc[i]
+        embeddings = gathered.layers[row["_layer"]].metadata["reddino_embeddings"]
         (emb_row,) = embeddings.rows_for(row["image"], [row["label"]])
-        np.testing.assert_array_equal(pool.vectors[i], embeddings.vectors[emb_row])
+        np.testing.assert_array_equal(gathered.vectors[i], embeddings.vectors[emb_row])
 
 
 def test_selection_maps_back_to_layers_and_labels(smears):
     layers = [_layer(s) for s in smears]
-    pool = CellPool.from_layers(layers)
+    gathered = LayerCells.from_layers(layers)
     wanted = layers[1].features["label"].to_numpy()[[1, 3]]
-    indices = pool.indices_for(layers[1], wanted)
-    by_layer = pool.labels_by_layer(indices)
+    indices = gathered.indices_for(layers[1], wanted)
+    by_layer = gathered.labels_by_layer(indices)
     assert by_layer[0].size == 0
     np.testing.assert_array_equal(np.sort(by_layer[1]), np.sort(wanted))
-    keys = pool.indices_for_keys([smears[1].metadata["image"], "nope"], [wanted[0], 1])
+    keys = gathered.indices_for_keys([smears[1].metadata["image"], "nope"], [wanted[0], 1])
     assert keys[0] in indices and keys[1] == -1
 
 
 def test_write_columns_reaches_every_layer(smears):
     layers = [_layer(s) for s in smears]
-    pool = CellPool.from_layers(layers)
-    first = pool.indices_for(layers[0], layers[0].features["label"][:2])
-    pool.write_columns({"class": np.array(["target", "sickle"], dtype=object)}, first)
+    gathered = LayerCells.from_layers(layers)
+    first = gathered.indices_for(layers[0], layers[0].features["label"][:2])
+    gathered.write_columns({"class": np.array(["target", "sickle"], dtype=object)}, first)
     assert list(layers[0].features["class"][:2]) == ["target", "sickle"]
     assert layers[0].features["class"][2:].isna().all()
     assert "class" in layers[1].features and layers[1].features["class"].isna().all()
-    pool.write_columns({"umap_0": np.arange(len(pool), dtype=np.float32)})
+    gathered.write_columns({"umap_0": np.arange(len(gathered), dtype=np.float32)})
     both = np.concatenate([layer.features["umap_0"] for layer in layers])
-    np.testing.assert_array_equal(both, np.arange(len(pool)))
+    np.testing.assert_array_equal(both, np.arange(len(gathered)))
 
 
 def test_matches_by_label_without_embedding_row_and_counts_missing(smears):
@@ -85,9 +85,9 @@ def test_matches_by_label_without_embedding_row_and_counts_missing(smears):
     layer.metadata["reddino_embeddings"] = cells.CellEmbeddings(
         embeddings.vectors[keep], embeddings.image[keep], embeddings.label[keep], "test", "x"
     )
-    pool = CellPool.from_layers([layer])
-    assert pool.skipped == 1 and len(pool) == len(layer.features) - 1
-    assert embeddings.label[0] not in set(pool.table["label"])
+    gathered = LayerCells.from_layers([layer])
+    assert gathered.skipped == 1 and len(gathered) == len(layer.features) - 1
+    assert embeddings.label[0] not in set(gathered.table["label"])
 
 
 @pytest.mark.parametrize("problem", ["none", "dims", "duplicate", "row"])
@@ -108,7 +108,7 @@ def test_bad_layers_give_clear_errors(smears, problem):
         layers[0].features = features
         message = "points past"
     with pytest.raises(SessionError, match=message):
-        CellPool.from_layers(layers)
+        LayerCells.from_layers(layers)
 
 
 def test_one_shared_session_per_viewer():

@@ -15,13 +15,8 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from napari_reddino.cli.demo import write_demo_smears
-from napari_reddino.runs.distributed import (
-    FAILURES_TABLE,
-    RUNS_TABLE,
-    combine,
-    finished_smears,
-    run_batch,
-)
+from napari_reddino.runs.combine import combine, finished_smears
+from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE, run_batch
 from napari_reddino.runs.pipeline import (
     DONE_MARKER,
     PipelineConfig,

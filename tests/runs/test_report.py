@@ -15,7 +15,7 @@ import pytest
 from napari_reddino.cli.demo import write_demo_smears
 from napari_reddino.cli.main import main
 from napari_reddino.io.cell_table import load_table, save_table
-from napari_reddino.runs.distributed import combine
+from napari_reddino.runs.combine import combine
 from napari_reddino.runs.pipeline import PipelineConfig, read_subject_map, run_smear_file
 from napari_reddino.runs.report import write_report
 

@@ -220,3 +220,36 @@ def test_official_pth_checkpoint_is_converted_and_used(
     assert (tmp_path / "dinobloom-like-timm" / "config.json").is_file()  # converted once
     expected = embed.pca_rgb(embed.patch_grid(smear.image, tiny_backbone))
     np.testing.assert_allclose(viewer.layers["smear RedDino PCA"].data, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("pooling", ["cls_crop", "patch_mean"])
+def test_the_dock_and_the_pipeline_give_the_same_vectors_and_morphology(
+    make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, pooling
+):
+    from napari_reddino.morphology.features import feature_columns
+    from napari_reddino.runs.pipeline import cached_backbone, process_smear
+
+    source = f"local-dir:{tiny_backbone_dir}"
+    smear = synthetic.synthetic_smear((196, 224), seed=8, name="same")
+    expected = process_smear(smear.image, cached_backbone(source, "cpu"), image_name="same",
+                             subject="s1", pooling=pooling, pixel_size=0.5)
+    morph = feature_columns(expected.table.columns)
+    assert len(expected.table) >= 5 and len(morph) > 30
+    viewer = make_napari_viewer()
+    image = viewer.add_image(smear.image, name="same", scale=(0.5, 0.5))  # 0.5 µm per pixel
+    cells = expected.table.drop(columns=[*morph, "embedding_row"])
+    labels = viewer.add_labels(expected.labels, name="same labels", features=cells,
+                               scale=(0.5, 0.5))
+    widget = _open_dock(viewer)
+    assert widget.image_combo.value is image and widget.labels_combo.value is labels
+    widget.set_backbone_source(source)
+    widget.device.value, widget.pooling.value, widget.overlay.value = "cpu", pooling, False
+    _click(qtbot, widget.runner.run_button)
+    wait_idle(widget.runner)
+
+    got = labels.metadata["reddino_embeddings"]
+    np.testing.assert_array_equal(got.label, expected.embeddings.label)
+    np.testing.assert_allclose(got.vectors, expected.embeddings.vectors, atol=1e-5)
+    mine = labels.features.set_index("label")[morph]
+    theirs = expected.table.set_index("label")[morph]
+    np.testing.assert_allclose(mine.loc[theirs.index].to_numpy(), theirs.to_numpy(), rtol=1e-9)

@@ -1,1 +1,1 @@
-"""Training data: smear patches, RedDino augmentations, and the sharded streaming loader."""
+"""Training data: smear patches and cell banks, RedDino augmentations, iBOT masks, the loader."""

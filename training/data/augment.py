@@ -46,7 +46,8 @@ PIXEL_TRANSFORM_NAMES = (
     "RandomRain", "RandomShadow", "RandomSnow", "RandomSunFlare", "RandomToneCurve", "RandomFog",
     "RingingOvershoot", "Sharpen", "Solarize",
 )  # fmt: skip
-# same output as the library's class for the same draws, only faster (tests/training/test_augment)
+# same output as the library's class for the same draws, only faster
+# (tests/training/data/test_augment.py)
 _FAST = {"RandomFog": FastRandomFog, "GlassBlur": FastGlassBlur}
 
 

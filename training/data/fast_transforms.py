@@ -1,8 +1,8 @@
 """Faster drop-in versions of Albumentations transforms whose library code is needlessly slow.
 
 Each class keeps the library's parameters and random draws (``get_params*`` are inherited) and
-returns the same pixels; only ``apply`` does less work. ``tests/training/test_augment.py`` checks
-the outputs are identical to the library's for many seeds.
+returns the same pixels; only ``apply`` does less work. ``tests/training/data/test_augment.py``
+checks the outputs are identical to the library's for many seeds.
 """
 
 from __future__ import annotations

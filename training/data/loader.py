@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from training.data.augment import CropSpec, PixelSpec, RedDinoAugmentation
+from training.data.masking import sample_masks
 from training.data.patches import as_rgb_uint8, list_images
-from training.masking import sample_masks
 
 SAMPLES_PER_SYNTHETIC_SMEAR = 8
 
@@ -191,7 +191,7 @@ def build_loader(stream: SmearCropStream, *, num_workers: int = 0, pin_memory: b
 
 def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: int,
                        world_size: int, start_step: int) -> SmearCropStream:
-    """Build the stream a :class:`training.config.TrainConfig` describes."""
+    """Build the stream a :class:`training.configs.TrainConfig` describes."""
     files = list_images(data_cfg.patch_dirs) if data_cfg.patch_dirs else []
     if data_cfg.patch_dirs and not files:
         raise ValueError(f"no image files found under data.patch_dirs={data_cfg.patch_dirs}")

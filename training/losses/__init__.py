@@ -1,7 +1,12 @@
-"""The terms of the DINOv2 objective: image-level DINO, masked-patch iBOT, KoLeo spreading."""
+"""The terms of the DINOv2 objective and the teacher targets they are measured against.
 
+Image-level DINO, masked-patch iBOT, KoLeo spreading, and ``centering`` (Sinkhorn-Knopp or DINO's
+EMA centre), which turns teacher logits into those targets.
+"""
+
+from training.losses.centering import make_centering
 from training.losses.dino import DINOLoss
 from training.losses.ibot import iBOTPatchLoss
 from training.losses.koleo import KoLeoLoss
 
-__all__ = ["DINOLoss", "KoLeoLoss", "iBOTPatchLoss"]
+__all__ = ["DINOLoss", "KoLeoLoss", "iBOTPatchLoss", "make_centering"]

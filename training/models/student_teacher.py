@@ -17,7 +17,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from training.config import HeadConfig, ModelConfig
+from training.configs import HeadConfig, ModelConfig
 from training.models.heads import DINOHead
 
 

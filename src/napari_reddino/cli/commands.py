@@ -16,6 +16,7 @@ import pandas as pd
 
 from napari_reddino import names as nm
 from napari_reddino.cli.console import drive
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen
 from napari_reddino.runs.pipeline import (
     PipelineConfig,
@@ -40,17 +41,15 @@ def _warn(warnings) -> None:
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
-    from napari_reddino.embed.backbones import DEFAULT_BACKBONE
-
     if not args.backbone:  # say what the default is, and which better model is cached
         from napari_reddino.embed.offers import cli_note
 
         _say(f"note: {cli_note()}")
     return PipelineConfig(
-        backbone=args.backbone or DEFAULT_BACKBONE,
+        backbone=args.backbone or DEFAULTS.backbone,
         method=args.method,
-        pooling=getattr(args, "pooling", "cls_crop"),
-        device=getattr(args, "device", "auto"),
+        pooling=getattr(args, "pooling", DEFAULTS.pooling),
+        device=getattr(args, "device", DEFAULTS.device),
     )
 
 
@@ -150,7 +149,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    from napari_reddino.runs.distributed import iter_combine
+    from napari_reddino.runs.combine import iter_combine
 
     combined = drive(iter_combine(args.run_dir, projection=args.projection,
                                   n_clusters=args.clusters, features=args.features),
@@ -193,43 +192,63 @@ def _load_pooled(folder_or_table: str | Path, embeddings_path: str | None = None
     return table, np.asarray(emb.vectors, dtype=np.float32)[rows], emb.backbone
 
 
+def _own_reference(run_dir: str | Path, reference: str | None) -> bool:
+    """Whether the labels come from the run itself (no --reference, or the run folder)."""
+    if reference is None:
+        return True
+    ref = Path(reference)
+    return ref.is_dir() and ref.resolve() == Path(run_dir).resolve()
+
+
+def _reference(args: argparse.Namespace, backbone: str, width: int):
+    """``(table, vectors, classes)`` of a separate reference: all its classed cells vote."""
+    from napari_reddino.label.propagate import unlabeled_mask
+
+    ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
+    if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
+        raise ValueError(f"{args.reference}: the reference has no labelled cells ('class' column)")
+    if ref_backbone != backbone or ref_vectors.shape[1] != width:
+        raise ValueError(
+            f"reference embeddings come from {ref_backbone!r} ({ref_vectors.shape[1]}-d), "
+            f"{args.run_dir} from {backbone!r} ({width}-d): embed both with one backbone"
+        )
+    ref_classes = ref_table[nm.CLASS].astype(object).where(~unlabeled_mask(ref_table[nm.CLASS]))
+    return ref_table, ref_vectors, ref_classes.to_numpy(dtype=object)
+
+
 def cmd_propagate(args: argparse.Namespace) -> int:
+    from napari_reddino.explore.spaces import resolve_space, space_matrix
     from napari_reddino.io.cell_table import save_table
     from napari_reddino.label.propagate import MANUAL, PROPAGATED, iter_propagate, unlabeled_mask
 
-    ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
     table, vectors, backbone = _load_pooled(args.run_dir)
-    if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
-        raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
-    if ref_backbone != backbone or ref_vectors.shape[1] != vectors.shape[1]:
-        raise ValueError(
-            f"reference embeddings come from {ref_backbone!r} ({ref_vectors.shape[1]}-d), "
-            f"{args.run_dir} from {backbone!r} ({vectors.shape[1]}-d): embed both with one backbone"
-        )
     own = np.full(len(table), None, dtype=object)
     if {nm.CLASS, nm.CLASS_SOURCE} <= set(table.columns):  # keep this run's own manual labels
         manual = table[nm.CLASS_SOURCE].astype(str).to_numpy() == MANUAL
         own[manual] = table[nm.CLASS].astype(str).to_numpy()[manual]
-    ref_classes = ref_table[nm.CLASS].astype(object).where(~unlabeled_mask(ref_table[nm.CLASS]))
-    classes = np.concatenate([ref_classes.to_numpy(dtype=object), own])
-    from napari_reddino.explore.spaces import resolve_space, space_matrix
-
-    stacked = pd.concat([ref_table, table], ignore_index=True)
-    stacked[nm.EMBEDDING_ROW] = np.arange(len(stacked))
-    all_vectors = np.vstack([ref_vectors, vectors])
+    if _own_reference(args.run_dir, args.reference):  # as the dock: its manual cells vote
+        if unlabeled_mask(own).all():
+            raise ValueError(f"{args.run_dir}: no manual labels ('class_source' manual); label "
+                             "some cells first, or pass --reference")
+        stacked, all_vectors, classes, n_ref = table, vectors, own, 0
+    else:
+        ref_table, ref_vectors, ref_classes = _reference(args, backbone, vectors.shape[1])
+        stacked = pd.concat([ref_table, table], ignore_index=True)
+        all_vectors = np.vstack([ref_vectors, vectors])
+        classes, n_ref = np.concatenate([ref_classes, own]), len(ref_table)
     space = resolve_space(args.features, stacked, all_vectors)
-    result = drive(iter_propagate(space_matrix(stacked, all_vectors, space), classes, k=args.k,
+    x = space_matrix(stacked, all_vectors, space, row_column=None)  # vectors: one per row
+    result = drive(iter_propagate(x, classes, k=args.k,
                                   spreading=args.spreading, center=args.center,
                                   method=args.classifier),
                    "propagate", quiet=args.quiet)
-    n_ref = len(ref_table)
     table[nm.CLASS] = result.classes[n_ref:].astype(str)
     table[nm.CLASS_SOURCE] = np.where(pd.isna(own), PROPAGATED, MANUAL)
     table[nm.CONFIDENCE] = result.confidence[n_ref:]
     save_table(table, Path(args.run_dir) / "cells.parquet")
     counts = table[nm.CLASS].value_counts().to_dict()
-    _say(f"{len(table)} cells classified from {int((~unlabeled_mask(ref_classes)).sum())} "
-         f"reference cells ({space} space, {result.method}): {counts}; "
+    _say(f"{len(table)} cells classified from {int((~unlabeled_mask(classes)).sum())} "
+         f"labelled cells ({space} space, {result.method}): {counts}; "
          f"mean confidence {table['confidence'].mean():.2f}")
     return 0
 
@@ -244,10 +263,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subjects: dict,
-                 *, workers=None, scheduler=None, retries=1, projection="umap", clusters=8,
-                 report=True, quiet=False, features=None) -> int:
+                 *, workers=None, scheduler=None, retries=1,
+                 projection=DEFAULTS.map_method, clusters=DEFAULTS.n_clusters,
+                 report=True, quiet=False, features=DEFAULTS.space) -> int:
     """Batch (dask) -> pool/project/cluster/metrics -> HTML report; returns the exit code."""
-    from napari_reddino.runs.distributed import iter_combine, iter_run_batch
+    from napari_reddino.runs.combine import iter_combine
+    from napari_reddino.runs.distributed import iter_run_batch
     from napari_reddino.runs.pipeline import cached_backbone
     from napari_reddino.runs.report import iter_write_report
 

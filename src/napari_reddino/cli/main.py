@@ -3,9 +3,10 @@
 ``segment``, ``embed``, ``project``, ``propagate``, ``report`` and ``run`` call the same core
 functions as the napari docks (so the GUI and the command line give the same result), with a
 rich progress bar over each ``iter_*`` generator; ``demo`` is the README's main job. This file
-holds the argument parser and error handling; the commands live in ``cli_run.py`` and
-``cli_demo.py``. Heavy imports (torch, dask, napari) happen only inside a command, so
-``--help`` is instant.
+holds the argument parser and error handling; the commands live in ``commands.py`` and
+``demo.py``. Every default and choice comes from :mod:`napari_reddino.defaults` and
+:mod:`napari_reddino.names` (the docks and ``rd.tl`` read the same table). Heavy imports
+(torch, dask, napari) happen only inside a command, so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import argparse
 import os
 import sys
 
+from napari_reddino import names as nm
 from napari_reddino.cli.console import drive  # noqa: F401  (re-exported: `from napari_reddino.cli.main import drive`)
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Cancelled
 
 BACKBONE_HELP = (
     "backbone: a registry name (reddino-tiny, reddino-small/base/large, dinov2-*, dinobloom-*), "
     "'hf-hub:owner/repo', 'local-dir:/folder' (timm export) or a timm model name "
-    "(default: the bundled model, napari_reddino.embed.backbones.DEFAULT_BACKBONE)"
+    f"(default: the bundled {DEFAULTS.backbone}, napari_reddino.defaults)"
 )
 
 
@@ -39,33 +42,42 @@ def _count(minimum: int):
     return parse
 
 
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
 def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> None:
-    p.add_argument("--method", choices=("classical", "cellpose"), default="classical",
+    p.add_argument("--method", choices=nm.SEGMENT_METHODS, default=DEFAULTS.segment_method,
                    help="segmentation backend: fast classical RBC segmentation or cellpose "
-                   "(needs the cpsam weights) (default: classical)")
+                   "(needs the cpsam weights) (default: %(default)s)")
     p.add_argument("--subjects", metavar="CSV",
                    help="CSV with columns image,subject mapping image file names to subjects "
                    "(default: each image's parent folder name)")
     if embed:
         p.add_argument("--backbone", default=None, help=BACKBONE_HELP)
-        p.add_argument("--pooling", choices=("cls_crop", "patch_mean"), default="cls_crop",
+        p.add_argument("--pooling", choices=nm.POOLINGS, default=DEFAULTS.pooling,
                        help="per-cell vector: CLS token of a crop around the cell, or the mean "
-                       "of the patch tokens under it (default: cls_crop)")
-        p.add_argument("--device", default="auto",
-                       help="torch device: auto, cpu, cuda, cuda:N or mps (default: auto)")
+                       "of the patch tokens under it (default: %(default)s)")
+        p.add_argument("--device", default=DEFAULTS.device,
+                       help="torch device: auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
 
 
 FEATURES_HELP = ("space cells are compared in: the backbone 'embedding', the standardised "
-                 "'morphology', or 'both' (default: morphology when the cells have it)")
+                 "'morphology', or 'both' (default: %(default)s; the embedding for tables "
+                 "without morphology columns)")
+
+
+def _add_features_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", choices=nm.FEATURE_SPACES, default=DEFAULTS.space,
+                   help=FEATURES_HELP)
 
 
 def _add_combine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--features", choices=("embedding", "morphology", "both"), default=None,
-                   help=FEATURES_HELP)
-    p.add_argument("--projection", choices=("umap", "pca", "tsne"), default="umap",
-                   help="2-D map of the cell embeddings (default: umap)")
-    p.add_argument("--clusters", type=_count(2), default=8, metavar="K",
-                   help="number of k-means clusters of the embeddings (default: 8)")
+    _add_features_option(p)
+    p.add_argument("--projection", choices=nm.MAP_METHODS, default=DEFAULTS.map_method,
+                   help="2-D map of the cells (default: %(default)s)")
+    p.add_argument("--clusters", type=_count(2), default=DEFAULTS.n_clusters, metavar="K",
+                   help="number of k-means clusters of the cells (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,34 +112,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run folder written by `embed` or `run`")
     _add_combine_options(p)
 
-    p = sub.add_parser("propagate", help="carry labeled classes from a reference to new smears",
-                       description="k-NN label propagation: cells of a reference (a run folder "
-                       "or a table with a 'class' column, plus its embeddings) vote the class "
-                       "of every cell of RUN_DIR; adds class, class_source, confidence.")
+    p = sub.add_parser("propagate", help="carry labelled classes to every cell of a run",
+                       description="Label propagation: the labelled cells (RUN_DIR's own manual "
+                       "labels, or those of --reference: a run folder or a table with a 'class' "
+                       "column, plus its embeddings) vote the class of every cell of RUN_DIR; "
+                       "adds class, class_source, confidence. With the defaults it gives the "
+                       "classes rd.tl.propagate and the labeling dock give.")
     p.add_argument("run_dir", help="run folder whose pooled cells get classes")
-    p.add_argument("--reference", required=True,
-                   help="labeled reference: a run folder, or a .parquet/.csv cell table with "
-                   "'class' and 'embedding_row' columns")
+    p.add_argument("--reference",
+                   help="labelled reference: a run folder, or a .parquet/.csv cell table with "
+                   "'class' and 'embedding_row' columns (default: RUN_DIR's own manual labels)")
     p.add_argument("--reference-embeddings", metavar="NPZ",
                    help="embeddings of a reference table (default: embeddings.npz beside it)")
-    p.add_argument("--k", type=_count(1), default=15, help="neighbours that vote (default: 15)")
-    p.add_argument("--spreading", action="store_true",
-                   help="then spread labels over the k-NN graph of all cells")
-    p.add_argument("--features", choices=("embedding", "morphology", "both"), default=None,
-                   help=FEATURES_HELP)
-    p.add_argument("--classifier", choices=("auto", "knn", "logreg"), default="auto",
-                   help="k-NN votes, a logistic regression fitted on the labeled cells, or "
-                   "'auto': whichever cross-validates better on them (default)")
-    p.add_argument("--no-center", dest="center", action="store_false",
-                   help="plain cosine around the origin instead of around the mean cell "
-                   "(centring separates ViT embeddings better; the default)")
+    p.add_argument("--k", type=_count(1), default=DEFAULTS.propagation_k,
+                   help="neighbours that vote (default: %(default)s)")
+    p.add_argument("--spreading", action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS.spreading,
+                   help="then spread labels over the k-NN graph of all cells "
+                   f"(default: {_on(DEFAULTS.spreading)})")
+    _add_features_option(p)
+    p.add_argument("--classifier", choices=nm.PROPAGATION_METHODS,
+                   default=DEFAULTS.propagation_method,
+                   help="k-NN votes, a logistic regression fitted on the labelled cells, or "
+                   "'auto': whichever cross-validates better on them (default: %(default)s)")
+    p.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULTS.center,
+                   help="cosine around the mean cell; --no-center: around the origin "
+                   f"(centring separates ViT embeddings better; default: {_on(DEFAULTS.center)})")
 
     p = sub.add_parser("report", help="HTML report of a run folder",
                        description="Write an HTML report (index.html + PNGs + CSV tables).")
     p.add_argument("run_dir", help="run folder with a pooled cells.parquet")
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
-    p.add_argument("--max-overlays", type=_count(0), default=12,
-                   help="PCA overlay figures for at most this many images (default: 12)")
+    p.add_argument("--max-overlays", type=_count(0), default=DEFAULTS.max_overlays,
+                   help="PCA overlay figures for at most this many images (default: %(default)s)")
 
     p = sub.add_parser("run", help="whole pipeline over many smears with dask, then a report",
                        description="Segment + embed every smear as one dask task (LocalCluster "

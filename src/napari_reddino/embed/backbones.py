@@ -27,7 +27,7 @@ from huggingface_hub.errors import (
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BUNDLED_WEIGHTS_DIR = Path(__file__).parent / "weights"
+BUNDLED_WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # napari_reddino/weights
 
 
 class WeightsNotFoundError(FileNotFoundError):

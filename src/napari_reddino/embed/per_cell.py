@@ -102,7 +102,7 @@ def iter_cell_embeddings(image, labels, backbone, *, pooling: str = "cls_crop", 
     if pooling == "cls_crop":
         vectors = yield from _cls_crop_vectors(image, boxes, backbone, margin, batch_size, cancel)
     else:
-        if grid is None:  # embed.iter_cell_embeddings computes it (cell_pool imports no embed)
+        if grid is None:  # embed.iter_cell_embeddings computes it (per_cell imports no embed.grid)
             raise ValueError("patch_mean pooling needs the smear's patch grid: pass grid= "
                              "(napari_reddino.embed.grid.iter_cell_embeddings computes it)")
         expected = (math.ceil(labels.shape[0] / backbone.patch_size),

@@ -15,21 +15,23 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from napari_reddino.explore.neighbours import DEFAULT_K, NeighbourGraph, iter_feature_graph
+from napari_reddino.defaults import DEFAULTS
+from napari_reddino.explore.neighbours import NeighbourGraph, iter_feature_graph
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 
 @dataclass(frozen=True)
 class Settings:
     """``n_neighbors``: UMAP's and Leiden's neighbourhood (and label spreading's); ``batch_k``:
-    the batch metrics' neighbourhood; ``n_clusters``: k-means clusters."""
+    the batch metrics' neighbourhood; ``n_clusters``: k-means clusters. Defaults: the table in
+    :mod:`napari_reddino.defaults`."""
 
-    n_neighbors: int = 15
-    batch_k: int = DEFAULT_K
-    n_clusters: int = 8
-    metric: str = "cosine"
-    pca_dims: int = 50
-    random_state: int = 0
+    n_neighbors: int = DEFAULTS.n_neighbors
+    batch_k: int = DEFAULTS.batch_k
+    n_clusters: int = DEFAULTS.n_clusters
+    metric: str = DEFAULTS.metric
+    pca_dims: int = DEFAULTS.pca_dims
+    random_state: int = DEFAULTS.random_state
 
     def for_cells(self, n: int) -> Settings:
         """The settings clamped to what ``n`` cells allow (tiny sets still get an answer)."""
@@ -66,7 +68,7 @@ def iter_graph(vectors, settings: Settings = DEFAULT, cancel: threading.Event | 
     return graph
 
 
-def iter_map(vectors, method: str = "umap", settings: Settings = DEFAULT,
+def iter_map(vectors, method: str = DEFAULTS.map_method, settings: Settings = DEFAULT,
              cancel: threading.Event | None = None) -> ProgressGen[np.ndarray]:
     """(N, 2) float32 map; UMAP uses the shared graph's ``n_neighbors`` nearest cells."""
     from napari_reddino.explore.projection import iter_project
@@ -79,7 +81,7 @@ def iter_map(vectors, method: str = "umap", settings: Settings = DEFAULT,
                                     pca_dims=s.pca_dims, cancel=cancel, **params))
 
 
-def iter_clusters(vectors, method: str = "kmeans", settings: Settings = DEFAULT,
+def iter_clusters(vectors, method: str = DEFAULTS.cluster_method, settings: Settings = DEFAULT,
                   cancel: threading.Event | None = None) -> ProgressGen[np.ndarray]:
     """(N,) cluster ids: k-means (``n_clusters``), HDBSCAN, or Leiden on the shared graph."""
     from napari_reddino.explore.clusters import cluster
@@ -110,7 +112,7 @@ def iter_batch(vectors, subjects, classes=None, settings: Settings = DEFAULT,
                          random_state=s.random_state)
 
 
-def iter_analyse(vectors, subjects=None, classes=None, *, method: str = "umap",
+def iter_analyse(vectors, subjects=None, classes=None, *, method: str = DEFAULTS.map_method,
                  settings: Settings = DEFAULT, cancel: threading.Event | None = None
                  ) -> ProgressGen[Analysis]:
     """Map + k-means clusters + batch metrics (when >= 2 subjects), as the dock computes them."""

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 METRICS = ("cosine", "euclidean")
-DEFAULT_K = 30  # neighbours per cell in the shared graph: batch metrics use 30, UMAP 15
+DEFAULT_K = DEFAULTS.batch_k  # neighbours per cell in the shared graph: batch metrics' k, > UMAP's
 EXACT_MAX = 20_000  # cells; above, the exact search's N^2 selection loses to NN-descent
 _CHUNK_ELEMENTS = 1 << 24  # distances held per chunk: 64 MiB of float32
 _CACHE: OrderedDict[tuple, NeighbourGraph] = OrderedDict()
@@ -223,8 +224,9 @@ def reduce_features(vectors, pca_dims: int = 50, random_state: int | None = 0) -
     return _REDUCED[key]
 
 
-def iter_feature_graph(vectors, k: int = DEFAULT_K, *, metric: str = "cosine", pca_dims: int = 50,
-                       random_state: int = 0, cancel: threading.Event | None = None
+def iter_feature_graph(vectors, k: int = DEFAULT_K, *, metric: str = DEFAULTS.metric,
+                       pca_dims: int = DEFAULTS.pca_dims, random_state: int = DEFAULTS.random_state,
+                       cancel: threading.Event | None = None
                        ) -> ProgressGen[tuple[np.ndarray, NeighbourGraph]]:
     """(reduced matrix, its neighbour graph): the one graph the map, Leiden, the batch metrics
     and label spreading share for the same cells and settings."""
@@ -253,11 +255,11 @@ def _as_matrix(x) -> np.ndarray:
 
 def iter_neighbour_graph(
     vectors,
-    k: int = 15,
+    k: int = DEFAULTS.n_neighbors,
     *,
-    metric: str = "cosine",
+    metric: str = DEFAULTS.metric,
     exact: bool | None = None,
-    random_state: int = 0,
+    random_state: int = DEFAULTS.random_state,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[NeighbourGraph]:
     """The ``k`` nearest other cells of every row of ``vectors`` (N, D), cached by content.
@@ -308,6 +310,6 @@ def _sliced(graph: NeighbourGraph, k: int) -> NeighbourGraph:
                           graph.method)
 
 
-def neighbour_graph(vectors, k: int = 15, **kwargs) -> NeighbourGraph:
+def neighbour_graph(vectors, k: int = DEFAULTS.n_neighbors, **kwargs) -> NeighbourGraph:
     """Synchronous :func:`iter_neighbour_graph`."""
     return run_to_completion(iter_neighbour_graph(vectors, k, **kwargs))

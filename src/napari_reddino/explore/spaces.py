@@ -5,8 +5,9 @@ density, which the morphology keeps. On the 8,300 matched labelled real cells of
 scored from a ``napari-reddino run`` folder (``benchmarks/real_cells.py --from-run``, bundled
 backbone) the standardised morphology measures best (linear probe 85.1 / 20-NN 81.2 weighted F1,
 against 84.8 / 76.0 for both and 64.2 / 54.8 for the embedding), so ``morphology`` is the default
-wherever the cells have it. Explorer, propagation,
-review queue, suggestions and the CLI all get their (N, D) matrix from :func:`space_matrix`.
+(``defaults.DEFAULTS.space``) wherever the cells have it. Explorer, propagation, review queue,
+suggestions, ``rd.tl`` and the CLI all get their (N, D) matrix from :func:`space_matrix` and
+pick the space with :func:`resolve_space`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.morphology.features import feature_columns
 from napari_reddino.names import BOTH, EMBEDDING, EMBEDDING_ROW, FEATURE_SPACES, MORPHOLOGY
 
 SPACES = FEATURE_SPACES
-DEFAULT_SPACE = MORPHOLOGY
+DEFAULT_SPACE = DEFAULTS.space
 #: Share of the total variance of ``both`` that the morphology block carries.
-MORPHOLOGY_WEIGHT = 0.5
+MORPHOLOGY_WEIGHT = DEFAULTS.morphology_weight
 #: Robust z-scores saturate smoothly towards +-this (``c tanh(z / c)``): near-identity for the
 #: bulk, while a mis-segmented clump at z = 40 cannot dominate a distance or a probe. Chosen by
 #: 5-fold CV on the dev cells over hard clips at 2.5-8 and tanh at 2-4 (3 seeds, every fold
@@ -109,7 +111,7 @@ def space_matrix(table: pd.DataFrame, vectors=None, space: str = DEFAULT_SPACE, 
 
     ``vectors`` is the embedding matrix that ``table[row_column]`` points into; morphology comes
     from the table's ``morph_*`` columns (``morphology.morphology_features`` with the prefix).
-    ``row_column=None``: ``vectors`` already holds one row per table row (a ``CellPool``).
+    ``row_column=None``: ``vectors`` already holds one row per table row (a ``LayerCells``).
     """
     if space not in SPACES:
         raise ValueError(f"unknown feature space {space!r}: use one of {list(SPACES)}")
@@ -129,8 +131,15 @@ def space_matrix(table: pd.DataFrame, vectors=None, space: str = DEFAULT_SPACE, 
 
 
 def resolve_space(space: str | None, table: pd.DataFrame, vectors=None) -> str:
-    """``space`` if given, else the best available: the default when the table allows it."""
-    if space:
+    """The space to use for ``space`` (``None``: the default one).
+
+    Any space but the default is taken as asked (:func:`space_matrix` says what it lacks). The
+    default falls back to the first space the cells have, so tables written before the
+    morphology columns existed still work wherever no space was chosen.
+    """
+    if space and space != DEFAULT_SPACE:
+        if space not in SPACES:
+            raise ValueError(f"unknown feature space {space!r}: use one of {list(SPACES)}")
         return space
     spaces = available_spaces(table, vectors)
     if DEFAULT_SPACE in spaces:

@@ -1,8 +1,8 @@
 """The cell table (one row per segmented cell, keyed by ``(image, label)``) and cell embeddings.
 
 Column names live once in :mod:`napari_reddino.names` (re-exported here). Region features come from
-skimage's ``regionprops_table``; tables pool by concatenation; io is csv or parquet with a schema
-check. :class:`CellEmbeddings` is the N x D matrix that travels beside the table (``.npz``).
+skimage's ``regionprops_table``; many images' tables are concatenated; io is csv or parquet with a
+schema check. :class:`CellEmbeddings` is the N x D matrix that travels beside the table (``.npz``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from napari_reddino.names import (  # noqa: F401  (re-exported: modules import t
 #: Columns every cell table has (what ``region_features`` writes), in order.
 REGION_COLUMNS = (LABEL, IMAGE, SUBJECT, CENTROID_Y, CENTROID_X, AREA, PERIMETER, ECCENTRICITY,
                   SOLIDITY, *MEAN_RGB)
-#: The minimum a saved/loaded/pooled table must hold to be a cell table.
+#: The minimum a saved/loaded/concatenated table must hold to be a cell table.
 KEY_COLUMNS = (LABEL, IMAGE)
 REQUIRED_COLUMNS = (LABEL, IMAGE, SUBJECT, CENTROID_Y, CENTROID_X, AREA)
 
@@ -116,16 +116,16 @@ def check_table(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS,
         raise ValueError(f"{what} has duplicate (image, label) keys, e.g. {keys}")
 
 
-def pool_tables(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+def concat_tables(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate the tables of many images into one; keys (image, label) must stay unique."""
     tables = list(tables)
     if not tables:
         return empty_table()
     for i, table in enumerate(tables):
         check_table(table, KEY_COLUMNS, what=f"table {i}")
-    pooled = pd.concat(tables, ignore_index=True)
-    check_table(pooled, KEY_COLUMNS, what="pooled table")
-    return pooled
+    combined = pd.concat(tables, ignore_index=True)
+    check_table(combined, KEY_COLUMNS, what="concatenated table")
+    return combined
 
 
 def _suffix(path: Path) -> str:
@@ -243,8 +243,8 @@ class CellEmbeddings:
     def rows_for(self, image, labels, *, strict: bool = False) -> np.ndarray:
         """Row index of each (image, label); -1 where absent, or KeyError if ``strict``.
 
-        ``image`` is one image name for all ``labels``, or one name per label (a pooled table's
-        ``image`` column).
+        ``image`` is one image name for all ``labels``, or one name per label (the ``image``
+        column of a table of many images).
         """
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         images = np.asarray(image, dtype=str).reshape(-1)

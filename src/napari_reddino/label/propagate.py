@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.explore.neighbours import unit_rows
 from napari_reddino.io.cell_table import unlabeled_mask
-from napari_reddino.names import CLASS, CLASS_SOURCE, CONFIDENCE, EMBEDDING_ROW, MANUAL, PROPAGATED
+from napari_reddino.names import (
+    CLASS,
+    CLASS_SOURCE,
+    CONFIDENCE,
+    EMBEDDING_ROW,
+    MANUAL,
+    PROPAGATED,
+    PROPAGATION_METHODS,
+)
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
-METHODS = ("auto", "knn", "logreg")
+METHODS = PROPAGATION_METHODS
 _CHUNK_ROWS = 32768
 
 
@@ -123,17 +133,17 @@ def iter_propagate(
     vectors,
     classes,
     *,
-    k: int = 15,
-    metric: str = "cosine",
+    k: int = DEFAULTS.propagation_k,
+    metric: str = DEFAULTS.metric,
     weighting: str = "distance",
-    spreading: bool = False,
+    spreading: bool = DEFAULTS.spreading,
     scale_by_similarity: bool = False,
-    center: bool = False,
+    center: bool = DEFAULTS.center,
     class_names=None,
     alpha: float = 0.8,
     max_iter: int = 30,
-    random_state: int = 0,
-    method: str = "knn",
+    random_state: int = DEFAULTS.random_state,
+    method: str = DEFAULTS.propagation_method,
     graph=None,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[Propagation]:
@@ -148,7 +158,8 @@ def iter_propagate(
     vectors all share one large common direction (cosine ~1 everywhere) separate much better.
     ``method="logreg"`` fits a logistic regression on the labeled cells instead (confidence =
     its top class probability); ``"auto"`` picks whichever of the two cross-validates better
-    on the labeled cells (see :mod:`napari_reddino.label.classifier`).
+    on the labeled cells (see :mod:`napari_reddino.label.classifier`). Defaults: the table in
+    :mod:`napari_reddino.defaults`, shared with the CLI and the labeling dock.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -160,10 +171,11 @@ def iter_propagate(
     if method == "auto":
         from napari_reddino.label.classifier import choose_method
 
+        check_cancel(cancel)
         yield Progress(0, 1, "choosing k-NN or logistic regression by cross-validation")
         method, scores = choose_method(x[labeled_rows], codes, k=int(k), center=center,
                                        weighting=weighting, random_state=random_state,
-                                       knn=propagate)
+                                       knn=partial(propagate, method="knn"))
     if method == "logreg":
         from napari_reddino.label.classifier import iter_logreg
 
@@ -280,18 +292,20 @@ def review_order(features: pd.DataFrame) -> pd.Index:
 
 def iter_propagate_features(
     features: pd.DataFrame, vectors, *, row_column: str = EMBEDDING_ROW,
-    space: str = "embedding", **kwargs
+    space: str = DEFAULTS.space, **kwargs
 ) -> ProgressGen[pd.DataFrame]:
     """Propagate the table's manual labels; returns a copy with class / source / confidence.
 
     Manual cells are those with ``class_source == "manual"`` and a class (every classed cell
     when the table has no ``class_source`` yet). ``features[row_column]`` points into
     ``vectors``; ``space`` (``embedding`` / ``morphology`` / ``both``, see
-    :mod:`napari_reddino.explore.spaces`) says what distances are measured in; ``kwargs`` go to
+    :mod:`napari_reddino.explore.spaces`) says what distances are measured in (the default one
+    falls back to the embedding on tables without morphology); ``kwargs`` go to
     :func:`iter_propagate`.
     """
-    from napari_reddino.explore.spaces import space_matrix
+    from napari_reddino.explore.spaces import resolve_space, space_matrix
 
+    space = resolve_space(space, features, vectors)
     needed = (CLASS,) if space == "morphology" else (row_column, CLASS)
     for column in needed:
         if column not in features.columns:

@@ -3,11 +3,12 @@
 The explorer and labeling docks work on *all* loaded smears at once. A Labels layer
 takes part when it carries a ``features`` table with a ``label`` column and an embedding
 matrix in ``metadata["reddino_embeddings"]`` (a ``cells.CellEmbeddings`` or an
-(N, D) array; ``features["embedding_row"]`` points into it). :class:`CellPool`
-concatenates them into one table + one matrix keyed by (image, label), maps pooled row
+(N, D) array; ``features["embedding_row"]`` points into it). :class:`LayerCells`
+concatenates them into one table + one matrix keyed by (image, label), maps its row
 indices back to (layer, labels) and writes new columns back into each layer's
 ``features``. :class:`SharedSession` (one per viewer, :func:`session_for`) is how the
-docks find each other: the pool, the current selection and psygnal events. No Qt here.
+docks find each other: the gathered cells (``pool``), the current selection and psygnal
+events. No Qt here.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from psygnal import Signal
 
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
 
-POOL_COLUMNS = ("_layer", "_row")  # where each pooled row came from; never written back
+ORIGIN_COLUMNS = ("_layer", "_row")  # which layer and row each cell came from; never written back
 
 
 class SessionError(ValueError):
-    """Layers cannot be pooled (no embedded cells, mismatching embeddings...)."""
+    """Layers cannot be gathered (no embedded cells, mismatching embeddings...)."""
 
 
 def _embedding_vectors(embeddings: Any) -> np.ndarray:
@@ -80,7 +81,7 @@ def _layer_rows(layer: Any) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 @dataclass
-class CellPool:
+class LayerCells:
     """All embedded cells of several Labels layers as one table + one matrix.
 
     ``table`` row ``i`` and ``vectors[i]`` describe the same cell; ``table["_layer"]``
@@ -90,12 +91,12 @@ class CellPool:
     layers: list[Any]
     table: pd.DataFrame
     vectors: np.ndarray
-    skipped: int = 0  # cells without an embedding, left out of the pool
+    skipped: int = 0  # cells without an embedding, left out
     _key_index: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_layers(cls, layers: Iterable[Any]) -> CellPool:
-        """Pool every embedded Labels layer in ``layers`` (others are ignored)."""
+    def from_layers(cls, layers: Iterable[Any]) -> LayerCells:
+        """Gather every embedded Labels layer in ``layers`` (others are ignored)."""
         chosen = [layer for layer in layers if is_embedded_labels(layer)]
         if not chosen:
             raise SessionError(
@@ -124,16 +125,16 @@ class CellPool:
         for name in ("image", "subject"):
             if name in table.columns:
                 table[name] = table[name].astype(str)
-        pool = cls(chosen, table, np.concatenate(blocks).astype(np.float32), skipped)
-        pool._key_index = {
+        cells = cls(chosen, table, np.concatenate(blocks).astype(np.float32), skipped)
+        cells._key_index = {
             (img, int(lab)): i
             for i, (img, lab) in enumerate(zip(table["image"], table["label"], strict=True))
         }
-        if len(pool._key_index) != len(table):
+        if len(cells._key_index) != len(table):
             raise SessionError(
                 "two cells share the same (image, label): give each smear a distinct image name"
             )
-        return pool
+        return cells
 
     def __len__(self) -> int:
         return len(self.table)
@@ -142,32 +143,33 @@ class CellPool:
         for i, candidate in enumerate(self.layers):
             if candidate == layer:  # a layer, or napari's proxy of it
                 return i
-        raise SessionError(f"layer {getattr(layer, 'name', layer)!r} is not in the cell pool")
+        raise SessionError(f"layer {getattr(layer, 'name', layer)!r} is not among the gathered "
+                           "layers")
 
     def indices_for(self, layer: Any, labels: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Pooled row indices of ``labels`` of ``layer`` (labels without a cell are dropped)."""
+        """Row indices of ``labels`` of ``layer`` (labels without a cell are dropped)."""
         part = self.table["_layer"].to_numpy() == self.layer_index(layer)
         hit = part & np.isin(self.table["label"].to_numpy(), np.asarray(labels, dtype=np.int64))
         return np.flatnonzero(hit)
 
     def indices_for_keys(self, images: Sequence[str], labels: Sequence[int]) -> np.ndarray:
-        """Pooled row per (image, label) key, -1 where no such cell exists."""
+        """Row per (image, label) key, -1 where no such cell exists."""
         return np.array(
             [self._key_index.get((str(i), int(lab)), -1) for i, lab in zip(images, labels)],
             dtype=np.int64,
         )
 
     def labels_by_layer(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
-        """Group pooled row indices into {layer index: labels} (every pooled layer present)."""
+        """Group row indices into {layer index: labels} (every gathered layer present)."""
         indices = np.asarray(indices, dtype=np.int64)
         layer_of = self.table["_layer"].to_numpy()[indices]
         labels = self.table["label"].to_numpy()[indices]
         return {i: labels[layer_of == i] for i in range(len(self.layers))}
 
     def write_columns(self, columns: dict[str, Any], indices: np.ndarray | None = None) -> None:
-        """Set columns on the pooled table and in every layer's ``features`` (one event each).
+        """Set columns on the combined table and in every layer's ``features`` (one event each).
 
-        ``indices`` limits the update to these pooled rows; other rows keep their value
+        ``indices`` limits the update to these rows; other rows keep their value
         (a new column starts missing there).
         """
         rows = np.arange(len(self.table)) if indices is None else np.asarray(indices, np.int64)
@@ -184,7 +186,7 @@ class CellPool:
             features = layer.features.copy()
             target = features.index[self.table["_row"].to_numpy()[mine]]
             for name in columns:
-                if name not in features.columns:  # every pooled layer gets the column
+                if name not in features.columns:  # every gathered layer gets the column
                     features[name] = self.table[name].iloc[:0].reindex(features.index)
                 _set_rows(features, target, name, self.table[name].to_numpy()[mine])
             layer.features = features
@@ -198,8 +200,8 @@ class CellPool:
                 _set_rows(self.table, np.flatnonzero(part), name, source[name].to_numpy())
 
     def is_current(self) -> bool:
-        """False once a pooled layer lost its embeddings or its cells changed (segmented
-        again): the pool's rows would point at other cells, or past the end."""
+        """False once a gathered layer lost its embeddings or its cells changed (segmented
+        again): the rows would point at other cells, or past the end."""
         layer_of = self.table["_layer"].to_numpy()
         for layer_index, layer in enumerate(self.layers):
             if not is_embedded_labels(layer):
@@ -213,8 +215,8 @@ class CellPool:
         return True
 
     def public_table(self) -> pd.DataFrame:
-        """The pooled table without the bookkeeping columns."""
-        return self.table.drop(columns=list(POOL_COLUMNS))
+        """The combined table without the bookkeeping columns."""
+        return self.table.drop(columns=list(ORIGIN_COLUMNS))
 
 
 def _set_rows(table: pd.DataFrame, rows: Any, name: str, values: np.ndarray) -> None:
@@ -225,18 +227,18 @@ def _set_rows(table: pd.DataFrame, rows: Any, name: str, values: np.ndarray) -> 
 
 
 class SharedSession:
-    """What the explorer and labeling docks of one viewer share: pool + selection."""
+    """What the explorer and labeling docks of one viewer share: gathered cells + selection."""
 
-    pool_changed = Signal(object)  # the new CellPool (or None)
-    selection_changed = Signal(object)  # np.ndarray of pooled row indices
+    pool_changed = Signal(object)  # the new LayerCells (or None)
+    selection_changed = Signal(object)  # np.ndarray of LayerCells row indices
     columns_changed = Signal(object)  # list of column names written
 
     def __init__(self) -> None:
-        self.pool: CellPool | None = None
+        self.pool: LayerCells | None = None  # the gathered cells of the viewer
         self.selection = np.empty(0, dtype=np.int64)
         self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to colour plots
 
-    def set_pool(self, pool: CellPool | None) -> None:
+    def set_pool(self, pool: LayerCells | None) -> None:
         for layer in [] if self.pool is None else self.pool.layers:
             for event in _layer_events(layer):
                 event.disconnect(self._check_pool)
@@ -248,8 +250,8 @@ class SharedSession:
         self.pool_changed.emit(pool)
 
     def _check_pool(self, _event: Any = None) -> None:
-        """A pooled layer changed under the pool (segmented again): drop the stale pool, so
-        no dock indexes cells that are gone; the explorer's Refresh pools the new cells."""
+        """A gathered layer changed under it (segmented again): drop the stale cells, so
+        no dock indexes cells that are gone; the explorer's Refresh gathers the new cells."""
         if self.pool is not None and not self.pool.is_current():
             self.set_pool(None)
 

@@ -99,7 +99,7 @@ def _write_smear(run: Path, labels: np.ndarray, table: pd.DataFrame, embeddings,
 
 def write_run_folder(path: str, layer_data: list[tuple]) -> list[str]:
     """npe2 multi-layer writer: Labels layers (+ their images) as a run folder."""
-    from napari_reddino.io.cell_table import CellEmbeddings, pool_tables, save_table
+    from napari_reddino.io.cell_table import CellEmbeddings, concat_tables, save_table
     from napari_reddino.runs.anndata_io import write_run_h5ad
 
     run = Path(path)
@@ -129,7 +129,7 @@ def write_run_folder(path: str, layer_data: list[tuple]) -> list[str]:
         written.append(image_name)
     if not tables:
         raise ValueError("no Labels layer with a cell table to write")
-    save_table(pool_tables(tables), run / nm.CELLS_TABLE_FILE)
+    save_table(concat_tables(tables), run / nm.CELLS_TABLE_FILE)
     if len(parts) == len(tables):
         CellEmbeddings.concat(parts).save(run / nm.EMBEDDINGS_FILE)
         write_run_h5ad(run)

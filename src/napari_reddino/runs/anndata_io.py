@@ -161,7 +161,7 @@ def read_h5ad(path: str | Path):
 
 
 def run_anndata(run_dir: str | Path):
-    """The AnnData of a run folder's pooled cells (``cells.parquet`` + ``embeddings.npz``)."""
+    """The AnnData of a run folder's combined cells (``cells.parquet`` + ``embeddings.npz``)."""
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
 
     run_dir = Path(run_dir)
@@ -194,7 +194,7 @@ def read_run(path: str | Path):
 
 
 def write_run(adata, folder: str | Path) -> Path:
-    """Write an AnnData as a run folder's pooled files (``cells.h5ad``, ``cells.parquet``,
+    """Write an AnnData as a run folder's combined files (``cells.h5ad``, ``cells.parquet``,
     ``embeddings.npz``), so the CLI's ``report`` and ``propagate`` read it; returns the folder."""
     from napari_reddino.io.cell_table import save_table
 

@@ -8,7 +8,6 @@ folder is complete and was made with a given configuration, so reruns skip finis
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -31,7 +30,11 @@ from napari_reddino.io.smear_files import (  # noqa: F401  (re-exported: the pip
     read_image,
     read_subject_map,
 )
-from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
+from napari_reddino.progress import ProgressGen, run_to_completion
+from napari_reddino.runs.embed_smear import (  # cached_backbone: importable from here too
+    cached_backbone,
+    iter_embed_smear,
+)
 
 DONE_MARKER = "_SUCCESS"
 TABLE_FILE = "cells.parquet"
@@ -48,6 +51,7 @@ class PipelineConfig:
     pooling: str = "cls_crop"
     device: str = "auto"
     segment_params: dict = field(default_factory=dict)
+    pixel_size: float | None = None  # µm per pixel: morphology in µm (None: in pixels)
 
     def fingerprint(self) -> dict:
         """The parts that change results (not the device), as stored in the done marker."""
@@ -59,6 +63,8 @@ class PipelineConfig:
             "method": self.method,
             "pooling": self.pooling,
             "segment_params": dict(sorted(self.segment_params.items())),
+            # only when set: folders finished before pixel sizes existed stay finished
+            **({"pixel_size": self.pixel_size} if self.pixel_size is not None else {}),
         }
 
 
@@ -77,14 +83,6 @@ class SmearResult:
     warning: str = ""  # the segmentation looks implausible (segment_check), else empty
 
 
-@functools.lru_cache(maxsize=2)
-def cached_backbone(name: str, device: str = "auto"):
-    """Load a backbone once per process (dask workers reuse it for every smear they get)."""
-    from napari_reddino.embed.backbones import load_backbone
-
-    return load_backbone(name, device=device)
-
-
 def iter_process_smear(
     image: np.ndarray,
     backbone,
@@ -94,71 +92,33 @@ def iter_process_smear(
     method: str = "classical",
     pooling: str = "cls_crop",
     segment_params: dict | None = None,
+    pixel_size: float | None = None,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[SmearResult]:
-    """Segment, embed the patch grid, pool per-cell embeddings; return a :class:`SmearResult`."""
-    from napari_reddino.embed.grid import iter_cell_embeddings, iter_patch_grid
-    from napari_reddino.segment.dispatch import iter_segment, validate_image
+    """Segment, embed the patch grid, pool per-cell embeddings; return a :class:`SmearResult`.
 
-    start = time.perf_counter()
-    image = validate_image(image)
-    yield Progress(0, 3, f"{image_name}: segmenting ({method})")
-    seg = yield from iter_segment(
-        image,
-        method=method,
-        cancel=cancel,
-        image_name=image_name,
-        subject=subject,
-        **(segment_params or {}),
-    )
-    check_cancel(cancel)
-    yield Progress(1, 3, f"{image_name}: {int(seg.labels.max())} cells, embedding patch grid")
-    grid = yield from iter_patch_grid(image, backbone, cancel=cancel)
-    grid = np.asarray(grid, dtype=np.float32)
-    check_cancel(cancel)
-    yield Progress(2, 3, f"{image_name}: embedding cells ({pooling})")
-    embeddings = yield from iter_cell_embeddings(
-        image,
-        seg.labels,
-        backbone,
-        pooling=pooling,
-        grid=grid,
-        image_name=image_name,
-        cancel=cancel,
-    )
-    table = _attach_embedding_rows(seg.features, embeddings, subject)
-    from napari_reddino.morphology.features import (
-        add_morphology,  # interpretable features beside the embedding
-    )
-
-    table = add_morphology(table, seg.labels, image)
-    yield Progress(3, 3, f"{image_name}: done")
+    The work is :func:`~napari_reddino.runs.embed_smear.iter_embed_smear`, as in the embedding
+    dock; ``pixel_size`` (µm per pixel) puts morphology in µm, as a layer scale does there.
+    """
+    smear = yield from iter_embed_smear(
+        image, None, backbone, pooling=pooling, pixel_size=pixel_size, method=method,
+        segment_params=segment_params, image_name=image_name, subject=subject, cancel=cancel)
     return SmearResult(
         image_name=image_name,
         subject=subject,
-        labels=np.asarray(seg.labels, dtype=np.int32),
-        table=table,
-        embeddings=embeddings,
-        grid=grid,
-        patch_size=int(backbone.patch_size),
-        seconds=time.perf_counter() - start,
-        warning=getattr(seg, "warning", None) or "",
+        labels=np.asarray(smear.labels, dtype=np.int32),
+        table=smear.table,
+        embeddings=smear.embeddings,
+        grid=smear.grid,
+        patch_size=smear.patch_size,
+        seconds=smear.seconds,
+        warning=smear.warning,
     )
 
 
 def process_smear(image: np.ndarray, backbone, **kwargs) -> SmearResult:
     """Sync wrapper of :func:`iter_process_smear`."""
     return run_to_completion(iter_process_smear(image, backbone, **kwargs))
-
-
-def _attach_embedding_rows(features: pd.DataFrame, embeddings, subject: str) -> pd.DataFrame:
-    """Point each table row at its embedding row (cells are keyed by label within a smear)."""
-    table = features.copy().reset_index(drop=True)
-    row_of_label = {int(lab): row for row, lab in enumerate(np.asarray(embeddings.label))}
-    table[nm.EMBEDDING_ROW] = [row_of_label.get(int(lab), -1) for lab in table["label"]]
-    table = table[table[nm.EMBEDDING_ROW] >= 0].sort_values("label").reset_index(drop=True)
-    table["subject"] = subject
-    return table
 
 
 def smear_dir(out_dir: str | os.PathLike, image_name: str) -> Path:
@@ -383,6 +343,7 @@ def iter_run_smear_file(
             method=config.method,
             pooling=config.pooling,
             segment_params=dict(config.segment_params),
+            pixel_size=config.pixel_size,
             cancel=cancel,
         )
     except (ValueError, OSError) as exc:  # bad or unreadable input: the smear's fault

@@ -2,7 +2,7 @@
 
 A folder a person opens in any browser: ``index.html`` (plain HTML + CSS, images linked
 relatively), the PNGs under ``images/`` and every table as CSV next to it, so the numbers can
-be taken to a spreadsheet. Reads what :mod:`napari_reddino.runs.distributed` wrote; no Qt.
+be taken to a spreadsheet. Reads what :mod:`napari_reddino.runs.combine` wrote; no Qt.
 Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas (importing this module
 never switches matplotlib's backend of a notebook or a viewer); the page is a Jinja2 template
 with autoescape, so image or subject names can never inject markup.
@@ -25,14 +25,8 @@ from matplotlib.figure import Figure
 
 from napari_reddino import names as nm
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
-from napari_reddino.runs.distributed import (
-    FAILURES_TABLE,
-    METRICS_TABLE,
-    POOLED_TABLE,
-    RUNS_TABLE,
-    SUMMARY_FILE,
-    finished_smears,
-)
+from napari_reddino.runs.combine import COMBINED_TABLE, METRICS_TABLE, SUMMARY_FILE, finished_smears
+from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
 from napari_reddino.runs.pipeline import PipelineInputError, load_smear_outputs, read_image
 
 CSS = """
@@ -176,10 +170,10 @@ def iter_write_report(
 ) -> ProgressGen[Path]:
     """Write the report folder for a combined run; return the path of its ``index.html``."""
     run_dir = Path(run_dir)
-    pooled = run_dir / POOLED_TABLE
+    pooled = run_dir / COMBINED_TABLE
     if not pooled.is_file():
         raise FileNotFoundError(
-            f"{run_dir}: no {POOLED_TABLE}; run `napari-reddino run` (or `napari-reddino "
+            f"{run_dir}: no {COMBINED_TABLE}; run `napari-reddino run` (or `napari-reddino "
             "project`) there first"
         )
     from napari_reddino.io.cell_table import load_table

@@ -1,7 +1,9 @@
-"""Side panels of the explorer dock: the hovered cell, the legend, batch-effect metrics."""
+"""Side panels of the explorer dock: the hovered cell, the legend, batch-effect metrics, and
+its choices (map and cluster methods from ``names``, initial values from ``defaults``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.explore.spaces import SPACES, available_spaces, resolve_space, space_matrix
 from napari_reddino.morphology.features import describe_cell
 from napari_reddino.widgets._coloring import Coloring
+
+_MAP_TEXT = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
+_CLUSTER_TEXT = {"kmeans": "k-means", "hdbscan": "HDBSCAN", "leiden": "Leiden (neighbour graph)"}
+#: shown text -> method, in the order ``names`` declares the methods
+PROJECTIONS = {_MAP_TEXT[m]: m for m in nm.MAP_METHODS}
+CLUSTERINGS = {_CLUSTER_TEXT[m]: m for m in nm.CLUSTER_METHODS}
 
 THUMBNAIL_PX = 96
 SHOWN_FEATURES = (
@@ -149,20 +159,60 @@ class TablePanel(QGroupBox):
         return path
 
 
+def choice_box(texts: dict[str, str], value: str) -> QComboBox:
+    """A combo box of ``{shown text: value}`` showing ``value`` (a default from the table)."""
+    box = QComboBox()
+    box.addItems(list(texts))
+    box.setCurrentText(next(text for text, v in texts.items() if v == value))
+    return box
+
+
+def recorded_space(pool) -> str | None:
+    """The space the pool's map was made in, as its run folder records it (``summary.json``)."""
+    if pool is None or not set(nm.UMAP) <= set(pool.table.columns):
+        return None
+    for layer in pool.layers:
+        run = layer.metadata.get(nm.META_RUN)
+        try:
+            summary = json.loads((Path(run) / nm.SUMMARY_FILE).read_text()) if run else {}
+        except (OSError, ValueError):
+            continue
+        if summary.get("feature_space") in SPACES:
+            return str(summary["feature_space"])
+    return None
+
+
 class FeatureSpaceChoice(QComboBox):
-    """The explorer's "Compare cells in" choice: what the map and the clusters are made of."""
+    """The explorer's "Compare cells in" choice: what the map and the clusters are made of.
+
+    It shows the space of the map on screen: a run folder's recorded one, the table's default
+    before any map, and whatever the dock last used once the user picks or computes here.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.addItems(list(SPACES))
+        self.setCurrentText(DEFAULTS.space)
         self.setToolTip("embedding: the backbone's vector; morphology: the standardised size, "
                         "shape, pallor and stain numbers; both: the two together")
-        self._chosen = False
-        self.activated.connect(lambda _i: setattr(self, "_chosen", True))
+        self._kept = False  # the user picked a space or the dock computed in it: keep it
+        self.activated.connect(lambda _i: setattr(self, "_kept", True))
+
+    def on_pool(self, pool) -> None:
+        """Show the space of the new cells' map (or the default they allow)."""
+        if pool is None or self._kept:
+            return
+        allowed = available_spaces(pool.table, pool.vectors)
+        recorded = recorded_space(pool)
+        if recorded in allowed:
+            self.setCurrentText(recorded)
+        elif allowed:
+            self.setCurrentText(resolve_space(None, pool.table, pool.vectors))
 
     def matrix(self, pool) -> np.ndarray:
-        """The pool's cells in the chosen space (the default one until the user picks)."""
+        """The pool's cells in the shown space (the default one when the cells lack it)."""
         allowed = available_spaces(pool.table, pool.vectors)
-        if allowed and (not self._chosen or self.currentText() not in allowed):
+        if allowed and self.currentText() not in allowed:
             self.setCurrentText(resolve_space(None, pool.table, pool.vectors))
+        self._kept = True
         return space_matrix(pool.table, pool.vectors, self.currentText(), row_column=None)

@@ -17,7 +17,7 @@ from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import DirectLabelColormap
 from scipy import ndimage
 
-from napari_reddino.plugin.session import CellPool
+from napari_reddino.plugin.session import LayerCells
 
 OVERLAY_KEY = "reddino_overlay_of"  # metadata tag: (role, source layer name)
 HIGHLIGHT = (1.0, 0.85, 0.1, 0.9)
@@ -72,7 +72,7 @@ def follow_visibility(overlay: Any, source: Labels) -> None:
     update()
 
 
-def show_smear(viewer: Any, pool: CellPool, layer_index: int) -> None:
+def show_smear(viewer: Any, pool: LayerCells, layer_index: int) -> None:
     """Make one pooled smear (labels + its image) visible, hiding the other hidden-able ones.
 
     Smears usually lie on top of each other at the origin; going to a cell of a hidden
@@ -100,7 +100,7 @@ class SelectionHighlighter:
         self.viewer = viewer
         self.color = np.asarray(color, dtype=np.float32)
 
-    def show(self, pool: CellPool, indices: np.ndarray) -> dict[str, np.ndarray]:
+    def show(self, pool: LayerCells, indices: np.ndarray) -> dict[str, np.ndarray]:
         """Ring the cells at pooled ``indices``; returns {layer name: labels shown}."""
         indices = np.asarray(indices, dtype=np.int64)
         layer_of = pool.table["_layer"].to_numpy()[indices]
@@ -152,7 +152,7 @@ class SelectionHighlighter:
         return np.sort(ring.features["label"].to_numpy(dtype=np.int64))
 
 
-def cell_geometry(pool: CellPool, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cell_geometry(pool: LayerCells, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Data-space (y, x) centroid and diameter of pooled cells (from the cell table)."""
     table = pool.table
     if {"centroid_y", "centroid_x"} <= set(table.columns):
@@ -173,7 +173,7 @@ def cell_geometry(pool: CellPool, indices: np.ndarray) -> tuple[np.ndarray, np.n
     return centres, 2.0 * np.sqrt(np.nan_to_num(area, nan=400.0) / np.pi)
 
 
-def selection_to_labels(viewer: Any, pool: CellPool, indices: np.ndarray) -> list[Labels]:
+def selection_to_labels(viewer: Any, pool: LayerCells, indices: np.ndarray) -> list[Labels]:
     """New Labels layer(s) holding only the selected cells (one per source smear)."""
     made = []
     for layer_index, labels in pool.labels_by_layer(indices).items():
@@ -200,7 +200,7 @@ def selection_to_labels(viewer: Any, pool: CellPool, indices: np.ndarray) -> lis
     return made
 
 
-def go_to_cell(viewer: Any, pool: CellPool, index: int) -> np.ndarray:
+def go_to_cell(viewer: Any, pool: LayerCells, index: int) -> np.ndarray:
     """Centre the camera on pooled cell ``index`` and zoom to it; returns its world (y, x)."""
     row = pool.table.iloc[int(index)]
     layer = pool.layers[int(row["_layer"])]
@@ -225,7 +225,7 @@ def camera_of(viewer: Any) -> Any:
     return scene.camera if scene is not None else viewer.camera
 
 
-def cell_crop(image_layer: Image | None, pool: CellPool, index: int, margin: float = 1.4):
+def cell_crop(image_layer: Image | None, pool: LayerCells, index: int, margin: float = 1.4):
     """RGB uint8 crop around pooled cell ``index`` from its image layer (None if unknown)."""
     if image_layer is None:
         return None
@@ -257,7 +257,7 @@ def image_layer_for(viewer: Any, labels_layer: Labels) -> Image | None:
     return None
 
 
-def cell_at(viewer: Any, pool: CellPool, world_position) -> int:
+def cell_at(viewer: Any, pool: LayerCells, world_position) -> int:
     """Pooled index of the cell under a world position (topmost visible layer), else -1."""
     for layer in reversed(list(viewer.layers)):
         if not layer.visible or not any(layer == pooled for pooled in pool.layers):
@@ -270,7 +270,7 @@ def cell_at(viewer: Any, pool: CellPool, world_position) -> int:
     return -1
 
 
-def click_callback(get_pool: Callable[[], CellPool | None], on_cell: Callable[[int, bool], None]):
+def click_callback(get_pool: Callable[[], LayerCells | None], on_cell: Callable[[int, bool], None]):
     """A viewer mouse-drag callback: a click (no drag) on a pooled cell calls ``on_cell``.
 
     Only in pan/zoom mode, so painting and picking keep working in the layer controls.

@@ -21,11 +21,11 @@ from qtpy.QtWidgets import (
     QSpinBox,
 )
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.explore.spaces import SPACES, available_spaces, resolve_space, space_matrix
-from napari_reddino.label.propagate import MANUAL, METHODS
 from napari_reddino.label.suggest import suggest_cells
 from napari_reddino.morphology.features import describe_cell
-from napari_reddino.names import CLASS_SOURCE
+from napari_reddino.names import CLASS_SOURCE, MANUAL, PROPAGATION_METHODS
 from napari_reddino.widgets import _linking
 
 METHOD_TEXT = {"auto": "auto (cross-validated)", "knn": "k-NN votes",
@@ -40,16 +40,18 @@ class SuggestPanel(QGroupBox):
         self.viewer, self.session = viewer, session
         self.space = QComboBox()
         self.space.addItems(list(SPACES))
+        self.space.setCurrentText(DEFAULTS.space)
         self.space.setToolTip("embedding: the backbone's vector; morphology: the standardised "
                               "size / shape / pallor / stain numbers; both: the two together")
         self._chosen = False  # the user picked a space: keep it when the cells change
         self.space.activated.connect(lambda _i: setattr(self, "_chosen", True))
         self.method = QComboBox()
-        for name in METHODS:
+        for name in PROPAGATION_METHODS:
             self.method.addItem(METHOD_TEXT[name], name)
+        self.method.setCurrentIndex(self.method.findData(DEFAULTS.propagation_method))
         self.count = QSpinBox()
         self.count.setRange(1, 200)
-        self.count.setValue(12)
+        self.count.setValue(DEFAULTS.n_suggestions)
         self.suggest_button = QPushButton("Suggest cells to label")
         self.suggest_button.clicked.connect(self.suggest)
         self.next_button = QPushButton("Next suggestion")

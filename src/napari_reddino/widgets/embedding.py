@@ -1,16 +1,15 @@
 """The "Embed smear (RedDino)" dock: patch-token PCA overlay and per-cell embeddings.
 
-Thin over :mod:`napari_reddino.embed.grid`: loads the chosen backbone, runs
-``iter_patch_grid`` (for the overlay, or for ``patch_mean`` pooling) and
-``iter_cell_embeddings`` (when a Labels layer is chosen) in one worker. The overlay is
-an RGB Image layer ``"<image> RedDino PCA"`` placed with ``embed.overlay_transform``;
-the cell embeddings go to the Labels layer's ``metadata["reddino_embeddings"]`` and an
-``embedding_row`` column of its ``features`` (the contract in docs/architecture.md).
+Thin over :func:`napari_reddino.runs.embed_smear.iter_embed_smear`, the core the pipeline
+calls too (same vectors, same morphology), run in one worker with the process's one backbone
+cache. The overlay is an RGB Image layer ``"<image> RedDino PCA"`` placed with
+``embed.overlay_transform``; the cell embeddings go to the Labels layer's
+``metadata["reddino_embeddings"]`` and an ``embedding_row`` column of its ``features``
+(the contract in docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,11 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, 
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
 from napari_reddino.plugin import layers
 from napari_reddino.progress import Progress
+from napari_reddino.runs.embed_smear import cached_backbone, checkpoint_source, iter_embed_smear
 from napari_reddino.widgets._backbone_choice import backbone_choices, describe, start_download
 from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 from napari_reddino.widgets.segmentation import image_key, layer_image
@@ -32,18 +33,6 @@ POOLINGS = ("cls_crop", "patch_mean")
 # (label, subdivide): tilings shifted by patch/k averaged (fine_grid.py), k^2 times the cost
 OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("finest: patch/7 (49 tilings)", 7),
                    ("patch (1 tiling)", 1)]  # a split the patch does not allow uses the next
-
-
-@dataclass
-class EmbedOutcome:
-    """What one run produced (built in the worker, shown on the main thread)."""
-
-    backbone: Any
-    rgb: np.ndarray | None = None
-    scale: tuple[float, float] | None = None
-    translate: tuple[float, float] | None = None
-    cells: Any = None
-    morphology: Any = None  # morph_* columns per label (napari_reddino.morphology.features)
 
 
 def embeddings_path(image_layer: Image) -> Path:
@@ -76,7 +65,6 @@ class EmbeddingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._extra_sources: list[str] = []
-        self._backbone_cache: Any = None  # (source, device, Backbone) of the last run
         from napari_reddino.embed import offers as backbone_offers
 
         self.backbone = ComboBox(
@@ -88,8 +76,9 @@ class EmbeddingWidget(QWidget):
         self.download_button = PushButton(text="Download")
         self.browse_folder = PushButton(text="Browse folder...")
         self.browse_pth = PushButton(text="Browse .pth...")
-        self.device = ComboBox(label="device", choices=list(DEVICES), value="auto")
-        self.pooling = ComboBox(label="cell pooling", choices=list(POOLINGS), value="cls_crop")
+        self.device = ComboBox(label="device", choices=list(DEVICES), value=DEFAULTS.device)
+        self.pooling = ComboBox(label="cell pooling", choices=list(POOLINGS),
+                                value=DEFAULTS.pooling)
         self.image_combo = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
         self.labels_combo = ComboBox(label="cells (labels)", nullable=True,
                                      choices=layer_choices(napari_viewer, Labels))
@@ -212,21 +201,6 @@ class EmbeddingWidget(QWidget):
             layer.opacity = self.opacity.value
 
     # -- running -----------------------------------------------------------------------
-    def _load_backbone(self, source: str, device: str) -> Any:
-        """Load (or reuse) a backbone; a ``.pth`` is converted once to a timm folder beside it."""
-        from napari_reddino.embed import backbones
-
-        cached = self._backbone_cache
-        if cached is not None and cached[:2] == (source, device):
-            return cached[2]
-        if source.endswith((".pth", ".pt")):
-            checkpoint = Path(source)
-            folder = checkpoint.with_name(f"{checkpoint.stem}-timm")
-            if not (folder / "config.json").is_file():
-                backbones.convert_dinov2_checkpoint(checkpoint, folder)
-            source = f"local-dir:{folder}"
-        return backbones.load_backbone(source, device=device)
-
     def run(self, *_: Any) -> None:
         """Embed the chosen image (the Run button)."""
         image_layer = self.image_combo.value
@@ -264,57 +238,31 @@ class EmbeddingWidget(QWidget):
         pixel_size = float(image_layer.scale[-1]) if image_layer.scale[-1] != 1 else None
 
         def job(cancel: Any) -> Any:
-            from napari_reddino.embed import fine_grid
-            from napari_reddino.embed import grid as embed
-            from napari_reddino.segment import dispatch as segment
-
-            image = segment.validate_image(np.asarray(pixels))
             yield Progress(0, 1, f"loading backbone {source}")
-            backbone = self._load_backbone(source, device)
-            out = EmbedOutcome(backbone=backbone)
-            grid = None
-            if pooling == "patch_mean":
-                grid = yield from embed.iter_patch_grid(image, backbone, cancel=cancel)
-            if want_overlay:  # sub-patch resolution, colours fitted per cell (fine_grid.py)
-                out.rgb, out.scale, out.translate = yield from fine_grid.iter_overlay(
-                    image, backbone, labels=labels, subdivide=subdivide, cells_only=cells_only,
-                    grid=grid, cancel=cancel)
-            if labels is not None:
-                out.cells = yield from embed.iter_cell_embeddings(
-                    image,
-                    labels,
-                    backbone,
-                    pooling=pooling,
-                    grid=grid,
-                    image_name=image_name,
-                    cancel=cancel,
-                )
-                from napari_reddino.morphology import features as morphology
+            backbone = cached_backbone(checkpoint_source(source), device)
+            return (yield from iter_embed_smear(
+                np.asarray(pixels), labels, backbone, pooling=pooling, pixel_size=pixel_size,
+                method=None, keep_grid=False, overlay_subdivide=subdivide if want_overlay else None,
+                overlay_cells_only=cells_only, image_name=image_name, cancel=cancel))
 
-                yield Progress(1, 1, "measuring cell morphology")
-                out.morphology = morphology.morphology_features(
-                    labels, image, pixel_size=pixel_size, prefix=morphology.COLUMN_PREFIX)
-            return out
-
-        def on_result(out: EmbedOutcome) -> None:
-            self._backbone_cache = (source, device, out.backbone)
-            if out.rgb is not None:
-                self._show_overlay(image_layer, out)
-            if out.cells is not None:
-                attach_embeddings(labels_layer, out.cells, image_name)
-            if out.morphology is not None:
+        def on_result(smear: Any) -> None:
+            if smear.overlay is not None:
+                self._show_overlay(image_layer, smear)
+            if smear.embeddings is not None:
+                attach_embeddings(labels_layer, smear.embeddings, image_name)
+            if smear.morphology is not None:
                 from napari_reddino.morphology.features import merge_morphology
 
-                labels_layer.features = merge_morphology(labels_layer.features, out.morphology)
+                labels_layer.features = merge_morphology(labels_layer.features, smear.morphology)
 
         self.runner.start(job, on_result, task=TASK)
 
-    def _show_overlay(self, image_layer: Image, out: EmbedOutcome) -> Image:
+    def _show_overlay(self, image_layer: Image, smear: Any) -> Image:
         """Add or refresh the PCA layer, placed in the image layer's world coordinates."""
         rgb, kwargs, _kind = layers.overlay_rgb_data(
-            out.rgb, out.scale, out.translate, image_layer=image_layer.name,
+            *smear.overlay, image_layer=image_layer.name,
             scale=image_layer.scale, translate=image_layer.translate,
-            backbone=out.backbone.name, opacity=self.opacity.value, visible=self.overlay.value)
+            backbone=smear.backbone, opacity=self.opacity.value, visible=self.overlay.value)
         if kwargs["name"] in self.viewer.layers:
             layer = self.viewer.layers[kwargs["name"]]
             layer.data = rgb

@@ -1,6 +1,6 @@
 """Explorer dock: every cell of every embedded smear in one linked scatter plot.
 
-Thin over the core: ``session.CellPool`` pools the Labels layers; :mod:`..explore.analysis`
+Thin over the core: ``session.LayerCells`` gathers the Labels layers; :mod:`..explore.analysis`
 maps the embeddings to 2-D (written back as ``umap_0``/``umap_1``), clusters them (``cluster``)
 and measures subject mixing with the settings the command line uses, over one neighbour graph
 found once per set of cells. Once it holds cells, the dock loads UMAP's cached kernels in a
@@ -30,21 +30,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.explore import projection as project
 from napari_reddino.explore.analysis import Settings
 from napari_reddino.explore.neighbours import EXACT_MAX
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
-from napari_reddino.plugin.session import POOL_COLUMNS, CellPool, SessionError, session_for
+from napari_reddino.plugin.session import ORIGIN_COLUMNS, LayerCells, SessionError, session_for
+from napari_reddino.widgets import _explorer_panels as panels
 from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
 from napari_reddino.widgets._workers import TaskRunner
 
-PROJECTIONS = {"UMAP": "umap", "PCA": "pca", "t-SNE": "tsne"}
-CLUSTERINGS = {"k-means": "kmeans", "Leiden (neighbour graph)": "leiden", "HDBSCAN": "hdbscan"}
 COORDS = UMAP  # the map the explorer shows, whatever method made it
-HIDDEN_COLUMNS = {*POOL_COLUMNS, NAPARI_INDEX, EMBEDDING_ROW, *COORDS}
+HIDDEN_COLUMNS = {*ORIGIN_COLUMNS, NAPARI_INDEX, EMBEDDING_ROW, *COORDS}
 
 
 class ExplorerWidget(QWidget):
@@ -62,21 +62,18 @@ class ExplorerWidget(QWidget):
         self.refresh_button = QPushButton("Refresh cells")
         self.refresh_button.clicked.connect(self.refresh)
 
-        self.method = QComboBox()
-        self.method.addItems(list(PROJECTIONS))
-        from napari_reddino.widgets._explorer_panels import FeatureSpaceChoice
-        self.space = FeatureSpaceChoice()  # embedding / morphology / both: what the map uses
+        self.method = panels.choice_box(panels.PROJECTIONS, DEFAULTS.map_method)  # the table's
+        self.space = panels.FeatureSpaceChoice()  # embedding / morphology / both: what maps use
         self.project_runner = TaskRunner("Project")
         self.project_runner.run_button.clicked.connect(self.run_projection)
 
-        self.cluster_method = QComboBox()
-        self.cluster_method.addItems(list(CLUSTERINGS))
+        self.cluster_method = panels.choice_box(panels.CLUSTERINGS, DEFAULTS.cluster_method)
         self.n_clusters = QSpinBox()
         self.n_clusters.setRange(2, 200)
-        self.n_clusters.setValue(8)
+        self.n_clusters.setValue(DEFAULTS.n_clusters)
         self.n_neighbors = QSpinBox()
         self.n_neighbors.setRange(2, 200)
-        self.n_neighbors.setValue(Settings.n_neighbors)
+        self.n_neighbors.setValue(DEFAULTS.n_neighbors)
         self.n_neighbors.setToolTip("Neighbours per cell for UMAP and Leiden (the CLI's default)")
         self.cluster_runner = TaskRunner("Cluster")
         self.cluster_runner.run_button.clicked.connect(self.run_clustering)
@@ -168,13 +165,13 @@ class ExplorerWidget(QWidget):
 
     # --- pool -------------------------------------------------------------------------
     @property
-    def pool(self) -> CellPool | None:
+    def pool(self) -> LayerCells | None:
         return self.session.pool
 
-    def refresh(self, quiet: bool = False) -> CellPool | None:
+    def refresh(self, quiet: bool = False) -> LayerCells | None:
         """Re-pool every embedded Labels layer of the viewer."""
         try:
-            pool = CellPool.from_layers(self.viewer.layers)
+            pool = LayerCells.from_layers(self.viewer.layers)
         except SessionError as err:
             self.cells_label.setText(str(err) if not quiet else "No embedded cells yet")
             if not quiet:
@@ -194,7 +191,7 @@ class ExplorerWidget(QWidget):
         ):
             self.refresh(quiet=True)
 
-    def _on_pool(self, pool: CellPool | None) -> None:
+    def _on_pool(self, pool: LayerCells | None) -> None:
         for layer in self._linked_layers:
             layer.events.selected_label.disconnect(self._on_selected_label)
         self._linked_layers = [] if pool is None else list(pool.layers)
@@ -208,6 +205,7 @@ class ExplorerWidget(QWidget):
         if pool.skipped:
             text += f" ({pool.skipped} without embedding left out)"
         self.cells_label.setText(text)
+        self.space.on_pool(pool)  # the space the shown map was made in
         self._update_color_choices()
         self._show_coordinates()
 
@@ -313,7 +311,7 @@ class ExplorerWidget(QWidget):
         self.hover_panel.show_cell(crop, pool.table.iloc[index])
 
     # --- long work ------------------------------------------------------------------------
-    def _require_pool(self) -> CellPool | None:
+    def _require_pool(self) -> LayerCells | None:
         pool = self.pool or self.refresh()
         if pool is not None and len(pool) < 3:
             show_warning(f"only {len(pool)} cell(s): need at least 3 to project or cluster")
@@ -331,7 +329,7 @@ class ExplorerWidget(QWidget):
         pool = self._require_pool()
         if pool is None:
             return
-        method = PROJECTIONS[self.method.currentText()]
+        method = panels.PROJECTIONS[self.method.currentText()]
         vectors, settings = self.space.matrix(pool), self.settings()
 
         def job(cancel):
@@ -351,7 +349,7 @@ class ExplorerWidget(QWidget):
         pool = self._require_pool()
         if pool is None:
             return
-        method = CLUSTERINGS[self.cluster_method.currentText()]
+        method = panels.CLUSTERINGS[self.cluster_method.currentText()]
         vectors, settings = self.space.matrix(pool), self.settings()
 
         def job(cancel):
@@ -375,7 +373,7 @@ class ExplorerWidget(QWidget):
         if "subject" not in pool.table.columns or pool.table["subject"].nunique() < 2:
             show_warning("batch metrics need cells from at least 2 subjects")
             return
-        vectors, settings = pool.vectors, self.settings()
+        vectors, settings = self.space.matrix(pool), self.settings()  # as the CLI: in the space
         subjects = pool.table["subject"].astype(str).to_numpy()
         classes = None
         if "class" in pool.table.columns and pool.table["class"].notna().all():

@@ -28,10 +28,11 @@ from qtpy.QtWidgets import (
 
 from napari_reddino import names as nm
 from napari_reddino._paths import session_autosave_path
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.label import files as labels_io
 from napari_reddino.label import propagate
 from napari_reddino.label.classes import recode
-from napari_reddino.plugin.session import CellPool, SessionError, session_for
+from napari_reddino.plugin.session import LayerCells, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._explorer_panels import TablePanel
@@ -76,12 +77,13 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
         self.k = QSpinBox()
         self.k.setRange(1, 100)
-        self.k.setValue(15)
+        self.k.setValue(DEFAULTS.propagation_k)
         self.spreading = QCheckBox("Label spreading along the cell graph")
+        self.spreading.setChecked(DEFAULTS.spreading)
         self.center = QCheckBox("Compare cells around the mean cell (centred cosine)")
         self.center.setToolTip("ViT embeddings share one large common direction; measuring "
                                "cosine around the mean cell separates morphologies better")
-        self.center.setChecked(True)
+        self.center.setChecked(DEFAULTS.center)
         self.suggest_panel = SuggestPanel(self.viewer, self.session)
         self.propagate_runner = TaskRunner("Propagate")
         self.propagate_runner.run_button.clicked.connect(self.run_propagation)
@@ -158,12 +160,12 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     # --- pool and classes --------------------------------------------------------------
     @property
-    def pool(self) -> CellPool | None:
+    def pool(self) -> LayerCells | None:
         return self.session.pool
 
     def _load_pool(self) -> None:
         try:
-            self.session.set_pool(CellPool.from_layers(self.viewer.layers))
+            self.session.set_pool(LayerCells.from_layers(self.viewer.layers))
         except SessionError as err:
             self.status.setText(str(err))
 
@@ -180,7 +182,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self._bind_keys()
         self.session.columns_changed.emit([nm.CLASS])  # recolour plots and class view
 
-    def _on_pool(self, pool: CellPool | None) -> None:
+    def _on_pool(self, pool: LayerCells | None) -> None:
         self.book.undo_stack.clear()
         self.book.redo_stack.clear()
         self.review_position, self.reviewed = -1, None
@@ -311,11 +313,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             show_warning("no embedded cells to propagate over")
             return
         classes = self.book.classes()
-        source = (
-            pool.table[nm.CLASS_SOURCE].astype(str).to_numpy()
-            if nm.CLASS_SOURCE in pool.table.columns
-            else np.full(len(pool), "")
-        )
+        source = (pool.table[nm.CLASS_SOURCE].astype(str).to_numpy()
+                  if nm.CLASS_SOURCE in pool.table.columns else np.full(len(pool), ""))
         manual = np.where(source == propagate.MANUAL, classes, None)
         try:
             vectors = self.suggest_panel.matrix()
@@ -326,13 +325,10 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             self.suggest_panel.method_name()
         center, names = self.center.isChecked(), self.classes.class_set.names
 
-        def job(cancel):
-            return (
-                yield from propagate.iter_propagate(
-                    vectors, manual, k=k, spreading=spreading, center=center,
-                    class_names=names, method=method, cancel=cancel,
-                )
-            )
+        def job(cancel):  # the core's defaults are the dock's initial values (defaults.py)
+            return (yield from propagate.iter_propagate(
+                vectors, manual, k=k, spreading=spreading, center=center, class_names=names,
+                method=method, cancel=cancel))
 
         def on_result(result) -> None:
             if self.pool is not pool:

@@ -24,6 +24,7 @@ from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.plugin import layers
 from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 
@@ -48,23 +49,26 @@ class SegmentationWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.image_combo = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
-        self.method = ComboBox(label="method", choices=["classical", "cellpose"], value="classical")
+        self.method = ComboBox(label="method", choices=list(nm.SEGMENT_METHODS),
+                               value=DEFAULTS.segment_method)
         self.subject = LineEdit(label="subject", value="unknown")
 
         self.min_area = SpinBox(label="min area (px, 0 = auto)", min=0, max=10**7, value=0)
         self.max_area = SpinBox(label="max area (px, 0 = auto)", min=0, max=10**7, value=0)
         # cells cut by the border are kept and flagged (table column ``touches_border``)
-        self.exclude_border = CheckBox(text="exclude cells touching the border", value=False)
+        self.exclude_border = CheckBox(text="exclude cells touching the border",
+                                       value=DEFAULTS.exclude_border)
         self.classical_box = Container(widgets=[self.min_area, self.max_area], labels=True)
 
-        self.cp_model = LineEdit(label="model (name or file)", value="cpsam")
+        self.cp_model = LineEdit(label="model (name or file)", value=DEFAULTS.cellpose_model)
         self.cp_browse = PushButton(text="Browse model file...")
         self.diameter = FloatSpinBox(label="diameter (px, 0 = auto)", min=0, max=1000, value=0)
         self.flow_threshold = FloatSpinBox(
-            label="flow threshold", min=0.0, max=3.0, step=0.05, value=0.4
+            label="flow threshold", min=0.0, max=3.0, step=0.05, value=DEFAULTS.flow_threshold
         )
         self.cellprob_threshold = FloatSpinBox(
-            label="cell-prob threshold", min=-6.0, max=6.0, step=0.25, value=0.0
+            label="cell-prob threshold", min=-6.0, max=6.0, step=0.25,
+            value=DEFAULTS.cellprob_threshold,
         )
         self.gpu = ComboBox(label="GPU", choices=list(GPU_CHOICES), value="auto")
         self.cellpose_box = Container(
@@ -133,7 +137,7 @@ class SegmentationWidget(QWidget):
             }
         return {
             "exclude_border": self.exclude_border.value,
-            "model": self.cp_model.value.strip() or "cpsam",
+            "model": self.cp_model.value.strip() or DEFAULTS.cellpose_model,
             "diameter": self.diameter.value or None,
             "flow_threshold": self.flow_threshold.value,
             "cellprob_threshold": self.cellprob_threshold.value,

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from training.config import ConfigError, load_config
-from training.distributed import DistEnv
-from training.logging import read_log
-from training.train import Trainer
+from training.configs import ConfigError, load_config
+from training.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from training.train.distributed import DistEnv
+from training.train.logging import read_log
+from training.train.loop import Trainer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ITERS = 60  # the schedules span 60 steps in every run below
 
 

@@ -1,6 +1,6 @@
 """One optimisation step of DINOv2: teacher targets, student predictions, losses, update, EMA.
 
-Kept apart from the loop (``training.train``) so the step can be driven directly by tests and
+Kept apart from the loop (``training.train.loop``) so the step can be driven directly by tests and
 benchmarks, and so the loop only deals with data, schedules, logging and checkpoints.
 """
 
@@ -12,16 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.centering import make_centering
-from training.config import TrainConfig
+from training.configs import TrainConfig
 from training.data.augment import normalize
-from training.distributed import DistEnv, any_rank
-from training.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss
+from training.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss, make_centering
 from training.losses.ibot import masks_weight_from_masks
 from training.models.heads import cancel_last_layer_gradients
 from training.models.morph_head import add_morph_loss
 from training.models.student_teacher import DinoOutputs, StudentTeacher
-from training.param_groups import apply_lr_wd
+from training.train.distributed import DistEnv, any_rank
+from training.train.param_groups import apply_lr_wd
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 

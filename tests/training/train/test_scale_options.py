@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.config import load_config
+from training.configs import load_config
 from training.data.loader import stream_from_config
-from training.distributed import DistEnv
-from training.step import train_step
-from training.train import Trainer, make_grad_scaler
+from training.train.distributed import DistEnv
+from training.train.loop import Trainer, make_grad_scaler
+from training.train.step import train_step
 
 
 def _trainer(tmp_path: Path, *extra: str) -> Trainer:
@@ -91,7 +91,7 @@ def test_precision_and_fsdp_options_are_checked(tmp_path):
     cfg = load_config("tiny_cpu", ["run.precision=fp8"])
     with pytest.raises(ValueError, match=r"run\.precision"):
         make_grad_scaler(cfg, DistEnv(), sharded=False)
-    from training.distributed import fsdp_kwargs
+    from training.train.distributed import fsdp_kwargs
 
     options = fsdp_kwargs(load_config("vitl14_reddino").run)
     assert options["mp_policy"].param_dtype == torch.float16
@@ -123,7 +123,7 @@ def test_tensorboard_is_optional(tmp_path, capsys):
 
 def test_per_module_clipping_clips_backbone_and_head_each(tmp_path):
     """DINOv2 / RedDino clip each student module to clip_grad; one global norm is the default."""
-    from training.step import clip_gradients
+    from training.train.step import clip_gradients
 
     for per_module, expected in ((False, 0.01), (True, 0.01 * 2**0.5)):
         trainer = _trainer(tmp_path / str(per_module), "optim.clip_grad=0.01",

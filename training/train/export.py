@@ -15,8 +15,8 @@ import torch
 import yaml
 from timm.layers import resample_abs_pos_embed
 
-from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.config import ModelConfig, config_from_dict
+from training.configs import ModelConfig, config_from_dict
+from training.train.checkpoint import latest_checkpoint, load_checkpoint
 
 TEACHER_PREFIX = "teacher.backbone."
 

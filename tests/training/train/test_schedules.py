@@ -10,8 +10,8 @@ import timm
 import torch
 
 from training.models.heads import DINOHead
-from training.param_groups import apply_lr_wd, build_param_groups
-from training.schedules import CosineSchedule, scaled_lr
+from training.train.param_groups import apply_lr_wd, build_param_groups
+from training.train.schedules import CosineSchedule, scaled_lr
 
 
 def test_freeze_warmup_then_cosine_to_final():

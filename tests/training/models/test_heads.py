@@ -51,7 +51,7 @@ def test_last_layer_frozen_until_the_given_step():
 def test_batchnorm_head_uses_batch_statistics_in_teacher_and_per_token_kind():
     """use_bn: the teacher normalises with its batch's statistics (its running buffers are never
     EMA-updated), and a shared head normalises CLS and patch tokens separately."""
-    from training.config import HeadConfig, ModelConfig
+    from training.configs import HeadConfig, ModelConfig
     from training.models.student_teacher import StudentTeacher
 
     torch.manual_seed(0)

@@ -1,19 +1,16 @@
-"""Training configuration: YAML files -> typed dataclasses, plus ``section.key=value`` overrides.
+"""The config schema: nested dicts (merged YAML) -> typed dataclasses, one per concern.
 
-One dataclass per concern so a config file reads like the DINOv2 / RedDino recipe it mirrors,
-and a typo in a key fails loudly instead of silently training the wrong model.
+One dataclass per concern so a config file reads like the DINOv2 / RedDino recipe it mirrors, and a
+mistyped value fails loudly instead of silently training the wrong model. The field defaults are
+``default.yaml``'s values (a test keeps the two equal); merging files is ``training.configs``'.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
-
-CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 class ConfigError(ValueError):
@@ -174,6 +171,24 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def schema_keys() -> dict[str, list[str]]:
+    """Every section of :class:`TrainConfig` with its keys, in declaration order."""
+    return {
+        section.name: [f.name for f in dataclasses.fields(section.default_factory())]
+        for section in dataclasses.fields(TrainConfig)
+    }
+
+
+def unknown_key_message(name: str, known: list[str]) -> str:
+    """``unknown key 'optim.base_lrr' (did you mean 'base_lr'?); known in optim: [...]``."""
+    section, _, key = name.rpartition(".")
+    kind = "key" if section else "section"
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    where = f"known in {section}" if section else "known sections"
+    return f"unknown {kind} {name!r}{hint}; {where}: {known}"
+
+
 def _parse_number(section: str, name: str, value: str, kind: str) -> Any:
     """YAML 1.1 reads ``2e-4`` as a string; numbers-as-strings become numbers here."""
     try:
@@ -204,11 +219,9 @@ def _build_section(cls: type, section: str, values: dict[str, Any]) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"section {section!r} must be a mapping, got {type(values).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {unknown} in section {section!r}; known: {sorted(known)}"
-        )
+    for key in values:
+        if key not in known:
+            raise ConfigError(unknown_key_message(f"{section}.{key}", sorted(known)))
     default = cls()
     kwargs = {
         k: _coerce(section, k, v, getattr(default, k), str(known[k].type))
@@ -224,88 +237,11 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     if not isinstance(data, dict):
         raise ConfigError("a training config must be a mapping of sections")
     sections = {f.name: f.default_factory for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - set(sections))
-    if unknown:
-        raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(sections)}")
+    for name in data:
+        if name not in sections:
+            raise ConfigError(unknown_key_message(name, sorted(sections)))
     built = {
         name: _build_section(type(factory()), name, data.get(name, {}) or {})
         for name, factory in sections.items()
     }
     return TrainConfig(**built)
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` strings (values parsed as YAML) to a nested config dict."""
-    data = {k: dict(v or {}) for k, v in (data or {}).items()}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        dotted, raw = item.split("=", 1)
-        parts = dotted.strip().split(".")
-        if len(parts) != 2 or not all(parts):
-            raise ConfigError(f"override key {dotted!r} must be section.key (e.g. optim.base_lr)")
-        section, key = parts
-        data.setdefault(section, {})[key] = yaml.safe_load(raw) if raw != "" else None
-    return data
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A path, or the bare name of a bundled config (``tiny_cpu`` -> configs/tiny_cpu.yaml)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    bundled = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
-    if bundled.is_file():
-        return bundled
-    choices = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"config {str(name_or_path)!r} not found; bundled configs: {choices}")
-
-
-def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (path or bundled name), apply overrides, return a :class:`TrainConfig`."""
-    path = resolve_config_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
-    return config_from_dict(apply_overrides(data or {}, list(overrides or [])))
-
-
-# Keys a resumed run may change: how long it runs, how it logs and checkpoints, data workers.
-RESUME_MAY_CHANGE = frozenset({
-    "run.output_dir", "run.stop_after", "run.max_minutes", "run.checkpoint_every",
-    "run.checkpoint_every_minutes", "run.keep_checkpoints", "run.log_every", "run.threads",
-    "run.nan_abort_after", "run.tensorboard", "run.compile", "data.num_workers",
-})  # fmt: skip
-
-
-def resume_differences(saved: dict[str, Any] | None, config: TrainConfig) -> list[str]:
-    """``section.key: saved -> new`` for every setting a resume would silently ignore.
-
-    Schedules, optimizer and data order come from the checkpoint, so a changed lr, batch or
-    augmentation would not apply (yet be written to config.yaml); the caller refuses instead.
-    """
-    if not saved:
-        return []
-    try:
-        old = config_from_dict(saved).to_dict()
-    except ConfigError:  # a checkpoint from an older layout: nothing reliable to compare
-        return []
-    new = config.to_dict()
-    changed = []
-    for section, values in new.items():
-        for key, value in values.items():
-            before = old[section][key]
-            if f"{section}.{key}" not in RESUME_MAY_CHANGE and before != value:
-                changed.append(f"{section}.{key}: {before!r} -> {value!r}")
-    return changed
-
-
-def save_config(config: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config next to a run so it can be reproduced exactly."""
-    data = config.to_dict()
-    for section in data.values():
-        for key, value in section.items():
-            if isinstance(value, tuple):
-                section[key] = list(value)
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.config import load_config
+from training.configs import load_config
 from training.data.loader import build_loader, stream_from_config
-from training.distributed import DistEnv
-from training.logging import read_log
-from training.train import Trainer
+from training.train.checkpoint import latest_checkpoint, load_checkpoint
+from training.train.distributed import DistEnv
+from training.train.logging import read_log
+from training.train.loop import Trainer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _stream(cfg, rank, world_size, start_step=0):

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 
-from training import checkpoint as ckpt
-from training.config import ConfigError, TrainConfig, resume_differences, save_config
+from training.configs import ConfigError, TrainConfig, resume_differences, save_config
 from training.data.cell_bank import bank_stream_from_config, n_bank_targets
 from training.data.loader import build_loader, stream_from_config
-from training.distributed import (
+from training.models.morph_head import attach_morph_head
+from training.models.student_teacher import StudentTeacher
+from training.train import checkpoint as ckpt
+from training.train.distributed import (
     DistEnv,
     broadcast_flag,
     broadcast_object,
@@ -31,12 +33,10 @@ from training.distributed import (
     shard_teacher,
     wrap_student,
 )
-from training.logging import JsonlLogger, peak_memory_mb
-from training.models.morph_head import attach_morph_head
-from training.models.student_teacher import StudentTeacher
-from training.param_groups import build_param_groups
-from training.schedules import CosineSchedule, scaled_lr
-from training.step import Objective, StepValues, autocast_dtype, train_step
+from training.train.logging import JsonlLogger, peak_memory_mb
+from training.train.param_groups import build_param_groups
+from training.train.schedules import CosineSchedule, scaled_lr
+from training.train.step import Objective, StepValues, autocast_dtype, train_step
 
 
 @dataclass

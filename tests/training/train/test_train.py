@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import ConfigError, load_config
-from training.distributed import DistEnv
-from training.logging import read_log
+from training.configs import ConfigError, load_config
 from training.models.student_teacher import StudentTeacher
-from training.step import StepValues, train_step
-from training.train import Trainer, build_schedules
+from training.train.distributed import DistEnv
+from training.train.logging import read_log
+from training.train.loop import Trainer, build_schedules
+from training.train.step import StepValues, train_step
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def tiny(tmp_path: Path, *overrides: str):
@@ -216,7 +216,7 @@ def test_dinov2_variants_keep_dinov2_defaults():
 def test_optional_features_train_and_export(tmp_path):
     """Local crops, register tokens, drop path, separate iBOT head, KoLeo and EMA centering."""
     from napari_reddino.embed.backbones import load_backbone
-    from training.export import export_teacher
+    from training.train.export import export_teacher
 
     cfg = tiny(tmp_path, "run.iters=4", "data.local_crops_number=2", "data.local_crop_size=28",
                "model.num_register_tokens=2", "model.drop_path_rate=0.1",

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from training.data.masking import sample_masks
 from training.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from training.losses.ibot import masks_weight_from_masks
-from training.masking import sample_masks
 
 LN2 = math.log(2.0)
 LN4_3 = math.log(4.0 / 3.0)  # -log(0.75): cross-entropy of target [1, 0] vs softmax([ln 3, 0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.masking import BlockMaskGenerator, sample_masks
+from training.data.masking import BlockMaskGenerator, sample_masks
 
 
 def test_block_generator_masks_at_most_the_target_in_blocks():

@@ -1,15 +1,15 @@
-"""Evaluate a backbone on labeled cell crops, RedDino Table-1 style, reproducibly.
+"""Evaluate a backbone on labelled cell crops, RedDino Table-1 style, reproducibly.
 
     python -m training.eval --backbone NAME_OR_DIR --data FOLDER_OR_TABLE \\
         [--protocol loso|kfold|both] [--out results.json]
     python -m training.eval --check results.json        # recompute, compare, exit 1 on a change
-    python -m training.eval make-synthetic --out DIR    # a labeled set from synthetic smears
+    python -m training.eval make-synthetic --out DIR    # a labelled set from synthetic smears
     python -m training.eval make-bccd --bccd BCCD --out DIR   # real RBC/WBC/platelet crops
     python -m training.eval make-chula --chula CHULA_DEV --out DIR  # labelled real RBC crops
     python -m training.eval --backbone generic-descriptor ...  # the hand-made baseline
 
 Frozen CLS features from any ``napari_reddino.embed.backbones`` backbone, then a linear probe and
-1-NN / 20-NN classifiers (:mod:`training.eval_probe`) under leave-one-source-out (generalising
+1-NN / 20-NN classifiers (:mod:`training.eval.probe`) under leave-one-source-out (generalising
 to an unseen subject/site) and stratified k-fold. Everything is seeded, so a saved JSON can be
 re-checked bit for bit on the same machine.
 """
@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
-from training.eval_data import (
-    LabeledCells,
+from training.eval.datasets import (
+    LabelledCells,
     cell_image_shape,
-    load_labeled_cells,
+    load_labelled_cells,
     make_synthetic_cell_folder,
     read_cell_image,
 )
-from training.eval_probe import PROTOCOLS, evaluate_split, format_table, make_splits, summarise
+from training.eval.probe import PROTOCOLS, evaluate_split, format_table, make_splits, summarise
 
 RESULTS_FORMAT = "napari-reddino-eval/1"
 CHECK_TOLERANCE = 1e-9
@@ -54,7 +54,7 @@ def _same_shape_batches(shapes: list[tuple[int, ...]], batch_size: int) -> list[
 
 
 def iter_cls_features(
-    cells: LabeledCells, backbone, *, batch_size: int = 32, cancel: threading.Event | None = None
+    cells: LabelledCells, backbone, *, batch_size: int = 32, cancel: threading.Event | None = None
 ) -> ProgressGen[np.ndarray]:
     """Frozen CLS (pooled) features (N, D) float32 of every crop, in ``cells`` order."""
     shapes = [cell_image_shape(path) for path in cells.paths]  # headers only: crops stream
@@ -87,7 +87,7 @@ def iter_evaluate(
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}: use {list(PROTOCOLS)}")
-    cells = load_labeled_cells(data)
+    cells = load_labelled_cells(data)
     if len(cells.classes) < 2:
         raise ValueError(f"{data} holds a single class {cells.classes}; a probe needs at least 2")
     splits = {
@@ -96,7 +96,7 @@ def iter_evaluate(
     }
     torch.manual_seed(seed)
     if backbone == GENERIC_DESCRIPTOR:  # the hand-made baseline, through the same probes
-        from training.eval_chula import DescriptorModel
+        from training.eval.chula import DescriptorModel
 
         model = DescriptorModel()
     else:
@@ -233,7 +233,7 @@ def _stderr_console():
 def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.eval",
-        description="Linear probe and k-NN evaluation of a backbone on labeled cell crops "
+        description="Linear probe and k-NN evaluation of a backbone on labelled cell crops "
         "(also: `python -m training.eval make-synthetic|make-bccd --out DIR`).",
     )
     parser.add_argument("--backbone", help="registry name, hf-hub:..., local-dir:... or folder")
@@ -304,7 +304,7 @@ def _make_synthetic(argv: list[str]) -> int:
 
 
 def _make_bccd(argv: list[str]) -> int:
-    from training.eval_bccd import make_bccd_cell_folder
+    from training.eval.bccd import make_bccd_cell_folder
 
     parser = argparse.ArgumentParser(
         prog="python -m training.eval make-bccd",
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "make-bccd":
             return _make_bccd(argv[1:])
         if argv and argv[0] == "make-chula":
-            from training.eval_chula import make_chula_cli
+            from training.eval.chula import make_chula_cli
 
             return make_chula_cli(argv[1:])
         return _evaluate_cli(argv)
@@ -379,6 +379,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

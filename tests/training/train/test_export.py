@@ -12,14 +12,14 @@ import timm
 import torch
 
 from napari_reddino.embed.backbones import load_backbone
-from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.config import config_from_dict, load_config
-from training.distributed import DistEnv
-from training.export import export_teacher
+from training.configs import config_from_dict, load_config
 from training.models.student_teacher import StudentTeacher
-from training.train import Trainer
+from training.train.checkpoint import latest_checkpoint, load_checkpoint
+from training.train.distributed import DistEnv
+from training.train.export import export_teacher
+from training.train.loop import Trainer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

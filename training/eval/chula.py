@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 
-from training.eval_data import INDEX_NAME, _crop_centered
+from training.eval.datasets import INDEX_NAME, crop_centred
 
 EXCLUDED_CLASSES = ("uncategorised",)  # 24 cells with no morphology class
 
@@ -52,7 +52,7 @@ def make_chula_cell_folder(
             label = str(cell["class_name"]).replace(" ", "_")
             relative = Path(source) / label / f"{index:05d}.png"
             (out / relative.parent).mkdir(parents=True, exist_ok=True)
-            iio.imwrite(out / relative, _crop_centered(image, cell["y"], cell["x"], crop))
+            iio.imwrite(out / relative, crop_centred(image, cell["y"], cell["x"], crop))
             rows.append({"path": relative.as_posix(), "label": label, "source": source})
     index_table = pd.DataFrame(rows)
     index_table.to_csv(out / INDEX_NAME, index=False)

@@ -11,7 +11,7 @@ import pytest
 from napari_reddino.synthetic.smear import synthetic_smear
 from training.data.patches import as_rgb_uint8, cell_crops, extract_patches, tile_patches
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_bank_targets_are_the_plugins_morphology_of_each_cell():
 
 def test_cell_bank_streams_views_with_their_targets(tmp_path):
     from napari_reddino.morphology.features import FEATURE_NAMES
-    from training.config import load_config
+    from training.configs import load_config
     from training.data.cell_bank import bank_stream_from_config, build_cell_bank, n_bank_targets
 
     smear = synthetic_smear((256, 256), seed=3)

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from training.centering import EMACenter, make_centering, sinkhorn_knopp
+from training.losses.centering import EMACenter, make_centering, sinkhorn_knopp
 
 
 def test_sinkhorn_one_iteration_matches_hand_computation():
