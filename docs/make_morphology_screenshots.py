@@ -47,7 +47,7 @@ def main() -> None:
     explorer.project_runner.run_button.click()
     wait_for(explorer.project_runner)
     explorer.color_column.setCurrentText("morph_equivalent_diameter")
-    table = explorer.pool.table
+    table = explorer.layer_cells.table
     index = int(np.nanargmin(table["morph_pallor_rim_ratio"].to_numpy()))  # the palest centre
     explorer.session.select([index])
     explorer._on_hover(index)

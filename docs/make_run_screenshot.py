@@ -67,7 +67,8 @@ def main() -> None:
     settle(viewer, 2.0)
     path = IMAGES / "run_folder.png"
     viewer.screenshot(str(path), canvas_only=False)
-    print(f"wrote {path} ({len(explorer.pool)} cells of {len(explorer.pool.layers)} smears)")
+    cells = explorer.layer_cells
+    print(f"wrote {path} ({len(cells)} cells of {len(cells.layers)} smears)")
     QApplication.instance().closeAllWindows()
 
 

@@ -147,7 +147,7 @@ def explorer_and_labeling(args) -> None:
     explorer.batch_runner.run_button.click()
     wait_for(explorer.batch_runner)
     explorer.color_column.setCurrentText("subject")
-    table = explorer.pool.table  # drag a rectangle around the first smear's biggest cluster
+    table = explorer.layer_cells.table  # drag a rectangle around the first smear's biggest cluster
     first = table[table["image"] == labels[0].metadata["image"]]
     members = first[first["cluster"] == first["cluster"].mode()[0]][["umap_0", "umap_1"]]
     low, high = np.percentile(members.to_numpy(), [10, 90], axis=0)

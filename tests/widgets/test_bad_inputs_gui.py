@@ -65,7 +65,7 @@ def test_segmenting_again_after_embedding_leaves_no_stale_explorer(explorer):
     from napari_reddino.io.cell_table import region_features
     from napari_reddino.plugin.session import SessionError
 
-    layer = explorer.pool.layers[0]
+    layer = explorer.layer_cells.layers[0]
     fewer = np.where(layer.data <= 5, layer.data, 0)  # what a new segmentation left
     layer.metadata = {k: v for k, v in layer.metadata.items() if k != "reddino_embeddings"}
     layer.data = fewer
@@ -103,7 +103,8 @@ def test_number_keys_on_another_labels_layer_do_not_label_cells(make_napari_view
     painted = viewer.add_labels(np.zeros((32, 32), np.int32), name="my annotations")
     viewer.layers.selection.active = painted  # the user paints their own layer, presses 1
     viewer.keymap[KeyBinding.from_str("1")](viewer)
-    assert "class" not in labeling.pool.table or labeling.pool.table["class"].isna().all()
+    table = labeling.layer_cells.table
+    assert "class" not in table or table["class"].isna().all()
 
 
 @pytest.mark.parametrize("first", ["Cell explorer (UMAP)", "Label & propagate"])

@@ -70,7 +70,7 @@ def test_cells_without_morphology_fall_back_to_the_embedding(make_napari_viewer,
     add_smears(viewer)  # region features only: no morph_* columns
     explorer = ExplorerWidget(viewer)
     qtbot.addWidget(explorer)
-    assert explorer.pool is not None
+    assert explorer.layer_cells is not None
     assert explorer.space.currentText() == nm.EMBEDDING
 
 
@@ -84,5 +84,6 @@ def test_explorer_shows_the_space_the_run_s_map_was_made_in(make_napari_viewer, 
     viewer = make_napari_viewer()
     viewer.open(str(run), plugin=PLUGIN)
     _, explorer = viewer.window.add_plugin_dock_widget(PLUGIN, "Cell explorer (UMAP)")
-    assert explorer.pool is not None and set(nm.UMAP) <= set(explorer.pool.table.columns)
+    assert explorer.layer_cells is not None
+    assert set(nm.UMAP) <= set(explorer.layer_cells.table.columns)
     assert explorer.space.currentText() == nm.BOTH

@@ -32,7 +32,7 @@ def explorer(make_napari_viewer, qtbot, wait_idle):
 
 
 def _truth_table(widget):
-    table = widget.pool.table
+    table = widget.layer_cells.table
     return table["image"].to_numpy(), table["label"].to_numpy()
 
 
@@ -110,7 +110,7 @@ def test_clicking_a_cell_in_the_image_selects_its_point(explorer, MouseEvent):
 def test_color_by_subject_uses_the_subject_column(explorer):
     _viewer, widget, _ = explorer
     widget.color_column.setCurrentText("subject")
-    subjects = widget.pool.table["subject"].to_numpy()
+    subjects = widget.layer_cells.table["subject"].to_numpy()
     colors = widget.scatter.colors
     per_subject = {s: np.unique(colors[subjects == s], axis=0) for s in np.unique(subjects)}
     assert all(len(c) == 1 for c in per_subject.values())
@@ -123,7 +123,7 @@ def test_color_by_subject_uses_the_subject_column(explorer):
 def test_numeric_column_uses_a_colormap(explorer):
     _viewer, widget, _ = explorer
     widget.color_column.setCurrentText("area")
-    area = widget.pool.table["area"].to_numpy()
+    area = widget.layer_cells.table["area"].to_numpy()
     colors = widget.scatter.colors
     # viridis: the biggest cell is brighter (yellow) than the smallest (purple)
     assert colors[area.argmax()][:3].sum() > colors[area.argmin()][:3].sum()
@@ -145,7 +145,7 @@ def test_selection_becomes_a_labels_layer(explorer):
     _viewer, widget, smears = explorer
     _, layer, _ = smears[0]
     chosen = layer.features["label"].to_numpy()[[0, 4, 7]]
-    widget.session.select(widget.pool.indices_for(layer, chosen))
+    widget.session.select(widget.layer_cells.indices_for(layer, chosen))
     (made,) = widget.selection_to_layer()
     np.testing.assert_array_equal(np.unique(made.data)[1:], np.sort(chosen))
     assert sorted(made.features["label"]) == sorted(chosen)
@@ -154,7 +154,7 @@ def test_selection_becomes_a_labels_layer(explorer):
 def test_hover_shows_the_cell_thumbnail_and_features(explorer):
     _viewer, widget, _smears = explorer
     widget.scatter.set_hovered(7)
-    row = widget.pool.table.iloc[7]
+    row = widget.layer_cells.table.iloc[7]
     assert f"<b>label</b>: {row['label']}" in widget.hover_panel.details.text()
     assert not widget.hover_panel.thumbnail.pixmap().isNull()
 
@@ -167,7 +167,7 @@ def test_refresh_without_embedded_layers_warns_clearly(make_napari_viewer, qtbot
     assert widget.refresh() is None
     assert "no Labels layer with cell features and embeddings" in widget.cells_label.text()
     widget.project_runner.run_button.click()  # must not raise
-    assert widget.pool is None
+    assert widget.layer_cells is None
 
 
 def test_batch_metrics_table_and_csv(explorer, wait_idle, tmp_path):
@@ -202,9 +202,9 @@ def test_umap_of_real_backbone_embeddings(make_napari_viewer, qtbot, wait_idle, 
     assert widget.method.currentText() == "UMAP"
     widget.project_runner.run_button.click()
     wait_idle(widget.project_runner)
-    coords = widget.pool.table[["umap_0", "umap_1"]].to_numpy()
+    coords = widget.layer_cells.table[["umap_0", "umap_1"]].to_numpy()
     assert np.isfinite(coords).all()
-    assert trustworthiness(widget.pool.vectors, coords, n_neighbors=5) > 0.7
+    assert trustworthiness(widget.layer_cells.vectors, coords, n_neighbors=5) > 0.7
     _, layer, _ = smears[0]
     label = int(layer.features["label"].iloc[1])
     layer.selected_label = label
@@ -239,7 +239,7 @@ def test_mouse_drag_rectangle_and_hover_on_the_scatter_canvas(explorer):
     target = 5
     scatter.canvas.events.mouse_move(pos=to_canvas(points[target])[:2], modifiers=())
     assert scatter.hovered_index == target
-    assert f"<b>label</b>: {widget.pool.table['label'].iloc[target]}" in (
+    assert f"<b>label</b>: {widget.layer_cells.table['label'].iloc[target]}" in (
         widget.hover_panel.details.text()
     )
 
@@ -257,7 +257,7 @@ def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer
         _d, labeling = add("napari-reddino", "Label & propagate")
         assert type(explorer.viewer) is not type(viewer)  # napari's proxy, not the viewer
         assert explorer.session is labeling.session
-        assert explorer.pool is not None and len(explorer.pool) > 0
+        assert explorer.layer_cells is not None and len(explorer.layer_cells) > 0
         explorer.method.setCurrentText("PCA")
         explorer.project_runner.run_button.click()
         wait_idle(explorer.project_runner)
@@ -268,7 +268,7 @@ def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer
         # the labeling dock labels the explorer's selection in the layers' own features
         name = labeling.classes.active_class
         assert labeling.assign_selection(name)
-        table = explorer.pool.table
+        table = explorer.layer_cells.table
         for index in (2, 5):
             layer = smears[int(table["_layer"].iloc[index])][1]
             row = layer.features.loc[layer.features["label"] == table["label"].iloc[index]]
@@ -276,10 +276,10 @@ def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer
         # a click on a cell in the canvas selects it in both docks
         explorer.go_to_selected()
         index = int(explorer.session.selection[0])
-        pool = explorer.pool
-        layer = pool.layers[int(pool.table["_layer"].iloc[index])]
-        centre = pool.table[["centroid_y", "centroid_x"]].to_numpy()[index]
+        layer_cells = explorer.layer_cells
+        layer = layer_cells.layers[int(layer_cells.table["_layer"].iloc[index])]
+        centre = layer_cells.table[["centroid_y", "centroid_x"]].to_numpy()[index]
         world = layer.data_to_world(centre)
-        assert _linking.cell_at(viewer, pool, world) == index
+        assert _linking.cell_at(viewer, layer_cells, world) == index
     private = [str(w.message) for w in caught if "Private attribute" in str(w.message)]
     assert not private, private

@@ -59,7 +59,7 @@ def test_clicking_a_cluster_labels_exactly_its_cells(docks, wait_idle):
     explorer.n_clusters.setValue(len(np.unique(truth)))
     explorer.cluster_runner.run_button.click()
     wait_idle(explorer.cluster_runner)
-    clusters = explorer.pool.table["cluster"].to_numpy()
+    clusters = explorer.layer_cells.table["cluster"].to_numpy()
     assert explorer.color_column.currentText() == "cluster"
     explorer.group_click.setChecked(True)
     explorer.scatter.select([0])  # what a click on point 0 does
@@ -98,8 +98,9 @@ def test_centred_cosine_is_the_default_and_can_be_turned_off(docks, wait_idle):
     for center in (True, False):
         labeling.center.setChecked(center)
         _propagate(labeling, wait_idle)
-        expected = propagate(labeling.pool.vectors, manual, k=labeling.k.value(), center=center)
-        table = labeling.pool.table
+        expected = propagate(labeling.layer_cells.vectors, manual, k=labeling.k.value(),
+                             center=center)
+        table = labeling.layer_cells.table
         np.testing.assert_array_equal(table["class"].to_numpy(dtype=object), expected.classes)
         np.testing.assert_allclose(table["confidence"].to_numpy(), expected.confidence,
                                    atol=1e-6)
@@ -112,7 +113,7 @@ def test_review_queue_visits_the_least_confident_cell_first(docks, wait_idle):
     _label_one_per_class(labeling, truth)
     labeling.k.setValue(3)
     _propagate(labeling, wait_idle)
-    table = labeling.pool.table
+    table = labeling.layer_cells.table
     propagated = table["class_source"].to_numpy() == "propagated"
     lowest = np.flatnonzero(propagated)[np.argmin(table["confidence"].to_numpy()[propagated])]
     index = labeling.next_uncertain()
@@ -125,8 +126,8 @@ def test_review_queue_visits_the_least_confident_cell_first(docks, wait_idle):
     labeling.classes.set_active(truth[lowest])
     assert labeling.accept_review(labeling.classes.active_class)
     wait_idle(labeling.propagate_runner)
-    assert labeling.pool.table.loc[lowest, "class_source"] == "manual"
-    assert labeling.pool.table.loc[lowest, "class"] == truth[lowest]
+    assert labeling.layer_cells.table.loc[lowest, "class_source"] == "manual"
+    assert labeling.layer_cells.table.loc[lowest, "class"] == truth[lowest]
     assert labeling.next_uncertain() != lowest
 
 
@@ -146,15 +147,15 @@ def test_export_then_import_round_trips(docks, wait_idle, tmp_path):
     _, _, labeling, _smears, truth = docks
     _label_one_per_class(labeling, truth)
     _propagate(labeling, wait_idle)
-    before = labeling.pool.public_table()[
+    before = labeling.layer_cells.public_table()[
         ["image", "label", "class", "class_source", "confidence"]
     ].copy()
     path = labeling.export_labels(tmp_path / "labels.csv")
     labeling.session.select(np.arange(len(truth)))
     labeling.assign_selection(None)  # wipe every label
-    assert labeling.pool.table["class"].isna().all()
+    assert labeling.layer_cells.table["class"].isna().all()
     assert labeling.import_labels(path)
-    after = labeling.pool.public_table()[before.columns]
+    after = labeling.layer_cells.public_table()[before.columns]
     pd.testing.assert_frame_equal(
         after.astype(object), before.astype(object), check_dtype=False, check_exact=False
     )

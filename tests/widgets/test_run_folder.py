@@ -58,15 +58,15 @@ def test_run_opens_where_the_docks_left_off_and_the_docks_work(make_napari_viewe
     qtbot.addWidget(explorer)
     qtbot.addWidget(labeling)
     # the run's map is shown at once, cell for cell
-    assert len(explorer.pool) == len(table)
-    np.testing.assert_allclose(explorer.scatter.points, explorer.pool.table[list(nm.UMAP)])
+    assert len(explorer.layer_cells) == len(table)
+    np.testing.assert_allclose(explorer.scatter.points, explorer.layer_cells.table[list(nm.UMAP)])
     explorer.method.setCurrentText("PCA")
     explorer.project_runner.run_button.click()
     wait_idle(explorer.project_runner)
     explorer.n_clusters.setValue(3)
     explorer.cluster_runner.run_button.click()
     wait_idle(explorer.cluster_runner)
-    clusters = explorer.pool.table[nm.CLUSTER].to_numpy()
+    clusters = explorer.layer_cells.table[nm.CLUSTER].to_numpy()
     explorer.group_click.setChecked(True)
     explorer.scatter.select([0])  # a click on point 0 selects its cluster
     members = np.flatnonzero(clusters == clusters[0])

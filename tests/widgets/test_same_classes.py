@@ -63,17 +63,17 @@ def test_tl_cli_and_dock_give_the_same_classes(make_napari_viewer, wait_idle, sm
     viewer = make_napari_viewer()
     viewer.open(str(shutil.copytree(small_run, tmp_path / "dock")), plugin=PLUGIN)
     _, labeling = viewer.window.add_plugin_dock_widget(PLUGIN, "Label & propagate")
-    pool = labeling.pool
-    assert pool is not None and len(pool) == len(table)
+    layer_cells = labeling.layer_cells
+    assert layer_cells is not None and len(layer_cells) == len(table)
     for name in manual.unique():
         cells = manual[manual == name].index
-        labeling.session.select(pool.indices_for_keys([c[0] for c in cells],
+        labeling.session.select(layer_cells.indices_for_keys([c[0] for c in cells],
                                                       [c[1] for c in cells]))
         labeling.classes.set_active(name)
         assert labeling.assign_selection()
     labeling.propagate_runner.run_button.click()
     wait_idle(labeling.propagate_runner)
-    by_dock = _by_cell(labeling.pool.public_table())
+    by_dock = _by_cell(labeling.layer_cells.public_table())
 
     assert list(by_tl.index) == list(by_cli.index) == list(by_dock.index)
     assert by_tl.nunique() == manual.nunique()  # every class reached some cells

@@ -26,9 +26,9 @@ def test_explorer_and_cli_give_the_same_clusters(make_napari_viewer, wait_idle, 
         if nm.CLUSTER in getattr(layer, "features", {}):
             layer.features = layer.features.drop(columns=[nm.CLUSTER, *nm.UMAP])
     _dock, explorer = viewer.window.add_plugin_dock_widget(PLUGIN, "Cell explorer (UMAP)")
-    pool = explorer.pool
-    assert pool is not None and len(pool) == len(cli) > 10
-    assert nm.CLUSTER not in pool.table.columns
+    layer_cells = explorer.layer_cells
+    assert layer_cells is not None and len(layer_cells) == len(cli) > 10
+    assert nm.CLUSTER not in layer_cells.table.columns
 
     explorer.method.setCurrentText("PCA")
     explorer.project_runner.run_button.click()
@@ -38,9 +38,9 @@ def test_explorer_and_cli_give_the_same_clusters(make_napari_viewer, wait_idle, 
     explorer.cluster_runner.run_button.click()
     wait_idle(explorer.cluster_runner)
 
-    n = len(pool)  # the same settings, neighbour graph included, as `project` used
+    n = len(layer_cells)  # the same settings, neighbour graph included, as `project` used
     assert explorer.settings().for_cells(n) == Settings(n_clusters=3).for_cells(n)
-    dock = _by_cell(explorer.pool.public_table(), [nm.CLUSTER, *nm.UMAP])
+    dock = _by_cell(explorer.layer_cells.public_table(), [nm.CLUSTER, *nm.UMAP])
     ours = _by_cell(cli, [nm.CLUSTER, *nm.UMAP])
     assert list(dock.index) == list(ours.index)
     assert len(np.unique(ours[nm.CLUSTER])) == 3

@@ -66,7 +66,7 @@ def test_propagation_uses_the_chosen_space_and_classifier(dock, wait_idle):
     labeling.propagate_runner.run_button.click()
     wait_idle(labeling.propagate_runner)
     assert "embedding space, logreg" in labeling.status.text()
-    embedding_acc = (labeling.pool.table["class"].to_numpy() == truth).mean()
+    embedding_acc = (labeling.layer_cells.table["class"].to_numpy() == truth).mean()
     assert embedding_acc > 0.9  # one blob per class
     panel.space.setCurrentText("morphology")
     panel.method.setCurrentIndex(panel.method.findData("knn"))
@@ -74,4 +74,5 @@ def test_propagation_uses_the_chosen_space_and_classifier(dock, wait_idle):
     wait_idle(labeling.propagate_runner)
     assert "morphology space, knn" in labeling.status.text()
     x = panel.matrix()
-    assert x.shape[1] == sum(c.startswith(COLUMN_PREFIX) for c in labeling.pool.table.columns)
+    columns = labeling.layer_cells.table.columns
+    assert x.shape[1] == sum(c.startswith(COLUMN_PREFIX) for c in columns)

@@ -266,7 +266,7 @@ def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subj
                  *, workers=None, scheduler=None, retries=1,
                  projection=DEFAULTS.map_method, clusters=DEFAULTS.n_clusters,
                  report=True, quiet=False, features=DEFAULTS.space) -> int:
-    """Batch (dask) -> pool/project/cluster/metrics -> HTML report; returns the exit code."""
+    """Batch (dask) -> combine/project/cluster/metrics -> HTML report; returns the exit code."""
     from napari_reddino.runs.combine import iter_combine
     from napari_reddino.runs.distributed import iter_run_batch
     from napari_reddino.runs.pipeline import cached_backbone

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.names import IMAGE, META_METHOD, SUBJECT
 
 PLUGIN = "napari-reddino"
@@ -69,7 +70,7 @@ def run_headless_demo(out_dir: Path, *, backbone: str | None, workers: int,
                         workers=workers, quiet=quiet)
 
 
-def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = "cls_crop",
+def populate_viewer(viewer, *, backbone: str | None = None, pooling: str = DEFAULTS.pooling,
                     quiet: bool = True) -> dict:
     """Open the sample smear in ``viewer``, segment + embed it, add the plugin's docks.
 

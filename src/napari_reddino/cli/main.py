@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     _add_pipeline_options(p)
 
-    p = sub.add_parser("project", help="pool embedded smears: UMAP + clusters + batch metrics",
+    p = sub.add_parser("project", help="combine embedded smears: UMAP + clusters + batch metrics",
                        description="Pool the finished smears of a run folder into cells.parquet "
                        "+ embeddings.npz with umap_0/umap_1 and cluster columns, and compute "
                        "batch-effect metrics across subjects.")

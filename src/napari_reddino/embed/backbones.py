@@ -25,6 +25,8 @@ from huggingface_hub.errors import (
     OfflineModeIsEnabled,
 )
 
+from napari_reddino.defaults import DEFAULTS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BUNDLED_WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # napari_reddino/weights
@@ -49,7 +51,7 @@ def _local(folder: Path) -> str:
     return f"local-dir:{folder}"
 
 
-DEFAULT_BACKBONE = "reddino-tiny"
+DEFAULT_BACKBONE = DEFAULTS.backbone
 BACKBONES: dict[str, BackboneSpec] = {
     "reddino-tiny": BackboneSpec(
         _local(BUNDLED_WEIGHTS_DIR / "reddino-tiny"), None, 14, "cls",

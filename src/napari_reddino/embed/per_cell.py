@@ -14,9 +14,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from napari_reddino import names as nm
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
-POOLINGS = ("cls_crop", "patch_mean")
+POOLINGS = nm.POOLINGS
 
 
 def _cell_boxes(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:

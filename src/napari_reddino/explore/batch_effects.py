@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.io.cell_table import unlabeled_mask
 
 _SILHOUETTE_MAX = 5000  # silhouette needs all pairwise distances: score a subsample above this
@@ -104,7 +105,8 @@ def subject_mixing(
     })
 
 
-def batch_metrics(vectors, subjects, classes=None, *, k: int = 30, random_state: int = 0,
+def batch_metrics(vectors, subjects, classes=None, *, k: int = DEFAULTS.batch_k,
+                  random_state: int = DEFAULTS.random_state,
                   max_cells: int | None = None, graph=None) -> BatchReport:
     """Subject mixing and class separation of ``vectors`` (N, D), one subject per cell.
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("kmeans", "hdbscan", "leiden")
+from napari_reddino import names as nm
+
+METHODS = nm.CLUSTER_METHODS
 MINIBATCH_ABOVE = 50_000  # k-means switches to MiniBatchKMeans above this many cells
 
 

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_reddino import names as nm
 from napari_reddino._paths import configure_numba_cache  # noqa: F401  (re-exported for callers)
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.explore.neighbours import DEFAULT_K, content_key, iter_feature_graph
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 __all__ = ["content_key"]  # re-exported: callers key their own caches the same way
-METHODS = ("umap", "pca", "tsne")
+METHODS = nm.MAP_METHODS
 _MEMORY_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 _MEMORY_CACHE_SIZE = 16
 _WARMING = {False: threading.Event(), True: threading.Event()}  # by "with NN-descent"
@@ -192,11 +194,11 @@ def _iter_umap_learn(x, n_components, random_state, cancel, params, graph_k, pca
 
 def iter_projection(
     vectors,
-    method: str = "umap",
+    method: str = DEFAULTS.map_method,
     *,
     n_components: int = 2,
-    random_state: int | None = 0,
-    pca_dims: int = 50,
+    random_state: int | None = DEFAULTS.random_state,
+    pca_dims: int = DEFAULTS.pca_dims,
     graph_k: int = DEFAULT_K,
     quality: bool = True,
     cache_dir: str | Path | None = None,
@@ -252,14 +254,14 @@ def projection(vectors, method: str = "umap", **kwargs) -> Projection:
     return run_to_completion(iter_projection(vectors, method, **kwargs))
 
 
-def iter_project(vectors, method: str = "umap", **kwargs) -> ProgressGen[np.ndarray]:
+def iter_project(vectors, method: str = DEFAULTS.map_method, **kwargs) -> ProgressGen[np.ndarray]:
     """Like :func:`iter_projection` but returns only the (N, 2) float32 coordinates."""
     kwargs.setdefault("quality", False)
     result = yield from iter_projection(vectors, method, **kwargs)
     return result.coords
 
 
-def project(vectors, method: str = "umap", **kwargs) -> np.ndarray:
+def project(vectors, method: str = DEFAULTS.map_method, **kwargs) -> np.ndarray:
     """Synchronous :func:`iter_project`: (N, n_components) float32, cached."""
     return run_to_completion(iter_project(vectors, method, **kwargs))
 

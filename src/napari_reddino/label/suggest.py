@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_reddino.defaults import DEFAULTS
+
 _PCA_DIMS = 32  # k-means on the leading components: same groups, much faster on 384-d vectors
 
 
@@ -21,7 +23,8 @@ def _reduce(x: np.ndarray, random_state: int) -> np.ndarray:
     return PCA(_PCA_DIMS, random_state=random_state).fit_transform(x).astype(np.float32)
 
 
-def suggest_cells(vectors, n: int = 12, *, exclude=None, random_state: int = 0) -> np.ndarray:
+def suggest_cells(vectors, n: int = DEFAULTS.n_suggestions, *, exclude=None,
+                  random_state: int = DEFAULTS.random_state) -> np.ndarray:
     """Row indices of ``n`` cells to label, most representative first.
 
     ``exclude`` (bool mask or row indices, e.g. the cells labelled already) are never suggested,

@@ -7,7 +7,7 @@ matrix in ``metadata["reddino_embeddings"]`` (a ``cells.CellEmbeddings`` or an
 concatenates them into one table + one matrix keyed by (image, label), maps its row
 indices back to (layer, labels) and writes new columns back into each layer's
 ``features``. :class:`SharedSession` (one per viewer, :func:`session_for`) is how the
-docks find each other: the gathered cells (``pool``), the current selection and psygnal
+docks find each other: the gathered cells (``layer_cells``), the current selection and psygnal
 events. No Qt here.
 """
 
@@ -229,31 +229,31 @@ def _set_rows(table: pd.DataFrame, rows: Any, name: str, values: np.ndarray) -> 
 class SharedSession:
     """What the explorer and labeling docks of one viewer share: gathered cells + selection."""
 
-    pool_changed = Signal(object)  # the new LayerCells (or None)
+    layer_cells_changed = Signal(object)  # the new LayerCells (or None)
     selection_changed = Signal(object)  # np.ndarray of LayerCells row indices
     columns_changed = Signal(object)  # list of column names written
 
     def __init__(self) -> None:
-        self.pool: LayerCells | None = None  # the gathered cells of the viewer
+        self.layer_cells: LayerCells | None = None  # the gathered cells of the viewer
         self.selection = np.empty(0, dtype=np.int64)
         self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to colour plots
 
-    def set_pool(self, pool: LayerCells | None) -> None:
-        for layer in [] if self.pool is None else self.pool.layers:
+    def set_layer_cells(self, layer_cells: LayerCells | None) -> None:
+        for layer in [] if self.layer_cells is None else self.layer_cells.layers:
             for event in _layer_events(layer):
-                event.disconnect(self._check_pool)
-        self.pool = pool
+                event.disconnect(self._check_layer_cells)
+        self.layer_cells = layer_cells
         self.selection = np.empty(0, dtype=np.int64)
-        for layer in [] if pool is None else pool.layers:
+        for layer in [] if layer_cells is None else layer_cells.layers:
             for event in _layer_events(layer):
-                event.connect(self._check_pool)
-        self.pool_changed.emit(pool)
+                event.connect(self._check_layer_cells)
+        self.layer_cells_changed.emit(layer_cells)
 
-    def _check_pool(self, _event: Any = None) -> None:
+    def _check_layer_cells(self, _event: Any = None) -> None:
         """A gathered layer changed under it (segmented again): drop the stale cells, so
         no dock indexes cells that are gone; the explorer's Refresh gathers the new cells."""
-        if self.pool is not None and not self.pool.is_current():
-            self.set_pool(None)
+        if self.layer_cells is not None and not self.layer_cells.is_current():
+            self.set_layer_cells(None)
 
     def select(self, indices: Sequence[int] | np.ndarray) -> None:
         indices = np.unique(np.asarray(indices, dtype=np.int64))
@@ -263,9 +263,9 @@ class SharedSession:
         self.selection_changed.emit(indices)
 
     def write_columns(self, columns: dict[str, Any], indices: np.ndarray | None = None) -> None:
-        if self.pool is None:
+        if self.layer_cells is None:
             raise SessionError("no cells loaded: press Refresh in the explorer dock first")
-        self.pool.write_columns(columns, indices)
+        self.layer_cells.write_columns(columns, indices)
         self.columns_changed.emit(list(columns))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from napari_reddino.runs.pipeline import (
     DONE_MARKER,
@@ -182,10 +183,10 @@ def iter_combine(
     out_dir: str | os.PathLike,
     *,
     images: list[str] | None = None,
-    projection: str = "umap",
-    n_clusters: int = 8,
-    random_state: int = 0,
-    features: str | None = None,
+    projection: str = DEFAULTS.map_method,
+    n_clusters: int = DEFAULTS.n_clusters,
+    random_state: int = DEFAULTS.random_state,
+    features: str | None = DEFAULTS.space,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[Combined]:
     """Combine finished smears, add ``umap_0/umap_1`` and ``cluster``, compute batch metrics.

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 
@@ -64,9 +65,9 @@ def iter_embed_smear(
     labels,
     backbone,
     *,
-    pooling: str = "cls_crop",
+    pooling: str = DEFAULTS.pooling,
     pixel_size: float | None = None,
-    method: str | None = "classical",
+    method: str | None = DEFAULTS.segment_method,
     segment_params: dict | None = None,
     keep_grid: bool = True,
     overlay_subdivide: int | None = None,

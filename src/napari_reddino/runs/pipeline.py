@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.io.smear_files import (  # noqa: F401  (re-exported: the pipeline's public API)
     IMAGE_SUFFIXES,
     PipelineInputError,
@@ -47,9 +48,9 @@ class PipelineConfig:
     """What decides a smear's outputs; a change here means finished smears are redone."""
 
     backbone: str
-    method: str = "classical"
-    pooling: str = "cls_crop"
-    device: str = "auto"
+    method: str = DEFAULTS.segment_method
+    pooling: str = DEFAULTS.pooling
+    device: str = DEFAULTS.device
     segment_params: dict = field(default_factory=dict)
     pixel_size: float | None = None  # µm per pixel: morphology in µm (None: in pixels)
 

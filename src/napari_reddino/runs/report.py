@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from napari_reddino.runs.combine import COMBINED_TABLE, METRICS_TABLE, SUMMARY_FILE, finished_smears
 from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
@@ -165,7 +166,7 @@ def iter_write_report(
     run_dir: str | os.PathLike,
     report_dir: str | os.PathLike | None = None,
     *,
-    max_overlays: int = 12,
+    max_overlays: int = DEFAULTS.max_overlays,
     cancel: threading.Event | None = None,
 ) -> ProgressGen[Path]:
     """Write the report folder for a combined run; return the path of its ``index.html``."""

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_reddino.defaults import DEFAULTS
+
 MODELS_ENV = "CELLPOSE_LOCAL_MODELS_PATH"
 BUILTIN_MODELS = ("cpsam", "cpsam_v2", "cpdino", "cpdino-vitb")  # cellpose.models.MODEL_NAMES
 MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main/"
@@ -76,13 +78,13 @@ def _load_model(weights: str, gpu: bool):
 def cellpose_segment(
     image,
     *,
-    model: str | os.PathLike = "cpsam",
+    model: str | os.PathLike = DEFAULTS.cellpose_model,
     diameter: float | None = None,
-    flow_threshold: float = 0.4,
-    cellprob_threshold: float = 0.0,
+    flow_threshold: float = DEFAULTS.flow_threshold,
+    cellprob_threshold: float = DEFAULTS.cellprob_threshold,
     gpu="auto",
     allow_download: bool = False,
-    exclude_border: bool = False,
+    exclude_border: bool = DEFAULTS.exclude_border,
 ) -> np.ndarray:
     """Segment with a real cellpose 4 model; returns (H, W) int32 instance labels.
 

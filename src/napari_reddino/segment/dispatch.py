@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import clear_border, relabel_sequential
 
+from napari_reddino import names as nm
 from napari_reddino.io.cell_table import region_features
 from napari_reddino.io.image_checks import InputError, is_lazy, validate_image
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
@@ -43,7 +44,7 @@ __all__ = [
     "validate_image",
 ]
 
-METHODS = ("classical", "cellpose")
+METHODS = nm.SEGMENT_METHODS
 
 
 def iter_classical_segment(

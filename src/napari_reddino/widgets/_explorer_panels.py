@@ -167,11 +167,11 @@ def choice_box(texts: dict[str, str], value: str) -> QComboBox:
     return box
 
 
-def recorded_space(pool) -> str | None:
-    """The space the pool's map was made in, as its run folder records it (``summary.json``)."""
-    if pool is None or not set(nm.UMAP) <= set(pool.table.columns):
+def recorded_space(layer_cells) -> str | None:
+    """The space the cells' map was made in, as their run folder records it (``summary.json``)."""
+    if layer_cells is None or not set(nm.UMAP) <= set(layer_cells.table.columns):
         return None
-    for layer in pool.layers:
+    for layer in layer_cells.layers:
         run = layer.metadata.get(nm.META_RUN)
         try:
             summary = json.loads((Path(run) / nm.SUMMARY_FILE).read_text()) if run else {}
@@ -198,21 +198,22 @@ class FeatureSpaceChoice(QComboBox):
         self._kept = False  # the user picked a space or the dock computed in it: keep it
         self.activated.connect(lambda _i: setattr(self, "_kept", True))
 
-    def on_pool(self, pool) -> None:
+    def on_pool(self, layer_cells) -> None:
         """Show the space of the new cells' map (or the default they allow)."""
-        if pool is None or self._kept:
+        if layer_cells is None or self._kept:
             return
-        allowed = available_spaces(pool.table, pool.vectors)
-        recorded = recorded_space(pool)
+        allowed = available_spaces(layer_cells.table, layer_cells.vectors)
+        recorded = recorded_space(layer_cells)
         if recorded in allowed:
             self.setCurrentText(recorded)
         elif allowed:
-            self.setCurrentText(resolve_space(None, pool.table, pool.vectors))
+            self.setCurrentText(resolve_space(None, layer_cells.table, layer_cells.vectors))
 
-    def matrix(self, pool) -> np.ndarray:
-        """The pool's cells in the shown space (the default one when the cells lack it)."""
-        allowed = available_spaces(pool.table, pool.vectors)
+    def matrix(self, layer_cells) -> np.ndarray:
+        """The layer_cells's cells in the shown space (the default one when the cells lack it)."""
+        allowed = available_spaces(layer_cells.table, layer_cells.vectors)
         if allowed and self.currentText() not in allowed:
-            self.setCurrentText(resolve_space(None, pool.table, pool.vectors))
+            self.setCurrentText(resolve_space(None, layer_cells.table, layer_cells.vectors))
         self._kept = True
-        return space_matrix(pool.table, pool.vectors, self.currentText(), row_column=None)
+        return space_matrix(layer_cells.table, layer_cells.vectors, self.currentText(),
+                            row_column=None)

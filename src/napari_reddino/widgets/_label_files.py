@@ -20,7 +20,7 @@ class LabelFilesMixin:
     """Export / import / autosave for :class:`~.labeling.LabelingWidget`."""
 
     def export_labels(self, path: str | Path | None = None) -> Path | None:
-        if self.pool is None:
+        if self.layer_cells is None:
             show_warning("no cells to export")
             return None
         if path is None:
@@ -30,14 +30,14 @@ class LabelFilesMixin:
             if not path:
                 return None
         try:
-            return labels_io.export_labels(self.pool.public_table(), path)
+            return labels_io.export_labels(self.layer_cells.public_table(), path)
         except (ValueError, OSError) as err:
             show_error(f"export failed: {err}")
             return None
 
     def import_labels(self, path: str | Path | None = None) -> bool:
         """Merge a label table by (image, label); unknown cells are reported, never lost."""
-        if self.pool is None:
+        if self.layer_cells is None:
             show_warning("load and embed the smears before importing their labels")
             return False
         if path is None:
@@ -48,14 +48,14 @@ class LabelFilesMixin:
                 return False
         try:
             result = labels_io.import_labels(
-                path, self.pool.public_table(), class_names=self.classes.class_set.names
+                path, self.layer_cells.public_table(), class_names=self.classes.class_set.names
             )
         except (ValueError, OSError) as err:
             show_error(f"import failed: {err}")
             return False
         merged = result.table
         columns = {name: merged[name].to_numpy(dtype=object) for name in CLASS_COLUMNS}
-        self.book.edit(np.arange(len(self.pool)), columns, f"import {Path(path).name}")
+        self.book.edit(np.arange(len(self.layer_cells)), columns, f"import {Path(path).name}")
         (show_warning if len(result.missing) or len(result.moved) else show_info)(result.message)
         self._after_edit(result.message)
         return True
@@ -71,10 +71,10 @@ class LabelFilesMixin:
         except (ValueError, OSError) as err:
             show_error(f"autosave: {err}")
             return False
-        if len(saver) and self.pool is not None:
+        if len(saver) and self.layer_cells is not None:
             try:
                 result = labels_io.merge_labels(
-                    self.pool.public_table(),
+                    self.layer_cells.public_table(),
                     saver.frame(),
                     class_names=self.classes.class_set.names,
                 )
@@ -82,7 +82,7 @@ class LabelFilesMixin:
                 show_error(f"autosave file {saver.path.name} not restored: {err}")
                 return False
             columns = {name: result.table[name].to_numpy(dtype=object) for name in CLASS_COLUMNS}
-            self.book.edit(np.arange(len(self.pool)), columns, "restore autosave")
+            self.book.edit(np.arange(len(self.layer_cells)), columns, "restore autosave")
             show_info(f"restored from autosave: {result.message}")
         self.autosaver = saver
         self._after_edit(f"autosaving manual labels to {saver.path}")

@@ -72,16 +72,16 @@ def follow_visibility(overlay: Any, source: Labels) -> None:
     update()
 
 
-def show_smear(viewer: Any, pool: LayerCells, layer_index: int) -> None:
+def show_smear(viewer: Any, layer_cells: LayerCells, layer_index: int) -> None:
     """Make one pooled smear (labels + its image) visible, hiding the other hidden-able ones.
 
     Smears usually lie on top of each other at the origin; going to a cell of a hidden
     smear shows that smear instead of a cell of another one under the same pixels.
     """
-    target = pool.layers[layer_index]
+    target = layer_cells.layers[layer_index]
     if target.visible:
         return
-    for i, layer in enumerate(pool.layers):
+    for i, layer in enumerate(layer_cells.layers):
         image = image_layer_for(viewer, layer)
         for shown in (layer, image):
             if shown is not None:
@@ -100,14 +100,14 @@ class SelectionHighlighter:
         self.viewer = viewer
         self.color = np.asarray(color, dtype=np.float32)
 
-    def show(self, pool: LayerCells, indices: np.ndarray) -> dict[str, np.ndarray]:
+    def show(self, layer_cells: LayerCells, indices: np.ndarray) -> dict[str, np.ndarray]:
         """Ring the cells at pooled ``indices``; returns {layer name: labels shown}."""
         indices = np.asarray(indices, dtype=np.int64)
-        layer_of = pool.table["_layer"].to_numpy()[indices]
-        centres, diameters = cell_geometry(pool, indices)
-        labels = pool.table["label"].to_numpy()[indices]
+        layer_of = layer_cells.table["_layer"].to_numpy()[indices]
+        centres, diameters = cell_geometry(layer_cells, indices)
+        labels = layer_cells.table["label"].to_numpy()[indices]
         shown = {}
-        for layer_index, source in enumerate(pool.layers):
+        for layer_index, source in enumerate(layer_cells.layers):
             mine = layer_of == layer_index
             ring = self._rings(source, create=bool(mine.any()))
             if ring is None:
@@ -152,16 +152,16 @@ class SelectionHighlighter:
         return np.sort(ring.features["label"].to_numpy(dtype=np.int64))
 
 
-def cell_geometry(pool: LayerCells, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Data-space (y, x) centroid and diameter of pooled cells (from the cell table)."""
-    table = pool.table
+def cell_geometry(layer_cells: LayerCells, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Data-space (y, x) centroid and diameter of gathered cells (from the cell table)."""
+    table = layer_cells.table
     if {"centroid_y", "centroid_x"} <= set(table.columns):
         centres = table[["centroid_y", "centroid_x"]].to_numpy(dtype=np.float64)[indices]
     else:  # tables without geometry: measure the selected cells in their label images
         centres = np.zeros((len(indices), 2))
         layer_of = table["_layer"].to_numpy()[indices]
         for layer_index in np.unique(layer_of):
-            data = np.asarray(pool.layers[layer_index].data)
+            data = np.asarray(layer_cells.layers[layer_index].data)
             mine = layer_of == layer_index
             wanted = table["label"].to_numpy()[indices[mine]]
             centres[mine] = ndimage.center_of_mass(data > 0, data, wanted)
@@ -173,13 +173,13 @@ def cell_geometry(pool: LayerCells, indices: np.ndarray) -> tuple[np.ndarray, np
     return centres, 2.0 * np.sqrt(np.nan_to_num(area, nan=400.0) / np.pi)
 
 
-def selection_to_labels(viewer: Any, pool: LayerCells, indices: np.ndarray) -> list[Labels]:
+def selection_to_labels(viewer: Any, layer_cells: LayerCells, indices: np.ndarray) -> list[Labels]:
     """New Labels layer(s) holding only the selected cells (one per source smear)."""
     made = []
-    for layer_index, labels in pool.labels_by_layer(indices).items():
+    for layer_index, labels in layer_cells.labels_by_layer(indices).items():
         if labels.size == 0:
             continue
-        source = pool.layers[layer_index]
+        source = layer_cells.layers[layer_index]
         data = np.asarray(source.data)
         kept = np.where(np.isin(data, labels), data, 0).astype(data.dtype, copy=False)
         features = source.features[source.features["label"].isin(labels)].reset_index(drop=True)
@@ -200,11 +200,11 @@ def selection_to_labels(viewer: Any, pool: LayerCells, indices: np.ndarray) -> l
     return made
 
 
-def go_to_cell(viewer: Any, pool: LayerCells, index: int) -> np.ndarray:
+def go_to_cell(viewer: Any, layer_cells: LayerCells, index: int) -> np.ndarray:
     """Centre the camera on pooled cell ``index`` and zoom to it; returns its world (y, x)."""
-    row = pool.table.iloc[int(index)]
-    layer = pool.layers[int(row["_layer"])]
-    show_smear(viewer, pool, int(row["_layer"]))
+    row = layer_cells.table.iloc[int(index)]
+    layer = layer_cells.layers[int(row["_layer"])]
+    show_smear(viewer, layer_cells, int(row["_layer"]))
     if {"centroid_y", "centroid_x"} <= set(row.index) and np.isfinite(row["centroid_y"]):
         centre = np.array([row["centroid_y"], row["centroid_x"]], dtype=float)
     else:
@@ -225,11 +225,11 @@ def camera_of(viewer: Any) -> Any:
     return scene.camera if scene is not None else viewer.camera
 
 
-def cell_crop(image_layer: Image | None, pool: LayerCells, index: int, margin: float = 1.4):
+def cell_crop(image_layer: Image | None, layer_cells: LayerCells, index: int, margin: float = 1.4):
     """RGB uint8 crop around pooled cell ``index`` from its image layer (None if unknown)."""
     if image_layer is None:
         return None
-    row = pool.table.iloc[int(index)]
+    row = layer_cells.table.iloc[int(index)]
     if not {"centroid_y", "centroid_x"} <= set(row.index):
         return None
     data = np.asarray(image_layer.data)
@@ -257,14 +257,14 @@ def image_layer_for(viewer: Any, labels_layer: Labels) -> Image | None:
     return None
 
 
-def cell_at(viewer: Any, pool: LayerCells, world_position) -> int:
+def cell_at(viewer: Any, layer_cells: LayerCells, world_position) -> int:
     """Pooled index of the cell under a world position (topmost visible layer), else -1."""
     for layer in reversed(list(viewer.layers)):
-        if not layer.visible or not any(layer == pooled for pooled in pool.layers):
+        if not layer.visible or not any(layer == pooled for pooled in layer_cells.layers):
             continue
         value = layer.get_value(world_position, world=True)
         if value:
-            hits = pool.indices_for(layer, [int(value)])
+            hits = layer_cells.indices_for(layer, [int(value)])
             if hits.size:
                 return int(hits[0])
     return -1
@@ -287,10 +287,10 @@ def click_callback(get_pool: Callable[[], LayerCells | None], on_cell: Callable[
         while event.type == "mouse_move":
             dragged = True
             yield
-        pool = get_pool()
-        if dragged or pool is None:
+        layer_cells = get_pool()
+        if dragged or layer_cells is None:
             return
-        index = cell_at(viewer, pool, event.position)
+        index = cell_at(viewer, layer_cells, event.position)
         if index >= 0:
             modifiers = getattr(event, "modifiers", None) or ()
             on_cell(index, "Shift" in {getattr(m, "name", str(m)) for m in modifiers})

@@ -46,9 +46,9 @@ class LabelBook:
 
     @property
     def table(self) -> pd.DataFrame:
-        if self.session.pool is None:
+        if self.session.layer_cells is None:
             raise SessionError("no cells loaded: embed a smear, then press Refresh in a dock")
-        return self.session.pool.table
+        return self.session.layer_cells.table
 
     def classes(self) -> np.ndarray:
         """The class per pooled cell (None where unlabeled)."""

@@ -71,17 +71,17 @@ class SuggestPanel(QGroupBox):
         form.addRow(self.info)
 
     @property
-    def pool(self):
-        return self.session.pool
+    def layer_cells(self):
+        return self.session.layer_cells
 
-    def on_pool(self, pool: Any) -> None:
-        """Offer the spaces the pooled cells allow; pick the default one."""
+    def on_pool(self, layer_cells: Any) -> None:
+        """Offer the spaces the gathered cells allow; pick the default one."""
         self.picks, self.position = np.zeros(0, np.int64), -1
-        if pool is None:
+        if layer_cells is None:
             return
-        allowed = available_spaces(pool.table, pool.vectors)
+        allowed = available_spaces(layer_cells.table, layer_cells.vectors)
         if allowed and (not self._chosen or self.space.currentText() not in allowed):
-            self.space.setCurrentText(resolve_space(None, pool.table, pool.vectors))
+            self.space.setCurrentText(resolve_space(None, layer_cells.table, layer_cells.vectors))
 
     def space_name(self) -> str:
         return self.space.currentText()
@@ -90,13 +90,13 @@ class SuggestPanel(QGroupBox):
         return str(self.method.currentData())
 
     def matrix(self) -> np.ndarray:
-        """The pooled cells in the chosen space (rows = pool rows)."""
-        return space_matrix(self.pool.table, self.pool.vectors, self.space_name(),
+        """The gathered cells in the chosen space (rows = layer_cells rows)."""
+        return space_matrix(self.layer_cells.table, self.layer_cells.vectors, self.space_name(),
                             row_column=None)
 
     def suggest(self) -> np.ndarray:
         """Compute the suggestions (skipping labelled cells) and go to the first one."""
-        if self.pool is None:
+        if self.layer_cells is None:
             show_info("segment and embed a smear first")
             return self.picks
         try:
@@ -104,7 +104,7 @@ class SuggestPanel(QGroupBox):
         except ValueError as err:
             show_error(str(err))
             return self.picks
-        table = self.pool.table
+        table = self.layer_cells.table
         manual = (table[CLASS_SOURCE].astype(str).to_numpy() == MANUAL
                   if CLASS_SOURCE in table.columns else np.zeros(len(table), bool))
         self.picks = suggest_cells(x, self.count.value(), exclude=manual)
@@ -114,14 +114,14 @@ class SuggestPanel(QGroupBox):
 
     def next_suggestion(self) -> int | None:
         """Select, centre and describe the next suggested cell."""
-        if self.pool is None or self.picks.size == 0:
+        if self.layer_cells is None or self.picks.size == 0:
             show_info("press 'Suggest cells to label' first")
             return None
         self.position = (self.position + 1) % self.picks.size
         index = int(self.picks[self.position])
         self.session.select([index])
-        _linking.go_to_cell(self.viewer, self.pool, index)
-        row = self.pool.table.iloc[index]
+        _linking.go_to_cell(self.viewer, self.layer_cells, index)
+        row = self.layer_cells.table.iloc[index]
         words = describe_cell(row).replace("\n", ", ")
         self.info.setText(f"suggestion {self.position + 1}/{self.picks.size}: {row['image']} "
                           f"cell {row['label']}" + (f" ({words})" if words else "")

@@ -18,6 +18,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, 
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QVBoxLayout, QWidget
 
+from napari_reddino import names as nm
 from napari_reddino.defaults import DEFAULTS
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
 from napari_reddino.plugin import layers
@@ -28,8 +29,8 @@ from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_er
 from napari_reddino.widgets.segmentation import image_key, layer_image
 
 TASK = "Embedding"
-DEVICES = ("auto", "cpu", "cuda", "mps")
-POOLINGS = ("cls_crop", "patch_mean")
+DEVICES = nm.DEVICES
+POOLINGS = nm.POOLINGS
 # (label, subdivide): tilings shifted by patch/k averaged (fine_grid.py), k^2 times the cost
 OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("finest: patch/7 (49 tilings)", 7),
                    ("patch (1 tiling)", 1)]  # a split the patch does not allow uses the next

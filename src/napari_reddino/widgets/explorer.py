@@ -48,7 +48,7 @@ HIDDEN_COLUMNS = {*ORIGIN_COLUMNS, NAPARI_INDEX, EMBEDDING_ROW, *COORDS}
 
 
 class ExplorerWidget(QWidget):
-    """UMAP/PCA/t-SNE scatter of all pooled cells, linked to their Labels layers."""
+    """UMAP/PCA/t-SNE scatter of all gathered cells, linked to their Labels layers."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -119,15 +119,16 @@ class ExplorerWidget(QWidget):
         self.batch_panel.body.insertWidget(0, self.batch_runner)
 
         self._build_layout(mode_row)
-        self.session.pool_changed.connect(self._on_pool)
+        self.session.layer_cells_changed.connect(self._on_pool)
         self.session.selection_changed.connect(self._on_selection)
         self.session.columns_changed.connect(self._on_columns)
-        self._click = _linking.click_callback(lambda: self.session.pool, self._on_cell_clicked)
+        self._click = _linking.click_callback(lambda: self.session.layer_cells,
+                                              self._on_cell_clicked)
         self.viewer.mouse_drag_callbacks.append(self._click)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
-        if self.session.pool is not None:
-            self._on_pool(self.session.pool)
+        if self.session.layer_cells is not None:
+            self._on_pool(self.session.layer_cells)
         else:
             self.refresh(quiet=True)
 
@@ -163,23 +164,23 @@ class ExplorerWidget(QWidget):
             (layout.addLayout if isinstance(part, QHBoxLayout) else layout.addWidget)(part)
         fill_with_scrolling(self, content, min_width=380)
 
-    # --- pool -------------------------------------------------------------------------
+    # --- layer_cells -------------------------------------------------------------------------
     @property
-    def pool(self) -> LayerCells | None:
-        return self.session.pool
+    def layer_cells(self) -> LayerCells | None:
+        return self.session.layer_cells
 
     def refresh(self, quiet: bool = False) -> LayerCells | None:
-        """Re-pool every embedded Labels layer of the viewer."""
+        """Re-gather every embedded Labels layer of the viewer."""
         try:
-            pool = LayerCells.from_layers(self.viewer.layers)
+            layer_cells = LayerCells.from_layers(self.viewer.layers)
         except SessionError as err:
             self.cells_label.setText(str(err) if not quiet else "No embedded cells yet")
             if not quiet:
                 show_warning(str(err))
-            self.session.set_pool(None)
+            self.session.set_layer_cells(None)
             return None
-        self.session.set_pool(pool)
-        return pool
+        self.session.set_layer_cells(layer_cells)
+        return layer_cells
 
     def _on_layers_changed(self, event: Any) -> None:
         layer = event.value
@@ -191,40 +192,41 @@ class ExplorerWidget(QWidget):
         ):
             self.refresh(quiet=True)
 
-    def _on_pool(self, pool: LayerCells | None) -> None:
+    def _on_pool(self, layer_cells: LayerCells | None) -> None:
         for layer in self._linked_layers:
             layer.events.selected_label.disconnect(self._on_selected_label)
-        self._linked_layers = [] if pool is None else list(pool.layers)
+        self._linked_layers = [] if layer_cells is None else list(layer_cells.layers)
         for layer in self._linked_layers:
             layer.events.selected_label.connect(self._on_selected_label)
-        if pool is None:
+        if layer_cells is None:
             self.scatter.set_points(np.zeros((0, 2), np.float32))
             return
-        project.warm_up_in_background(neighbours_index=len(pool) > EXACT_MAX)  # NN-descent
-        text = f"{len(pool)} cells in {len(pool.layers)} smear(s)"
-        if pool.skipped:
-            text += f" ({pool.skipped} without embedding left out)"
+        project.warm_up_in_background(neighbours_index=len(layer_cells) > EXACT_MAX)  # NN-descent
+        text = f"{len(layer_cells)} cells in {len(layer_cells.layers)} smear(s)"
+        if layer_cells.skipped:
+            text += f" ({layer_cells.skipped} without embedding left out)"
         self.cells_label.setText(text)
-        self.space.on_pool(pool)  # the space the shown map was made in
+        self.space.on_pool(layer_cells)  # the space the shown map was made in
         self._update_color_choices()
         self._show_coordinates()
 
     def _show_coordinates(self) -> None:
-        pool = self.pool
-        if pool is None:
+        layer_cells = self.layer_cells
+        if layer_cells is None:
             return
-        if not set(COORDS) <= set(pool.table.columns):
+        if not set(COORDS) <= set(layer_cells.table.columns):
             self.scatter.set_points(np.zeros((0, 2), np.float32))
             self.legend.setText("Run a projection to see the cells")
             return
-        xy = pool.table[list(COORDS)].to_numpy(dtype=np.float32)
+        xy = layer_cells.table[list(COORDS)].to_numpy(dtype=np.float32)
         self.scatter.set_points(np.nan_to_num(xy, nan=0.0))
         self.recolor()
 
     def _update_color_choices(self) -> None:
-        pool = self.pool
+        layer_cells = self.layer_cells
         current = self.color_column.currentText()
-        columns = [c for c in pool.table.columns if c not in HIDDEN_COLUMNS] if pool else []
+        columns = ([c for c in layer_cells.table.columns if c not in HIDDEN_COLUMNS]
+                   if layer_cells else [])
         self.color_column.blockSignals(True)
         self.color_column.clear()
         self.color_column.addItems(columns)
@@ -235,18 +237,18 @@ class ExplorerWidget(QWidget):
 
     def recolor(self) -> None:
         """Colour points by the chosen features column (class colours come from the labels)."""
-        pool, column = self.pool, self.color_column.currentText()
-        if pool is None or column not in pool.table.columns:
+        layer_cells, column = self.layer_cells, self.color_column.currentText()
+        if layer_cells is None or column not in layer_cells.table.columns:
             return
-        if len(self.scatter.points) != len(pool):
+        if len(self.scatter.points) != len(layer_cells):
             return
         fixed = self.session.class_colors if column == "class" else None
-        coloring = color_by(pool.table[column], fixed=fixed)
+        coloring = color_by(layer_cells.table[column], fixed=fixed)
         self.scatter.set_colors(coloring.rgba)
         self.legend.setText(legend_html(coloring, column))
 
     def _on_columns(self, columns: list[str]) -> None:
-        if self.pool is None:
+        if self.layer_cells is None:
             return
         if set(COORDS) & set(columns):
             self._show_coordinates()
@@ -256,32 +258,32 @@ class ExplorerWidget(QWidget):
 
     # --- selection ----------------------------------------------------------------------
     def _on_scatter_selection(self, indices: np.ndarray) -> None:
-        pool, column = self.pool, self.color_column.currentText()
+        layer_cells, column = self.layer_cells, self.color_column.currentText()
         if (
             self.group_click.isChecked()
             and len(indices) == 1
-            and pool is not None
-            and column in pool.table.columns
+            and layer_cells is not None
+            and column in layer_cells.table.columns
         ):
-            values = pool.table[column].astype(str).to_numpy()
+            values = layer_cells.table[column].astype(str).to_numpy()
             indices = np.flatnonzero(values == values[indices[0]])
         self.session.select(indices)
 
     def _on_selection(self, indices: np.ndarray) -> None:
-        pool = self.pool
-        if pool is None:
+        layer_cells = self.layer_cells
+        if layer_cells is None:
             return
         if not np.array_equal(self.scatter.selection, indices) and len(self.scatter.points):
             self.scatter.select(indices, emit=False)
-        self.highlighter.show(pool, indices)
+        self.highlighter.show(layer_cells, indices)
         self.selection_label.setText(f"Selected: {len(indices)}")
 
     def _on_selected_label(self, event: Any) -> None:
         """Image -> plot: the label picked in a layer's controls selects its point."""
-        if self.pool is None:
+        if self.layer_cells is None:
             return
         layer = event.source
-        self.session.select(self.pool.indices_for(layer, [int(layer.selected_label)]))
+        self.session.select(self.layer_cells.indices_for(layer, [int(layer.selected_label)]))
 
     def _on_cell_clicked(self, index: int, add: bool) -> None:
         selection = np.union1d(self.session.selection, [index]) if add else [index]
@@ -289,34 +291,34 @@ class ExplorerWidget(QWidget):
 
     def go_to_selected(self) -> None:
         """Centre the viewer on the first selected cell."""
-        if self.pool is None or self.session.selection.size == 0:
+        if self.layer_cells is None or self.session.selection.size == 0:
             show_info("Select a cell first (click a point or a cell)")
             return
-        _linking.go_to_cell(self.viewer, self.pool, int(self.session.selection[0]))
+        _linking.go_to_cell(self.viewer, self.layer_cells, int(self.session.selection[0]))
 
     def selection_to_layer(self) -> list[Labels]:
         """New Labels layer(s) with only the selected cells."""
-        if self.pool is None or self.session.selection.size == 0:
+        if self.layer_cells is None or self.session.selection.size == 0:
             show_info("Nothing selected")
             return []
-        return _linking.selection_to_labels(self.viewer, self.pool, self.session.selection)
+        return _linking.selection_to_labels(self.viewer, self.layer_cells, self.session.selection)
 
     def _on_hover(self, index: int) -> None:
-        pool = self.pool
-        if pool is None or index < 0 or index >= len(pool):
+        layer_cells = self.layer_cells
+        if layer_cells is None or index < 0 or index >= len(layer_cells):
             self.hover_panel.show_cell(None, None)
             return
-        layer = pool.layers[int(pool.table["_layer"].iloc[index])]
-        crop = _linking.cell_crop(_linking.image_layer_for(self.viewer, layer), pool, index)
-        self.hover_panel.show_cell(crop, pool.table.iloc[index])
+        layer = layer_cells.layers[int(layer_cells.table["_layer"].iloc[index])]
+        crop = _linking.cell_crop(_linking.image_layer_for(self.viewer, layer), layer_cells, index)
+        self.hover_panel.show_cell(crop, layer_cells.table.iloc[index])
 
     # --- long work ------------------------------------------------------------------------
     def _require_pool(self) -> LayerCells | None:
-        pool = self.pool or self.refresh()
-        if pool is not None and len(pool) < 3:
-            show_warning(f"only {len(pool)} cell(s): need at least 3 to project or cluster")
+        layer_cells = self.layer_cells or self.refresh()
+        if layer_cells is not None and len(layer_cells) < 3:
+            show_warning(f"only {len(layer_cells)} cell(s): need at least 3 to project or cluster")
             return None
-        return pool
+        return layer_cells
 
     def settings(self) -> Settings:
         """The analysis settings the dock's controls say (the CLI's defaults otherwise)."""
@@ -326,17 +328,17 @@ class ExplorerWidget(QWidget):
         """Project the pooled embeddings in a worker; writes ``umap_0``/``umap_1``."""
         from napari_reddino.explore import analysis
 
-        pool = self._require_pool()
-        if pool is None:
+        layer_cells = self._require_pool()
+        if layer_cells is None:
             return
         method = panels.PROJECTIONS[self.method.currentText()]
-        vectors, settings = self.space.matrix(pool), self.settings()
+        vectors, settings = self.space.matrix(layer_cells), self.settings()
 
         def job(cancel):
             return (yield from analysis.iter_map(vectors, method, settings, cancel))
 
         def on_result(coords: np.ndarray) -> None:
-            if self.pool is not pool:
+            if self.layer_cells is not layer_cells:
                 raise SessionError("the cells changed while projecting; run it again")
             self.session.write_columns({COORDS[0]: coords[:, 0], COORDS[1]: coords[:, 1]})
 
@@ -346,17 +348,17 @@ class ExplorerWidget(QWidget):
         """Cluster the embeddings in a worker; writes ``cluster`` and colours by it."""
         from napari_reddino.explore import analysis
 
-        pool = self._require_pool()
-        if pool is None:
+        layer_cells = self._require_pool()
+        if layer_cells is None:
             return
         method = panels.CLUSTERINGS[self.cluster_method.currentText()]
-        vectors, settings = self.space.matrix(pool), self.settings()
+        vectors, settings = self.space.matrix(layer_cells), self.settings()
 
         def job(cancel):
             return (yield from analysis.iter_clusters(vectors, method, settings, cancel))
 
         def on_result(ids: np.ndarray) -> None:
-            if self.pool is not pool:
+            if self.layer_cells is not layer_cells:
                 raise SessionError("the cells changed while clustering; run it again")
             self.session.write_columns({"cluster": np.asarray(ids, dtype=np.int64)})
             self.color_column.setCurrentText("cluster")
@@ -367,17 +369,18 @@ class ExplorerWidget(QWidget):
         """Batch-effect metrics by subject (and class when labelled) in a worker."""
         from napari_reddino.explore import analysis
 
-        pool = self._require_pool()
-        if pool is None:
+        layer_cells = self._require_pool()
+        if layer_cells is None:
             return
-        if "subject" not in pool.table.columns or pool.table["subject"].nunique() < 2:
+        if "subject" not in layer_cells.table.columns or layer_cells.table["subject"].nunique() < 2:
             show_warning("batch metrics need cells from at least 2 subjects")
             return
-        vectors, settings = self.space.matrix(pool), self.settings()  # as the CLI: in the space
-        subjects = pool.table["subject"].astype(str).to_numpy()
+        # as the CLI: in the space
+        vectors, settings = self.space.matrix(layer_cells), self.settings()
+        subjects = layer_cells.table["subject"].astype(str).to_numpy()
         classes = None
-        if "class" in pool.table.columns and pool.table["class"].notna().all():
-            classes = pool.table["class"].astype(str).to_numpy()
+        if "class" in layer_cells.table.columns and layer_cells.table["class"].notna().all():
+            classes = layer_cells.table["class"].astype(str).to_numpy()
 
         def job(cancel):
             return (yield from analysis.iter_batch(vectors, subjects, classes, settings, cancel))

@@ -109,15 +109,16 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.autosave_button.clicked.connect(lambda: self.set_autosave())
 
         self._build_layout()
-        self._click = _linking.click_callback(lambda: self.session.pool, self._on_cell_clicked)
+        self._click = _linking.click_callback(lambda: self.session.layer_cells,
+                                              self._on_cell_clicked)
         self.viewer.mouse_drag_callbacks.append(self._click)
-        self.session.pool_changed.connect(self._on_pool)
+        self.session.layer_cells_changed.connect(self._on_pool)
         self.session.selection_changed.connect(self._on_selection)
         self.session.columns_changed.connect(self._on_columns)
-        if self.session.pool is None:
+        if self.session.layer_cells is None:
             self._load_pool()
         self._on_class_set(self.classes.class_set)
-        self._on_pool(self.session.pool)
+        self._on_pool(self.session.layer_cells)
 
     def _build_layout(self) -> None:
         def row(*widgets: QWidget) -> QHBoxLayout:
@@ -158,38 +159,38 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         layout.addStretch(1)
         fill_with_scrolling(self, content, min_width=340)
 
-    # --- pool and classes --------------------------------------------------------------
+    # --- layer_cells and classes --------------------------------------------------------------
     @property
-    def pool(self) -> LayerCells | None:
-        return self.session.pool
+    def layer_cells(self) -> LayerCells | None:
+        return self.session.layer_cells
 
     def _load_pool(self) -> None:
         try:
-            self.session.set_pool(LayerCells.from_layers(self.viewer.layers))
+            self.session.set_layer_cells(LayerCells.from_layers(self.viewer.layers))
         except SessionError as err:
             self.status.setText(str(err))
 
     def _class_column(self):
-        return [] if self.pool is None else self.book.classes()
+        return [] if self.layer_cells is None else self.book.classes()
 
     def _recode(self, old: str, new: str) -> None:
-        if self.pool is not None and nm.CLASS in self.pool.table.columns:
-            renamed = recode(self.pool.table[nm.CLASS].astype(object), old, new).to_numpy()
-            self.book.edit(np.arange(len(self.pool)), {nm.CLASS: renamed}, f"rename {old}")
+        if self.layer_cells is not None and nm.CLASS in self.layer_cells.table.columns:
+            renamed = recode(self.layer_cells.table[nm.CLASS].astype(object), old, new).to_numpy()
+            self.book.edit(np.arange(len(self.layer_cells)), {nm.CLASS: renamed}, f"rename {old}")
 
     def _on_class_set(self, class_set) -> None:
         self.session.class_colors = class_set.color_map
         self._bind_keys()
         self.session.columns_changed.emit([nm.CLASS])  # recolour plots and class view
 
-    def _on_pool(self, pool: LayerCells | None) -> None:
+    def _on_pool(self, layer_cells: LayerCells | None) -> None:
         self.book.undo_stack.clear()
         self.book.redo_stack.clear()
         self.review_position, self.reviewed = -1, None
         self._bind_keys()
-        self.suggest_panel.on_pool(pool)
-        if pool is not None:
-            self.status.setText(f"{len(pool)} cells in {len(pool.layers)} smear(s)")
+        self.suggest_panel.on_pool(layer_cells)
+        if layer_cells is not None:
+            self.status.setText(f"{len(layer_cells)} cells in {len(layer_cells.layers)} smear(s)")
             self.update_class_view()
 
     def _on_selection(self, indices: np.ndarray) -> None:
@@ -206,8 +207,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         its paint/fill modes, would win otherwise while it is the active layer).
         """
         names = self.classes.class_set.shortcuts
-        targets = [self.viewer, *(self.pool.layers if self.pool is not None else [])]
-        for target, key in self._bound_keys:  # layers that left the pool get their keys back
+        targets = [self.viewer, *(self.layer_cells.layers if self.layer_cells is not None else [])]
+        for target, key in self._bound_keys:  # layers that left the layer_cells get their keys back
             if key not in names or not any(target is t for t in targets):
                 target.bind_key(key, None)
         self._bound_keys = []
@@ -219,7 +220,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
     def _shortcut(self, name: str):
         def label_with(_viewer_or_layer: Any = None) -> None:
             active = self.viewer.layers.selection.active
-            pooled = [] if self.pool is None else self.pool.layers
+            pooled = [] if self.layer_cells is None else self.layer_cells.layers
             if active.__class__.__name__ == "Labels" and not any(active == p for p in pooled):
                 return  # another Labels layer (one being painted): its number keys are not ours
             self.classes.set_active(name)
@@ -257,11 +258,11 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     def _after_edit(self, message: str) -> None:
         self.status.setText(message)
-        pool = self.pool
-        if pool is None or nm.CLASS_SOURCE not in pool.table:
+        layer_cells = self.layer_cells
+        if layer_cells is None or nm.CLASS_SOURCE not in layer_cells.table:
             return
         if self.autosaver is None:  # the first manual label starts this session's autosave
-            if not (pool.table[nm.CLASS_SOURCE].astype(str) == propagate.MANUAL).any():
+            if not (layer_cells.table[nm.CLASS_SOURCE].astype(str) == propagate.MANUAL).any():
                 return
             try:
                 self.autosaver = labels_io.Autosaver(session_autosave_path())
@@ -271,15 +272,15 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             show_info(f"manual labels are autosaved to {self.autosaver.path} "
                       "(Autosave to... with that file restores them)")
         try:
-            self.autosaver.sync(pool.public_table())
+            self.autosaver.sync(layer_cells.public_table())
         except OSError as err:
             show_warning(f"autosave to {self.autosaver.path} failed: {err}")
 
     def update_class_view(self) -> None:
         """One overlay per smear colouring each labelled cell with its class colour."""
-        pool = self.pool
-        if pool is None or not self.show_classes.isChecked():
-            for layer in [] if pool is None else pool.layers:
+        layer_cells = self.layer_cells
+        if layer_cells is None or not self.show_classes.isChecked():
+            for layer in [] if layer_cells is None else layer_cells.layers:
                 overlay = _linking.overlay_layer(self.viewer, layer, "classes", create=False)
                 if overlay is not None:
                     overlay.metadata["enabled"] = False
@@ -289,9 +290,9 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             return
         colors = self.classes.class_set.color_map
         classes = self.book.classes()
-        layer_of = pool.table["_layer"].to_numpy()
-        labels = pool.table["label"].to_numpy()
-        for layer_index, layer in enumerate(pool.layers):
+        layer_of = layer_cells.table["_layer"].to_numpy()
+        labels = layer_cells.table["label"].to_numpy()
+        for layer_index, layer in enumerate(layer_cells.layers):
             mine = (layer_of == layer_index) & np.isin(classes, list(colors))
             overlay = _linking.overlay_layer(self.viewer, layer, "classes")
             if CONTOUR_KEY not in layer.metadata:  # outlines, so class colours read clean
@@ -306,15 +307,16 @@ class LabelingWidget(LabelFilesMixin, QWidget):
     # --- propagation and review ----------------------------------------------------------
     def run_propagation(self) -> None:
         """k-NN propagation of the manual labels to every pooled cell, in a worker."""
-        if self.pool is None:
+        if self.layer_cells is None:
             self._load_pool()
-        pool = self.pool
-        if pool is None:
+        layer_cells = self.layer_cells
+        if layer_cells is None:
             show_warning("no embedded cells to propagate over")
             return
         classes = self.book.classes()
-        source = (pool.table[nm.CLASS_SOURCE].astype(str).to_numpy()
-                  if nm.CLASS_SOURCE in pool.table.columns else np.full(len(pool), ""))
+        table = layer_cells.table
+        source = (table[nm.CLASS_SOURCE].astype(str).to_numpy()
+                  if nm.CLASS_SOURCE in table.columns else np.full(len(layer_cells), ""))
         manual = np.where(source == propagate.MANUAL, classes, None)
         try:
             vectors = self.suggest_panel.matrix()
@@ -331,13 +333,13 @@ class LabelingWidget(LabelFilesMixin, QWidget):
                 method=method, cancel=cancel))
 
         def on_result(result) -> None:
-            if self.pool is not pool:
+            if self.layer_cells is not layer_cells:
                 raise SessionError("the cells changed while propagating; run it again")
             self.book.apply_propagation(result)
             self.review_position, self.reviewed = -1, None
             self._after_edit(
                 f"propagated {int((~propagate.unlabeled_mask(manual)).sum())} "
-                f"manual labels to {len(pool)} cells ({self.suggest_panel.space_name()} "
+                f"manual labels to {len(layer_cells)} cells ({self.suggest_panel.space_name()} "
                 f"space, {result.method})"
             )
             self.update_counts()
@@ -346,7 +348,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     def next_uncertain(self) -> int | None:
         """Select and go to the next propagated cell, lowest confidence first."""
-        if self.pool is None:
+        if self.layer_cells is None:
             return None
         queue = self.book.review_queue()
         if queue.size == 0:
@@ -356,8 +358,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         index = int(queue[self.review_position])
         self.reviewed = index
         self.session.select([index])
-        _linking.go_to_cell(self.viewer, self.pool, index)
-        row = self.pool.table.iloc[index]
+        _linking.go_to_cell(self.viewer, self.layer_cells, index)
+        row = self.layer_cells.table.iloc[index]
         self.review_label.setText(
             f"cell {self.review_position + 1}/{queue.size}: {row['image']} label {row['label']}"
             f" is <b>{row['class']}</b> (confidence {float(row['confidence']):.2f})"
@@ -366,10 +368,10 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     def accept_review(self, class_name: str | None = None) -> bool:
         """Confirm (or change) the reviewed cell's class as manual, then re-propagate."""
-        if self.reviewed is None or self.pool is None:
+        if self.reviewed is None or self.layer_cells is None:
             show_info("press Next uncertain first")
             return False
-        name = class_name or str(self.pool.table[nm.CLASS].iloc[self.reviewed])
+        name = class_name or str(self.layer_cells.table[nm.CLASS].iloc[self.reviewed])
         if not self._assign([self.reviewed], name):
             return False
         self.review_position -= 1  # the queue shrank by this cell
@@ -377,8 +379,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         return True
 
     def update_counts(self) -> None:
-        if self.pool is not None:
-            self.counts_panel.show_frame(class_counts(self.pool.table))
+        if self.layer_cells is not None:
+            self.counts_panel.show_frame(class_counts(self.layer_cells.table))
 
     def showEvent(self, event: Any) -> None:
         """A tab shows its dock's window title with '&' as a shortcut mark ("Label _propagate"):
