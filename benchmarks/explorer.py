@@ -3,10 +3,10 @@
 1. First map of ``--first`` cells in FRESH processes, imports and every compile included:
    once with an empty numba cache (the first process after installing) and once more with the
    cache that run left on disk (every later session).
-2. UMAP time and trustworthiness for N cells: ``project.project`` (the dock's path; numba's
+2. UMAP time and trustworthiness for N cells: ``projection.project`` (the dock's path; numba's
    one-time NN-descent compile above 20k cells warmed first, and reported) vs umap-learn called
    as a user would, ``umap.UMAP().fit_transform(X)`` (warmed too). Trustworthiness on a random
-   5000 cells (scikit-learn, 10 neighbours). cuML's GPU UMAP beside them when it is installed
+   5000 cells (scikit-learn, 10 neighbors). cuML's GPU UMAP beside them when it is installed
    and a CUDA device is present (on a lent GPU: ``pip install cuml-cu12``, then
    ``python benchmarks/explorer.py --skip-first --skip-highlight``).
 3. Select -> highlight latency with 250k cells in the viewer: a rectangle selection in the
@@ -57,11 +57,11 @@ if {baseline!r}:
     import umap
     coords = umap.UMAP().fit_transform(x)
 else:
-    from napari_reddino.explore import projection as project
-    coords = project.project(x, "umap")
+    from napari_reddino.explore import projection
+    coords = projection.project(x, "umap")
 seconds = time.perf_counter() - start
-from napari_reddino.explore import projection as project
-print(seconds, time.process_time() - cpu, project.trustworthiness(x, coords))
+from napari_reddino.explore import projection
+print(seconds, time.process_time() - cpu, projection.trustworthiness(x, coords))
 """
 
 
@@ -93,14 +93,13 @@ def bench_umap(sizes, baseline_max: int) -> list[tuple]:
     """Times and trustworthiness per size; prints each row as soon as it is measured."""
     import umap
 
-    from napari_reddino.explore import neighbours
-    from napari_reddino.explore import projection as project
+    from napari_reddino.explore import neighbors, projection
 
-    # numba compiles NN-descent once per process (used above neighbours.EXACT_MAX cells by
+    # numba compiles NN-descent once per process (used above neighbors.EXACT_MAX cells by
     # project(), always by umap-learn): warm both before timing and report that one-time cost
-    warm = cell_like_embeddings(neighbours.EXACT_MAX + 1000, dim=16, seed=1)
+    warm = cell_like_embeddings(neighbors.EXACT_MAX + 1000, dim=16, seed=1)
     start = time.perf_counter()
-    project.project(warm, "umap", n_epochs=5)
+    projection.project(warm, "umap", n_epochs=5)
     cold_ours = time.perf_counter() - start
     start = time.perf_counter()
     umap.UMAP(n_epochs=5).fit_transform(warm[:5000])
@@ -112,21 +111,21 @@ def bench_umap(sizes, baseline_max: int) -> list[tuple]:
     rows = []
     for n in sizes:
         x = cell_like_embeddings(n)
-        project.clear_cache()
+        projection.clear_cache()
         with tempfile.TemporaryDirectory() as cache:
             start, cpu = time.perf_counter(), time.process_time()
-            ours = project.project(x, "umap", cache_dir=cache)
+            ours = projection.project(x, "umap", cache_dir=cache)
             t_ours, c_ours = time.perf_counter() - start, time.process_time() - cpu
             start = time.perf_counter()
-            project.project(x, "umap", cache_dir=cache)
+            projection.project(x, "umap", cache_dir=cache)
             t_cached = time.perf_counter() - start
-        tw_ours = project.trustworthiness(x, ours)
+        tw_ours = projection.trustworthiness(x, ours)
         t_theirs = tw_theirs = c_theirs = float("nan")
         if n <= baseline_max:
             start, cpu = time.perf_counter(), time.process_time()
             theirs = umap.UMAP().fit_transform(x)
             t_theirs, c_theirs = time.perf_counter() - start, time.process_time() - cpu
-            tw_theirs = project.trustworthiness(x, theirs)
+            tw_theirs = projection.trustworthiness(x, theirs)
         rows.append((n, t_ours, t_theirs, c_ours, c_theirs, t_cached, tw_ours, tw_theirs))
         print(
             f"{n:>8} {t_ours:>10.1f} {t_theirs:>13.1f} {t_ours / t_theirs:>6.2f}x "
@@ -148,7 +147,7 @@ def bench_cuml(sizes) -> list[tuple]:
     except Exception as err:  # ImportError, or CUDA runtime errors on a CPU-only machine
         print(f"\ncuML UMAP: not measured ({type(err).__name__}: {err})")
         return []
-    from napari_reddino.explore import projection as project
+    from napari_reddino.explore import projection
 
     print("\ncuML UMAP (GPU), default parameters, every cell in one fit")
     rows = []
@@ -158,7 +157,7 @@ def bench_cuml(sizes) -> list[tuple]:
         start = time.perf_counter()
         coords = np.asarray(CumlUMAP().fit_transform(x))
         seconds = time.perf_counter() - start
-        rows.append((n, seconds, project.trustworthiness(x, coords)))
+        rows.append((n, seconds, projection.trustworthiness(x, coords)))
         print(f"{n:>8} {seconds:>10.1f} s  trustworthiness {rows[-1][2]:.3f}", flush=True)
     return rows
 

@@ -24,11 +24,11 @@ from napari_reddino.label.propagate import propagate
 
 
 def clustered_embeddings(n_cells: int, dim: int, n_classes: int, seed: int = 0):
-    """Cells around ``n_classes`` random centres (float32), with their true class."""
+    """Cells around ``n_classes`` random centers (float32), with their true class."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_classes, dim)).astype(np.float32)
+    centers = rng.standard_normal((n_classes, dim)).astype(np.float32)
     truth = rng.integers(0, n_classes, n_cells)
-    vectors = centres[truth] + 1.5 * rng.standard_normal((n_cells, dim), dtype=np.float32)
+    vectors = centers[truth] + 1.5 * rng.standard_normal((n_cells, dim), dtype=np.float32)
     return vectors, np.array([f"class{c}" for c in truth], dtype=object)
 
 

@@ -5,9 +5,9 @@
     napari-reddino run ../shared/data/chula_rbc12_dev/images --out RUN   # end to end, then:
     python benchmarks/real_cells.py --from-run RUN      # scored from RUN/cells.h5ad + masks
 
-Segment every smear (classical backend), match each labelled centre to the object containing
-it (the matched share is printed), then per feature space (backbone embedding, standardised
-morphology, both, and a generic descriptor baseline: colour histogram + HOG + 5 shape numbers):
+Segment every smear (classical backend), match each labeled center to the object containing
+it (the matched share is printed), then per feature space (backbone embedding, standardized
+morphology, both, and a generic descriptor baseline: color histogram + HOG + 5 shape numbers):
 5-fold stratified linear-probe and 20-NN weighted F1, and few-label propagation balanced
 accuracy from 5 and 20 labels per class, picked at random or suggested (``suggest_cells`` medoids
 within each class), over ``--seeds`` seeds. A second table gives the label-budget view: the same
@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from real_cells_data import DATA, load_cells
 from sklearn.metrics import balanced_accuracy_score
 
-from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, combine, standardise
+from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, combine, standardize
 from napari_reddino.label.propagate import propagate
 from napari_reddino.label.suggest import suggest_cells
 
-DROP_CLASSES = ("uncategorised",)
+DROP_CLASSES = ("uncategorized",)
 
 
 def probe(x, y, seed=0):
@@ -88,25 +88,25 @@ def propagation_bacc(x, y, picks, method):
 def report_matches(cells, n_segmented) -> np.ndarray:
     """Print the matched share (overall, per class) and return the matched mask."""
     matched = cells["row"].to_numpy() >= 0
-    print(f"{cells['image'].nunique()} smears, {len(cells)} labelled cells, {n_segmented} "
+    print(f"{cells['image'].nunique()} smears, {len(cells)} labeled cells, {n_segmented} "
           "segmented objects")
-    print(f"matched share: {100 * matched.mean():.1f} % of labelled centres inside a segmented "
+    print(f"matched share: {100 * matched.mean():.1f} % of labeled centers inside a segmented "
           f"object ({cells.loc[matched].duplicated(['image', 'cell']).sum()} objects hold 2+ "
-          "centres)")
+          "centers)")
     per_class = cells.assign(m=matched).groupby("class_name")["m"].mean().mul(100).round(1)
     print("matched per class: " + ", ".join(f"{k} {v}" for k, v in per_class.items()))
     return matched
 
 
 def in_process_spaces(data, keep, weights):
-    """The spaces of ``load_cells`` (standardised on the matched labelled cells only)."""
-    morph_z = standardise(data["morph"][keep])
+    """The spaces of ``load_cells`` (standardized on the matched labeled cells only)."""
+    morph_z = standardize(data["morph"][keep])
     emb = data["embedding"][keep]
     spaces = {"embedding": emb, "morphology": morph_z}
     for w in weights:
         spaces["both" if len(weights) == 1 else f"both w={w}"] = combine(
             morph_z, emb, morphology_weight=w)
-    spaces["generic"] = standardise(data["generic"][keep])
+    spaces["generic"] = standardize(data["generic"][keep])
     return spaces
 
 
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
                         help="score the cells of a `napari-reddino run` output folder (its "
                              "cells.h5ad and masks) instead of segmenting here")
     parser.add_argument("--labels", default=str(DATA / "labels.csv"),
-                        help="labelled centres (image, x, y, class_name) for --from-run")
+                        help="labeled centers (image, x, y, class_name) for --from-run")
     parser.add_argument("--backbone", default="reddino-tiny")
     parser.add_argument("--limit", type=int, default=None, help="first N smears only")
     parser.add_argument("--seeds", type=int, default=10)

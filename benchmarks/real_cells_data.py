@@ -1,7 +1,7 @@
 """Per-smear intermediate results of benchmarks/real_cells.py, cached under /tmp.
 
-For each Chula RBC-12 smear: segment (classical backend), match every labelled centre to the
-object that contains it, measure the morphology and a generic descriptor (colour histogram + HOG
+For each Chula RBC-12 smear: segment (classical backend), match every labeled center to the
+object that contains it, measure the morphology and a generic descriptor (color histogram + HOG
 + 5 shape numbers) of the matched objects, and embed them with a backbone (``cls_crop``, as the
 pipeline does). Segmentation results are keyed by a hash of the segmentation and morphology
 source files (older results are reused unless ``FRESH``), embeddings by backbone and cell bounding
@@ -38,7 +38,7 @@ def code_version() -> str:
 
 
 def generic_descriptor(image, labels, cell_ids, boxes):
-    """Colour histogram (8 bins x RGB of its pixels), HOG of a 64 px crop, 5 shape numbers."""
+    """Color histogram (8 bins x RGB of its pixels), HOG of a 64 px crop, 5 shape numbers."""
     from skimage.feature import hog
 
     from napari_reddino.embed.per_cell import crop_square
@@ -132,7 +132,7 @@ def embed_smear(image_name: str, prep: dict, backbone) -> np.ndarray:
 
 def load_cells(backbone_name: str, *, limit: int | None = None, method: str = "classical",
                log=print):
-    """All labelled cells with their match, morphology, generic and embedding matrices."""
+    """All labeled cells with their match, morphology, generic and embedding matrices."""
     from napari_reddino.embed.backbones import load_backbone
 
     table = pd.read_csv(DATA / "labels.csv")

@@ -1,9 +1,9 @@
-"""The labelled cells of Chula RBC-12 read back from a ``napari-reddino run`` output folder.
+"""The labeled cells of Chula RBC-12 read back from a ``napari-reddino run`` output folder.
 
 Why: held-out data is scored from what the CLI writes, not from in-process features. Reads
 ``RUN/cells.h5ad`` (the cell table in ``.obs`` with its ``morph_*`` columns, the embedding in
 ``.obsm["X_embedding"]``) and each smear's label image (``RUN/smears/NAME/grid.zarr``), matches
-every labelled centre to the segmented cell whose mask contains it, and builds each feature space
+every labeled center to the segmented cell whose mask contains it, and builds each feature space
 the way the CLI does (``space_matrix`` on all cells of the run, then the matched rows). The
 generic descriptor baseline is measured on the run's masks and the source images (cached).
 """
@@ -36,8 +36,8 @@ def _labels_image(run: Path, image_name: str):
     return labels, json.loads(marker.read_text()).get("source", "")
 
 
-def match_centres(labels: np.ndarray, xs, ys) -> np.ndarray:
-    """Label of the cell whose mask holds each centre (0: none; a label image holds one at most)."""
+def match_centers(labels: np.ndarray, xs, ys) -> np.ndarray:
+    """Label of the cell whose mask holds each center (0: none; a label image holds one at most)."""
     ys = np.clip(np.asarray(ys, dtype=np.int64), 0, labels.shape[0] - 1)
     xs = np.clip(np.asarray(xs, dtype=np.int64), 0, labels.shape[1] - 1)
     return labels[ys, xs].astype(np.int64)
@@ -64,13 +64,13 @@ def _generic(source: str, labels: np.ndarray, cell_ids: np.ndarray) -> np.ndarra
 
 def load_run(run_dir, labels_csv, *, morphology_weight: float | None = None, generic=True,
              log=print) -> dict:
-    """Labelled cells matched in a run folder, with every feature space's rows for them.
+    """Labeled cells matched in a run folder, with every feature space's rows for them.
 
     Returns ``cells`` (``labels.csv`` + ``cell`` label, ``row`` into the run's cells or -1,
     ``n_segmented``), ``spaces`` ({name: matrix of the matched cells}), ``feature_space`` (the
     run's, from ``summary.json``) and ``n_cells`` (segmented objects in the run).
     """
-    from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, space_matrix, standardise
+    from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, space_matrix, standardize
     from napari_reddino.runs.anndata_io import read_run
 
     run = Path(run_dir)
@@ -79,16 +79,16 @@ def load_run(run_dir, labels_csv, *, morphology_weight: float | None = None, gen
     vectors = np.asarray(adata.obsm[nm.X_EMBEDDING], np.float32)
     row_of = {(str(i), int(lab)): r for r, (i, lab) in
               enumerate(zip(table[nm.IMAGE].astype(str), table[nm.LABEL].astype(np.int64)))}
-    labelled = pd.read_csv(labels_csv)
+    labeled = pd.read_csv(labels_csv)
     parts, generic_rows = [], {}
-    for k, (name, cells) in enumerate(labelled.groupby("image", sort=True)):
+    for k, (name, cells) in enumerate(labeled.groupby("image", sort=True)):
         cells = cells.reset_index(drop=True)
         labels, source = _labels_image(run, name)
         if labels is None:
             cells["cell"], cells["row"], cells["n_segmented"] = 0, -1, 0
             parts.append(cells)
             continue
-        cells["cell"] = match_centres(labels, cells["x"], cells["y"])
+        cells["cell"] = match_centers(labels, cells["x"], cells["y"])
         cells["row"] = [row_of.get((name, int(c)), -1) if c > 0 else -1 for c in cells["cell"]]
         cells["n_segmented"] = int(len(np.unique(labels)) - 1)
         if generic:
@@ -106,7 +106,7 @@ def load_run(run_dir, labels_csv, *, morphology_weight: float | None = None, gen
               for space in (nm.EMBEDDING, nm.MORPHOLOGY, nm.BOTH)}
     if generic:
         keys = zip(cells.loc[cells["row"] >= 0, "image"], cells.loc[cells["row"] >= 0, "cell"])
-        spaces["generic"] = standardise(np.stack([generic_rows[(i, int(c))] for i, c in keys]))
+        spaces["generic"] = standardize(np.stack([generic_rows[(i, int(c))] for i, c in keys]))
     summary = run / "summary.json"
     space = json.loads(summary.read_text()).get("feature_space") if summary.is_file() else None
     return {"cells": cells, "spaces": spaces, "feature_space": space, "n_cells": len(table),

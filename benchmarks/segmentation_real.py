@@ -1,9 +1,9 @@
-"""Segmentation on real smears: labelled Chula RBC-12 centres and BCCD boxes, old vs new backend.
+"""Segmentation on real smears: labeled Chula RBC-12 centers and BCCD boxes, old vs new backend.
 
-For ``chula_rbc12_dev`` (labels.csv: one centre + class per labelled red cell) it prints the
-share of labelled centres inside a segmented object ("found"), inside an object that holds no
-other labelled centre ("1:1"), inside an object of kind ``rbc``, per class. For BCCD (VOC boxes)
-it prints the recall of RBC/WBC/platelet boxes (the box centre inside an object, or an object
+For ``chula_rbc12_dev`` (labels.csv: one center + class per labeled red cell) it prints the
+share of labeled centers inside a segmented object ("found"), inside an object that holds no
+other labeled center ("1:1"), inside an object of kind ``rbc``, per class. For BCCD (VOC boxes)
+it prints the recall of RBC/WBC/platelet boxes (the box center inside an object, or an object
 covering >= 1/3 of the box's central half) and the share of found boxes whose object has the
 right ``kind``. Time is CPU seconds per image (segmentation, cell table, kinds and check) on one
 thread (OMP_NUM_THREADS=1). Methods: ``classical_v1`` (the backend before issue 11, frozen copy
@@ -91,7 +91,7 @@ def _boxes(xml_path: Path):
 
 
 def _box_object(labels: np.ndarray, box) -> int:
-    """The object at the box centre, else the one covering most (>= 1/3) of its central half."""
+    """The object at the box center, else the one covering most (>= 1/3) of its central half."""
     x0, y0, x1, y1 = box
     cy, cx = min((y0 + y1) // 2, labels.shape[0] - 1), min((x0 + x1) // 2, labels.shape[1] - 1)
     if labels[cy, cx]:
@@ -130,7 +130,7 @@ def _pct(series) -> str:
 def report(dev: pd.DataFrame, boxes: pd.DataFrame, methods) -> None:
     if len(dev):
         print(f"\nchula_rbc12_dev: {dev['image'].nunique()} images, "
-              f"{len(dev) // len(methods)} labelled centres (% of centres)")
+              f"{len(dev) // len(methods)} labeled centers (% of centers)")
         head = f"{'class':<16}{'n':>6}" + "".join(f"{m + ' found':>21}{'1:1':>7}{'rbc':>7}"
                                                   for m in methods)
         print(head)
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
     parser.add_argument("--bccd-limit", type=int, default=None, help="first N BCCD images")
     parser.add_argument("--methods", nargs="+", default=["classical_v1", "classical"])
     parser.add_argument("--no-bccd", action="store_true")
-    parser.add_argument("--csv", type=Path, default=None, help="write per-centre rows here")
+    parser.add_argument("--csv", type=Path, default=None, help="write per-center rows here")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"no real data at {DATA}")

@@ -7,7 +7,7 @@
 The loader table times one worker (one thread) building batches from 224 px patches of real
 smears (synthetic tiles when the data folder is absent), in the config's augmentation: the
 baseline is the plain pipeline the loader used to run (the library's RandomFog / GlassBlur,
-float32 crops normalised in the worker, every patch decoded from disk), "new" is the loader
+float32 crops normalized in the worker, every patch decoded from disk), "new" is the loader
 now (identical pixels from faster transforms, uint8 crops, decoded-patch cache).
 
 Each row times ``training.train.step.train_step`` on pre-built batches (the model step alone)
@@ -122,7 +122,7 @@ def data_rates(name: str, batch: int, steps: int) -> dict[str, float]:
             tick = time.perf_counter()
             for step in range(steps):
                 out = stream.batch(step)
-                if old:  # the old loader shipped normalised float32 crops
+                if old:  # the old loader shipped normalized float32 crops
                     normalize(out["global_crops"]), normalize(out["local_crops"])
             rate = steps * batch / (time.perf_counter() - tick)
             rates[label.strip()] = max(rates.get(label.strip(), 0.0), rate)

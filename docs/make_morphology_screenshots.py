@@ -1,11 +1,11 @@
-"""Screenshots of the morphology in the explorer: the map coloured by a morphology feature, and a
+"""Screenshots of the morphology in the explorer: the map colored by a morphology feature, and a
 cell's detail (hover panel with its morphology in words and numbers).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_morphology_screenshots.py
 
 Opens the bundled real thalassemia smear (Chula RBC, MIT), segments and embeds it with the docks
 (the embedding dock also measures the morphology), projects the cells in the ``both`` space,
-colours the map by ``morph_equivalent_diameter`` and hovers the palest cell.
+colors the map by ``morph_equivalent_diameter`` and hovers the palest cell.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     wait_for(explorer.project_runner)
     explorer.color_column.setCurrentText("morph_equivalent_diameter")
     table = explorer.layer_cells.table
-    index = int(np.nanargmin(table["morph_pallor_rim_ratio"].to_numpy()))  # the palest centre
+    index = int(np.nanargmin(table["morph_pallor_rim_ratio"].to_numpy()))  # the palest center
     explorer.session.select([index])
     explorer._on_hover(index)
     settle(viewer, 2.0)

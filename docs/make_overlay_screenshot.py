@@ -6,7 +6,7 @@
 Opens a real smear (default: the bundled Chula thalassemia smear, MIT), segments it with the
 segmentation dock, then runs the embedding dock as a user would with its defaults (bundled
 backbone, overlay detail "cell", PCA fitted on the cells only), hides the labels and zooms on
-the centre so single cells fill the frame.
+the center so single cells fill the frame.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Run under a display (or Xvfb), from the repository root::
 
 Writes a run with ``napari-reddino embed`` + ``project`` on the two bundled Chula smears (two
 diagnoses, one subject each), opens the folder with ``viewer.open(run, plugin="napari-reddino")``
-(File > Open does the same), docks the explorer coloured by cluster, and saves
+(File > Open does the same), docks the explorer colored by cluster, and saves
 ``docs/images/run_folder.png``.
 """
 

@@ -6,9 +6,9 @@ Run under a display (or Xvfb), from the repository root::
 
 Part 1 opens the "Synthetic smear" sample and runs the segmentation and embedding docks; part 2
 opens "Synthetic smears, 3 subjects", segments and embeds every smear, then drives the explorer
-(UMAP, k-means, colour by subject, a rectangle selection linked to the smears, batch metrics)
-and the labeling dock (5 cells per class labelled from the sample's truth, propagation, class
-colours, counts). Every dock is driven as a user would (values set, Run clicked, worker
+(UMAP, k-means, color by subject, a rectangle selection linked to the smears, batch metrics)
+and the labeling dock (5 cells per class labeled from the sample's truth, propagation, class
+colors, counts). Every dock is driven as a user would (values set, Run clicked, worker
 awaited); ``viewer.screenshot(canvas_only=False)`` goes into ``docs/images/``.
 """
 
@@ -87,7 +87,7 @@ def main() -> None:
     if emb.runner.status.text().lower().find("failed") >= 0:
         raise SystemExit(emb.runner.status.text())
     labels.visible = False
-    camera.zoom *= 1.5  # a closer look: cells and their overlay colours
+    camera.zoom *= 1.5  # a closer look: cells and their overlay colors
     settle(viewer)
     viewer.screenshot(str(IMAGES / "embedding_overlay.png"), canvas_only=False)
     print(f"wrote {IMAGES / 'segmentation_dock.png'} and {IMAGES / 'embedding_overlay.png'}")

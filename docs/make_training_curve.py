@@ -42,11 +42,11 @@ def main(argv: list[str]) -> int:
     axes = list(axes) if len(loss) else [axes]
     ax = axes[0]
     lines = [("lp", "linear probe", "tab:blue"), ("nn20", "20-NN", "tab:green"),
-             ("nn1", "1-NN", "tab:grey")]
-    for column, label, colour in lines:
-        ax.plot(curve["step"], curve[column], "o-", label=label, color=colour)
+             ("nn1", "1-NN", "tab:gray")]
+    for column, label, color in lines:
+        ax.plot(curve["step"], curve[column], "o-", label=label, color=color)
         if column in TARGETS:
-            ax.axhline(TARGETS[column], color=colour, ls=":", lw=1)
+            ax.axhline(TARGETS[column], color=color, ls=":", lw=1)
     for step in curve.groupby("stage")["step"].max().iloc[1:-1]:  # where a stage ended
         ax.axvline(step, color="k", lw=0.5)
     ax.set(xlabel="training step (batch 32) since stage 3", ylabel="weighted F1, % (5-fold)",

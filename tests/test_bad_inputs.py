@@ -95,9 +95,9 @@ def test_import_into_a_resegmented_smear_labels_the_same_cells(tmp_path):
     renumbered = seg.features.copy()
     renumbered["label"] = renumbered["label"].to_numpy()[::-1]  # same cells, new label numbers
     result = import_labels(path, renumbered)
-    labelled = result.table[result.table["class"].notna()]
+    labeled = result.table[result.table["class"].notna()]
     np.testing.assert_allclose(
-        np.sort(labelled[["centroid_y", "centroid_x"]].to_numpy(), axis=0),
+        np.sort(labeled[["centroid_y", "centroid_x"]].to_numpy(), axis=0),
         np.sort(table.iloc[:6][["centroid_y", "centroid_x"]].to_numpy(), axis=0))
 
 

@@ -43,7 +43,7 @@ def _signatures():
         analysis,
         batch_effects,
         clusters,
-        neighbours,
+        neighbors,
         projection,
         spaces,
     )
@@ -68,7 +68,7 @@ def _signatures():
         (propagate.iter_propagate, "random_state", "random_state"),
         (propagate.iter_propagate_features, "space", "space"),
         (suggest.suggest_cells, "n", "n_suggestions"),
-        # spaces, neighbour graph, map, clusters, batch metrics
+        # spaces, neighbor graph, map, clusters, batch metrics
         (spaces.space_matrix, "space", "space"),
         (spaces.space_matrix, "morphology_weight", "morphology_weight"),
         (spaces.combine, "morphology_weight", "morphology_weight"),
@@ -76,11 +76,11 @@ def _signatures():
           ("n_neighbors", "batch_k", "n_clusters", "metric", "pca_dims", "random_state")),
         (analysis.iter_map, "method", "map_method"),
         (analysis.iter_clusters, "method", "cluster_method"),
-        (analysis.iter_analyse, "method", "map_method"),
-        (neighbours.iter_feature_graph, "k", "batch_k"),
-        (neighbours.iter_feature_graph, "metric", "metric"),
-        (neighbours.iter_feature_graph, "pca_dims", "pca_dims"),
-        (neighbours.neighbour_graph, "k", "n_neighbors"),
+        (analysis.iter_analyze, "method", "map_method"),
+        (neighbors.iter_feature_graph, "k", "batch_k"),
+        (neighbors.iter_feature_graph, "metric", "metric"),
+        (neighbors.iter_feature_graph, "pca_dims", "pca_dims"),
+        (neighbors.neighbor_graph, "k", "n_neighbors"),
         (projection.iter_projection, "method", "map_method"),
         (projection.iter_projection, "graph_k", "batch_k"),
         (projection.iter_projection, "pca_dims", "pca_dims"),
@@ -233,10 +233,10 @@ def test_docs_cli_states_the_table_s_defaults():
 
 def test_user_guide_states_the_table_s_defaults():
     text = " ".join((DOCS / "user_guide.md").read_text().split())
-    assert f"**Neighbours (k)** ({DEFAULTS.n_neighbors})" in text
+    assert f"**Neighbors (k)** ({DEFAULTS.n_neighbors})" in text
     assert f"*{DEFAULTS.space}* (default)" in text
     assert f"*k-means* (k, {DEFAULTS.n_clusters} by default)" in text
-    assert f"**Neighbours k** ({DEFAULTS.propagation_k})" in text
+    assert f"**Neighbors k** ({DEFAULTS.propagation_k})" in text
     assert f"({_shown(DEFAULTS.center)} by default)" in text
     assert f"*{DEFAULTS.propagation_method}* (the default" in text
     assert f"({_shown(DEFAULTS.exclude_border)} by default" in text

@@ -2,7 +2,7 @@
 
 Why one table (as scanpy's ``sc.settings``): each entry point kept its own copy and they drifted
 apart (the feature space was morphology in the CLI and the docks but the embedding in ``rd.tl``;
-centring was on in the CLI and the dock but off in ``rd.tl``), so the same cells got different
+centering was on in the CLI and the dock but off in ``rd.tl``), so the same cells got different
 classes depending on where the user pressed the button. ``tests/test_defaults.py`` fails when a
 signature default, a CLI default or a dock's initial value differs from :data:`DEFAULTS`.
 
@@ -27,22 +27,22 @@ class Defaults:
     """The defaults every entry point shares; read them as ``DEFAULTS.space`` etc."""
 
     # -- the space cells are compared in (map, clusters, batch metrics, propagation) -----------
-    space: str = _entry("morphology", "measured best on 8,300 labelled real cells (Chula "
+    space: str = _entry("morphology", "measured best on 8,300 labeled real cells (Chula "
                         "RBC-12): linear probe 85.1 / 20-NN 81.2 weighted F1 against 64.2 / 54.8 "
                         "for the bundled embedding; older tables without morph_* columns fall "
                         "back to the embedding")
     morphology_weight: float = _entry(0.5, "share of the variance the morphology block carries "
                                       "in 'both': neither block drowns the other")
-    # -- neighbour graph, map and clusters (explore.analysis.Settings) --------------------------
-    n_neighbors: int = _entry(15, "UMAP's, Leiden's and label spreading's neighbourhood: "
+    # -- neighbor graph, map and clusters (explore.analysis.Settings) --------------------------
+    n_neighbors: int = _entry(15, "UMAP's, Leiden's and label spreading's neighborhood: "
                               "umap-learn's default")
-    batch_k: int = _entry(30, "the batch metrics' neighbourhood (kBET / iLISI need more "
-                          "neighbours than a map); the shared neighbour graph holds this many")
+    batch_k: int = _entry(30, "the batch metrics' neighborhood (kBET / iLISI need more "
+                          "neighbors than a map); the shared neighbor graph holds this many")
     metric: str = _entry("cosine", "the backbones are trained with cosine similarities")
-    pca_dims: int = _entry(50, "neighbours are searched on at most 50 PCA dimensions (as "
+    pca_dims: int = _entry(50, "neighbors are searched on at most 50 PCA dimensions (as "
                            "scanpy does): fast on wide embeddings")
     random_state: int = _entry(0, "the same cells give the same map and clusters every time")
-    map_method: str = _entry("umap", "keeps local neighbourhoods, which is what a user "
+    map_method: str = _entry("umap", "keeps local neighborhoods, which is what a user "
                              "lassos; pca and tsne on request")
     cluster_method: str = _entry("kmeans", "needs no optional package and gives the number "
                                  "of groups asked for")
@@ -61,13 +61,13 @@ class Defaults:
                           "sees the cell as it was trained to")
     device: str = _entry("auto", "CUDA or MPS when present, else the CPU")
     # -- label propagation ---------------------------------------------------------------------
-    propagation_k: int = _entry(15, "labelled neighbours that vote: enough to outvote one "
-                                "mislabelled cell, few enough for rare classes")
+    propagation_k: int = _entry(15, "labeled neighbors that vote: enough to outvote one "
+                                "mislabeled cell, few enough for rare classes")
     propagation_method: str = _entry("auto", "k-NN votes or a logistic regression, whichever "
-                                     "cross-validates better on the labelled cells")
+                                     "cross-validates better on the labeled cells")
     center: bool = _entry(True, "cosine around the mean cell: ViT embeddings share one large "
-                          "common direction and separate far better; standardised morphology "
-                          "is near-centred already, so it changes little there")
+                          "common direction and separate far better; standardized morphology "
+                          "is near-centered already, so it changes little there")
     spreading: bool = _entry(False, "plain votes are faster and easier to explain; spreading "
                              "on request")
     n_suggestions: int = _entry(12, "about one or two cells per class of the default set")

@@ -9,7 +9,7 @@ Functions taking ``data`` accept an AnnData (as :func:`napari_reddino.read_run` 
 representation ``use_rep``: a feature space (``"embedding"``, ``"morphology"``, ``"both"``),
 made from the AnnData exactly as the CLI and the docks make it
 (:func:`napari_reddino.explore.spaces.space_matrix`), or any ``.obsm`` key (``"X_embedding"``,
-``"X_pca"``...). The default is the plugin's default space (standardised morphology, see
+``"X_pca"``...). The default is the plugin's default space (standardized morphology, see
 :mod:`napari_reddino.defaults`), so ``rd.tl``, ``napari-reddino`` and the docks agree on the
 same cells. Results go under documented keys and ``None`` is returned, like scanpy; with a
 matrix they return the result.
@@ -60,7 +60,7 @@ def segment(image, method: str = DEFAULTS.segment_method, **params):
 def embed(image, labels, *, backbone: str | None = DEFAULTS.backbone,
           pooling: str = DEFAULTS.pooling, image_name: str = "image",
           device: str = DEFAULTS.device):
-    """One backbone vector per labelled cell: a ``cells.CellEmbeddings`` keyed by label."""
+    """One backbone vector per labeled cell: a ``cells.CellEmbeddings`` keyed by label."""
     from napari_reddino.embed.backbones import DEFAULT_BACKBONE
     from napari_reddino.embed.grid import cell_embeddings
     from napari_reddino.runs.pipeline import cached_backbone
@@ -103,10 +103,10 @@ def cluster(data, method: str = DEFAULTS.cluster_method, *, use_rep: str = DEFAU
 
 def propagate(data, classes=None, *, use_rep: str = DEFAULTS.space, key: str = nm.CLASS,
               **kwargs):
-    """Classes for every cell from the labelled ones (see ``label.propagate.iter_propagate``,
-    whose defaults the CLI and the labeling dock share: k, centring, classifier).
+    """Classes for every cell from the labeled ones (see ``label.propagate.iter_propagate``,
+    whose defaults the CLI and the labeling dock share: k, centering, classifier).
 
-    With an AnnData the labelled cells are those with a value in ``.obs[key]`` (for ``"class"``
+    With an AnnData the labeled cells are those with a value in ``.obs[key]`` (for ``"class"``
     only the ``class_source == "manual"`` ones once a propagation has run, as in the dock and
     the CLI); the result goes to ``.obs[key]``, ``.obs["class_source"]`` and
     ``.obs["confidence"]`` and is returned too.
@@ -115,7 +115,7 @@ def propagate(data, classes=None, *, use_rep: str = DEFAULTS.space, key: str = n
 
     if _is_anndata(data) and classes is None:
         if key not in data.obs:
-            raise KeyError(f"no .obs[{key!r}] with labelled cells")
+            raise KeyError(f"no .obs[{key!r}] with labeled cells")
         column = data.obs[key]
         classes = column.astype(object).where(column.notna(), None).to_numpy()
         if key == nm.CLASS and nm.CLASS_SOURCE in data.obs:  # propagated classes do not vote

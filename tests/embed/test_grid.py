@@ -30,7 +30,7 @@ SMEAR = Path(__file__).resolve().parents[3] / "shared/data/chula_rbc_diseases/hs
 
 
 def textured(shape, seed=0):
-    """A smooth random colour field: every window differs, like a real smear."""
+    """A smooth random color field: every window differs, like a real smear."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(60, 200, (shape[0] // 16 + 2, shape[1] // 16 + 2, 3)).astype(np.uint8)
     image = np.repeat(np.repeat(coarse, 16, axis=0), 16, axis=1)[:shape[0], :shape[1]]
@@ -44,14 +44,14 @@ def window(image, y0, x0, size=224):
 
 
 @pytest.mark.parametrize(("extent", "stride"), [(16, 14), (40, 14), (41, 16), (100, 9), (7, 10)])
-def test_windows_own_every_cell_once_nearest_their_centre(extent, stride):
+def test_windows_own_every_cell_once_nearest_their_center(extent, stride):
     starts = tile_starts(extent, 16, stride)
     bounds = keep_bounds(starts, 16, extent)
     owner = np.concatenate([np.full(hi - lo, k) for k, (lo, hi) in enumerate(bounds)])
     assert len(owner) == extent and np.all(np.diff(owner) >= 0)
-    centres = np.array(starts) + 8
+    centers = np.array(starts) + 8
     for cell in range(extent):
-        distance = np.abs(centres - (cell + 0.5))
+        distance = np.abs(centers - (cell + 0.5))
         assert distance[owner[cell]] == distance.min()
         assert starts[owner[cell]] <= cell < starts[owner[cell]] + 16
 
@@ -281,7 +281,7 @@ def test_large_dask_smear_streams_with_bounded_memory(tmp_path, tiny_backbone_di
 
 
 class PatchMeanBackbone:
-    """A stand-in ViT whose patch token is its patch's mean colour: resolution is checkable."""
+    """A stand-in ViT whose patch token is its patch's mean color: resolution is checkable."""
 
     patch_size, img_size, embed_dim, name = 14, 56, 3, "patch-mean"
     grid_size = img_size // patch_size
@@ -321,23 +321,23 @@ def test_shifted_tilings_put_an_edge_at_sub_patch_resolution():
     assert (rgb[labels[3::7, 3::7] == 0] == 0).all()  # the glass stays black
 
 
-def test_cell_pca_colours_cell_kinds_apart_not_the_shared_rim_pattern():
+def test_cell_pca_colors_cell_kinds_apart_not_the_shared_rim_pattern():
     from napari_reddino.embed.fine_grid import cell_pca_rgb
 
     rng = np.random.default_rng(0)
     labels = np.zeros((40, 40), np.int32)
     grid = rng.normal(0, 0.01, (40, 40, 16)).astype(np.float32)
-    grid[..., 5] += 50.0  # background tokens: far away, must not drive the colours
+    grid[..., 5] += 50.0  # background tokens: far away, must not drive the colors
     rim, kind = np.eye(16)[0] * 3.0, np.eye(16)[1] * 1.0  # shared pattern > kind difference
     for n, (y, x) in enumerate([(2, 2), (2, 22), (22, 2), (22, 22)], start=1):
         labels[y:y + 16, x:x + 16] = n
         grid[y:y + 16, x:x + 16] += kind * (n % 2)
         grid[y:y + 16, x:x + 16][[0, -1]] += rim  # rim rows of every cell
     rgb = cell_pca_rgb(grid, labels, cell_size=1)
-    colour = {n: rgb[labels == n].mean(axis=0) for n in range(1, 5)}
-    between = np.abs(colour[1] - colour[2]).max()
-    assert between > 0.5  # odd and even cells in clearly different colours
-    assert np.abs(colour[1] - colour[3]).max() < 0.1 < between
+    color = {n: rgb[labels == n].mean(axis=0) for n in range(1, 5)}
+    between = np.abs(color[1] - color[2]).max()
+    assert between > 0.5  # odd and even cells in clearly different colors
+    assert np.abs(color[1] - color[3]).max() < 0.1 < between
     assert (rgb[labels == 0] == 0).all()
     from napari_reddino.embed.overlay import pca_rgb
 
@@ -347,9 +347,9 @@ def test_cell_pca_colours_cell_kinds_apart_not_the_shared_rim_pattern():
     assert plain[..., 0][labels == 1].std() > 0.3
 
 
-def test_one_white_cell_does_not_take_the_colours_from_the_red_cells():
+def test_one_white_cell_does_not_take_the_colors_from_the_red_cells():
     """20 red cells of two kinds and one white cell 40x further out: the red kinds differ on the
-    first colour (red), where a fit on every cell spends it on the white cell."""
+    first color (red), where a fit on every cell spends it on the white cell."""
     from napari_reddino.embed.fine_grid import _project, cell_pca_rgb
 
     rng = np.random.default_rng(1)

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from napari_reddino.explore.batch_effects import batch_metrics, neighbour_indices, subject_mixing
+from napari_reddino.explore.batch_effects import batch_metrics, neighbor_indices, subject_mixing
 
 FEATURES = ["area", "perimeter", "eccentricity", "solidity", "mean_r", "mean_g", "mean_b"]
 
 
 def _synthetic_features(batch_strength: float):
-    """Region features (colour + shape) of the generator's truth cells, z-scored over all cells."""
+    """Region features (color + shape) of the generator's truth cells, z-scored over all cells."""
     from napari_reddino.io.cell_table import region_features
     from napari_reddino.synthetic.smear import synthetic_dataset
 
@@ -29,7 +29,7 @@ def _synthetic_features(batch_strength: float):
     return (values - values.mean(axis=0)) / values.std(axis=0), table
 
 
-def test_hand_checked_neighbourhood_mixing():
+def test_hand_checked_neighborhood_mixing():
     mixing = subject_mixing(np.array([[0, 0, 1, 1], [0, 0, 0, 0]]), 2, np.array([0.5, 0.5]))
     assert mixing["ilisi"].tolist() == pytest.approx([1.0, 0.0])
     assert mixing["subject_entropy"].tolist() == pytest.approx([1.0, 0.0])
@@ -39,9 +39,9 @@ def test_hand_checked_neighbourhood_mixing():
     assert three["ilisi"].iloc[0] == pytest.approx((8 / 3 - 1) / 2)
 
 
-def test_neighbours_exclude_the_cell_itself():
+def test_neighbors_exclude_the_cell_itself():
     x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
-    assert neighbour_indices(x, 1)[:, 0].tolist() == [1, 0, 3, 2]
+    assert neighbor_indices(x, 1)[:, 0].tolist() == [1, 0, 3, 2]
 
 
 def test_subjects_as_clusters_versus_subjects_mixed_in():

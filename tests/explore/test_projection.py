@@ -53,7 +53,7 @@ def test_umap_keeps_groups_apart_embeds_every_cell_and_reports_quality(blobs):
             result = stop.value
             break
     assert all(isinstance(s, Progress) for s in steps) and steps[-1].fraction == 1.0
-    assert any("nearest neighbours" in s.message for s in steps)  # the shared graph's search
+    assert any("nearest neighbors" in s.message for s in steps)  # the shared graph's search
     assert result.coords.shape == (400, 2) and result.coords.dtype == np.float32
     assert result.n_fit == 400 and _separated(result.coords, y)
     shuffled = proj.trustworthiness(x, np.random.default_rng(0).permutation(result.coords))
@@ -106,7 +106,7 @@ def test_three_cells_still_get_a_map():
     for method in ("pca", "tsne"):
         result = proj.projection(x, method)
         assert result.coords.shape == (3, 2) and np.all(np.isfinite(result.coords))
-        assert result.trustworthiness is None  # no neighbourhoods to score with 3 cells
+        assert result.trustworthiness is None  # no neighborhoods to score with 3 cells
 
 
 def test_trustworthiness_of_identity_and_of_noise():
@@ -136,8 +136,8 @@ def test_cancel_and_bad_input():
         proj.project(np.where(x == x[0, 0], np.nan, x), "pca")
     with pytest.raises(ValueError, match="unknown projection method 'mds'"):
         proj.project(x, "mds")
-    with pytest.raises(ValueError, match=r"t-SNE does not take these parameters.*n_neighbours"):
-        proj.project(x, "tsne", n_neighbours=5)
+    with pytest.raises(ValueError, match=r"t-SNE does not take these parameters.*n_neighbors"):
+        proj.project(x, "tsne", n_neighbors=5)
     with pytest.raises(ValueError, match="at least 3 cells"):
         proj.project(x[:2], "pca")
     with pytest.raises(ValueError, match=r"\(N, D\) matrix"):

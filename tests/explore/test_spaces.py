@@ -1,4 +1,4 @@
-"""Feature spaces: standardised morphology, embedding, both, built from a cell table."""
+"""Feature spaces: standardized morphology, embedding, both, built from a cell table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from napari_reddino.explore.spaces import (
     combine,
     resolve_space,
     space_matrix,
-    standardise,
+    standardize,
 )
 
 
@@ -25,23 +25,23 @@ def _table(n=50, seed=0):
     })
 
 
-def test_standardise_is_robust_finite_and_saturates_outliers():
+def test_standardize_is_robust_finite_and_saturates_outliers():
     x = np.c_[np.arange(101.0), np.full(101, 3.0), np.r_[np.zeros(100), 1e9]]
     x[5, 0] = np.nan
-    z = standardise(x)
+    z = standardize(x)
     assert z.dtype == np.float32 and np.isfinite(z).all()
     assert abs(z[50, 0]) < 0.02 and z[5, 0] == 0.0  # median -> 0, NaN -> typical
     assert np.abs(z[:, 0]).max() < 3 and (z[:, 1] == 0).all()  # constant column -> 0
     assert 2.9 < z[100, 2] < 3.0  # an outlier saturates, it does not squash the others
     # near-identity in the bulk (robust z = (x - median) / 1.4826 MAD), order kept in the tail
-    centre = np.nanmedian(x[:, 0])
-    robust = (60 - centre) / (1.4826 * np.nanmedian(np.abs(x[:, 0] - centre)))
+    center = np.nanmedian(x[:, 0])
+    robust = (60 - center) / (1.4826 * np.nanmedian(np.abs(x[:, 0] - center)))
     assert abs(z[60, 0] - robust) < 0.002 and np.all(np.diff(z[6:, 0]) > 0)
 
 
 def test_each_block_of_both_carries_its_share_of_the_variance():
     rng = np.random.default_rng(0)
-    morph, emb = standardise(rng.normal(size=(2000, 10))), rng.normal(size=(2000, 300)) * 7
+    morph, emb = standardize(rng.normal(size=(2000, 10))), rng.normal(size=(2000, 300)) * 7
     for weight in (0.5, 0.8):
         both = combine(morph, emb, morphology_weight=weight)
         assert both.shape == (2000, 310)

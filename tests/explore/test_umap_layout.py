@@ -1,4 +1,4 @@
-"""UMAP's fuzzy graph and vectorised layout (explore._umap_layout) against known truth."""
+"""UMAP's fuzzy graph and vectorized layout (explore._umap_layout) against known truth."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from napari_reddino.progress import Cancelled, run_to_completion
 
 def _blobs(n=600, dim=20, seed=0):
     rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=8.0, size=(3, dim))
+    centers = rng.normal(scale=8.0, size=(3, dim))
     y = rng.integers(0, 3, n)
-    return (centres[y] + rng.normal(size=(n, dim))).astype(np.float32), y
+    return (centers[y] + rng.normal(size=(n, dim))).astype(np.float32), y
 
 
 def test_smooth_knn_memberships_sum_to_log2_k():
@@ -31,9 +31,9 @@ def test_smooth_knn_memberships_sum_to_log2_k():
 
 def test_fuzzy_graph_is_a_symmetric_probabilistic_union():
     x, _ = _blobs(200)
-    from napari_reddino.explore.neighbours import neighbour_graph
+    from napari_reddino.explore.neighbors import neighbor_graph
 
-    idx, dist = neighbour_graph(x, 10, metric="euclidean").others()
+    idx, dist = neighbor_graph(x, 10, metric="euclidean").others()
     graph = layout.fuzzy_graph(idx, dist).tocsr()
     assert abs(graph - graph.T).max() < 1e-6
     assert graph.diagonal().max() == 0 and graph.data.min() > 0 and graph.data.max() <= 1
@@ -52,16 +52,16 @@ def test_curve_params_match_umaps_published_defaults():
 
 def test_layout_separates_groups_is_seeded_and_cancels():
     x, y = _blobs()
-    from napari_reddino.explore.neighbours import neighbour_graph
+    from napari_reddino.explore.neighbors import neighbor_graph
 
-    graph = layout.fuzzy_graph(*neighbour_graph(x, 14, metric="euclidean").others())
+    graph = layout.fuzzy_graph(*neighbor_graph(x, 14, metric="euclidean").others())
     start = layout.initial_layout(x, 2, np.random.default_rng(0))
     first = run_to_completion(layout.iter_layout(graph, start, 100, random_state=0))
     again = run_to_completion(layout.iter_layout(graph, start, 100, random_state=0))
     assert np.array_equal(first, again)
-    centres = np.array([first[y == g].mean(axis=0) for g in range(3)])
-    spread = max(np.linalg.norm(first[y == g] - centres[g], axis=1).mean() for g in range(3))
-    gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)]
+    centers = np.array([first[y == g].mean(axis=0) for g in range(3)])
+    spread = max(np.linalg.norm(first[y == g] - centers[g], axis=1).mean() for g in range(3))
+    gaps = [np.linalg.norm(centers[i] - centers[j]) for i in range(3) for j in range(i + 1, 3)]
     assert min(gaps) > 3 * spread
     assert proj.trustworthiness(x, first) > 0.9
     cancel = threading.Event()

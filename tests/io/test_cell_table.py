@@ -18,10 +18,10 @@ from napari_reddino.io.cell_table import (
 
 @pytest.fixture
 def two_squares():
-    """Labels 3 and 7 as known rectangles on a known colour image."""
+    """Labels 3 and 7 as known rectangles on a known color image."""
     labels = np.zeros((40, 50), np.int32)
-    labels[2:12, 4:14] = 3  # 10 x 10, centre (6.5, 8.5)
-    labels[20:30, 30:50] = 7  # 10 x 20 touching the right edge, centre (24.5, 39.5)
+    labels[2:12, 4:14] = 3  # 10 x 10, center (6.5, 8.5)
+    labels[20:30, 30:50] = 7  # 10 x 20 touching the right edge, center (24.5, 39.5)
     image = np.full((40, 50, 3), 240, np.uint8)
     image[labels == 3] = (200, 100, 150)
     image[labels == 7] = (10, 20, 30)

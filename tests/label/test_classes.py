@@ -58,7 +58,7 @@ def test_editing_errors_are_clear():
         base.rename("sickle", "normal")
     with pytest.raises(KeyError, match="unknown class 'ghost'"):
         base.rename("ghost", "x")
-    with pytest.raises(ValueError, match="not colours: \\['nope'\\]"):
+    with pytest.raises(ValueError, match="not colors: \\['nope'\\]"):
         ClassSet(("a",), ("nope",))
     with pytest.raises(ValueError, match="non-empty"):
         ClassSet(("a", " "))

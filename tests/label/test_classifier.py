@@ -47,8 +47,8 @@ def test_logreg_beats_knn_and_chance_when_one_axis_carries_the_class(one_informa
     manual = np.array([c is not None for c in classes])
     assert (logreg_result.confidence[manual] == 1).all()
     assert list(logreg_result.classes[manual]) == list(classes[manual])
-    unlabelled = logreg_result.confidence[~manual]
-    assert ((unlabelled >= 0.5) & (unlabelled <= 1)).all()
+    unlabeled = logreg_result.confidence[~manual]
+    assert ((unlabeled >= 0.5) & (unlabeled <= 1)).all()
     auto = propagate(x, classes, method="auto")
     assert auto.method == "logreg" and auto.scores["logreg"] > auto.scores["knn"]
 
@@ -58,7 +58,7 @@ def test_auto_keeps_knn_where_no_line_separates_the_classes():
     x = np.c_[x, np.ones(len(x))].astype(np.float32)  # offset: cosine separates the rings
     truth = np.array(["inner", "outer"])[truth].astype(object)
     classes = _labels(truth, 15)
-    auto = propagate(x, classes, method="auto", k=5, center=False)  # centring drops the offset
+    auto = propagate(x, classes, method="auto", k=5, center=False)  # centering drops the offset
     assert auto.method == "knn" and auto.scores["knn"] > auto.scores["logreg"]
     assert _score(auto, truth, classes) > 0.9
 

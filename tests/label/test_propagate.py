@@ -80,14 +80,14 @@ def test_similarity_scaling_flags_a_cell_far_from_every_label():
     assert scaled.confidence[3] < 0.5 < scaled.confidence[2]
 
 
-def test_centring_equals_propagating_mean_subtracted_vectors():
+def test_centering_equals_propagating_mean_subtracted_vectors():
     x, y = make_blobs(500, n_features=8, centers=4, random_state=5)
     x = x + 50.0  # a large shared offset: every cosine is close to 1
     manual = _pick_labels(np.array([f"c{v}" for v in y], dtype=object), 3)
-    centred = propagate(x, manual, k=5, center=True)
+    centered = propagate(x, manual, k=5, center=True)
     reference = propagate(x - x.mean(axis=0), manual, k=5)
-    assert np.array_equal(centred.classes, reference.classes)
-    np.testing.assert_allclose(centred.confidence, reference.confidence, atol=1e-4)
+    assert np.array_equal(centered.classes, reference.classes)
+    np.testing.assert_allclose(centered.confidence, reference.confidence, atol=1e-4)
 
 
 def test_matches_scikit_learn_knn_classifier():
@@ -128,7 +128,7 @@ def test_spreading_follows_the_shape_of_a_cluster():
 
 
 def test_synthetic_smears_from_five_manual_labels(synthetic_cells):
-    """Region features (colour + shape) of the generator's truth cells as the embedding."""
+    """Region features (color + shape) of the generator's truth cells as the embedding."""
     table, vectors = synthetic_cells
     truth = table["class"].to_numpy(dtype=object)
     manual = _pick_labels(truth, 5)
@@ -196,10 +196,10 @@ DEFAULT_BACKBONE_FLOOR = 0.20  # balanced accuracy, 9 RBC classes (chance 0.11);
 def test_default_backbone_propagates_morphology_from_five_labels_per_class(tmp_path):
     """The user's loop on the 3-subject synthetic set with the project's default backbone.
 
-    cls_crop embeddings of the truth cells, 5 manual labels per RBC class, centred-cosine k-NN.
+    cls_crop embeddings of the truth cells, 5 manual labels per RBC class, centered-cosine k-NN.
     The floor is low because the bundled model is small and CPU-trained: its features still
     separate subjects (stain, blur, magnification) better than morphologies (docs/training.md).
-    It must also beat a randomly initialised network of the same shape and initialisation.
+    It must also beat a randomly initialized network of the same shape and initialization.
     """
     import json
 

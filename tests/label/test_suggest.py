@@ -34,18 +34,18 @@ def test_picks_are_representative_medoids(mixture):
     picks = suggest_cells(x, 8, random_state=0)
     for p in picks:
         members = x[truth == truth[p]]
-        to_centre = np.linalg.norm(members - members.mean(axis=0), axis=1)
-        assert np.linalg.norm(x[p] - members.mean(axis=0)) <= np.quantile(to_centre, 0.2)
+        to_center = np.linalg.norm(members - members.mean(axis=0), axis=1)
+        assert np.linalg.norm(x[p] - members.mean(axis=0)) <= np.quantile(to_center, 0.2)
 
 
-def test_labelled_cells_are_excluded_and_their_clusters_come_last(mixture):
+def test_labeled_cells_are_excluded_and_their_clusters_come_last(mixture):
     x, truth = mixture
-    labelled = [np.flatnonzero(truth == 0)[0], np.flatnonzero(truth == 1)[0]]
-    picks = suggest_cells(x, 6, exclude=labelled, random_state=0)
-    assert not set(picks) & set(labelled)
+    labeled = [np.flatnonzero(truth == 0)[0], np.flatnonzero(truth == 1)[0]]
+    picks = suggest_cells(x, 6, exclude=labeled, random_state=0)
+    assert not set(picks) & set(labeled)
     assert set(truth[picks]) == set(range(2, 8))
     mask = np.zeros(len(x), bool)
-    mask[labelled] = True
+    mask[labeled] = True
     assert set(suggest_cells(x, 6, exclude=mask, random_state=0)) == set(picks)
 
 

@@ -26,7 +26,7 @@ def _canvas(size=200):
 
 
 def _paint(masks_and_od, size=200):
-    """Labels and an RGB image: each cell's pixels get the glass colour dimmed by its OD map."""
+    """Labels and an RGB image: each cell's pixels get the glass color dimmed by its OD map."""
     labels = np.zeros((size, size), np.int32)
     od = np.zeros((size, size))
     for i, (mask, cell_od) in enumerate(masks_and_od, start=1):
@@ -107,9 +107,9 @@ def test_spicules_of_a_star_are_counted():
 def test_central_pallor_target_and_spherocyte():
     yy, xx = _canvas()
     r1 = np.hypot(yy - 50, xx - 50)
-    normal = np.where(r1 < 12, 0.05, 0.35)  # pale centre, dark rim
+    normal = np.where(r1 < 12, 0.05, 0.35)  # pale center, dark rim
     r2 = np.hypot(yy - 50, xx - 150)
-    target = np.where(r2 < 7, 0.35, np.where(r2 < 15, 0.08, 0.35))  # dark centre in pale ring
+    target = np.where(r2 < 7, 0.35, np.where(r2 < 15, 0.08, 0.35))  # dark center in pale ring
     labels, image = _paint([(r1 <= 25, normal), (r2 <= 25, target),
                             (_disc(150, 100, 25), 0.35)])  # uniform: spherocyte
     t = morphology_features(labels, image).set_index("label")
@@ -123,7 +123,7 @@ def test_central_pallor_target_and_spherocyte():
     assert t.loc[3, "od_mean"] > t.loc[1, "od_mean"]
 
 
-def test_dark_dots_are_counted_and_colour_is_measured():
+def test_dark_dots_are_counted_and_color_is_measured():
     cell = _disc(100, 100, 30)
     od = np.full(cell.shape, 0.2)
     for cy, cx in ((95, 92), (108, 104), (92, 110)):

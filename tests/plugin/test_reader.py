@@ -93,7 +93,7 @@ def test_segment_command_outputs_open_from_their_embeddings(small_run, tmp_path)
                                rtol=1e-6)
 
 
-def test_h5ad_outside_a_run_opens_cell_centres(small_run, tmp_path):
+def test_h5ad_outside_a_run_opens_cell_centers(small_run, tmp_path):
     shutil.copy(small_run / nm.ANNDATA_FILE, tmp_path / "cells.h5ad")
     table = load_table(small_run / nm.CELLS_TABLE_FILE)
     layers = _reader.read_h5ad_layers(str(tmp_path / "cells.h5ad"))

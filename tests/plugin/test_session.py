@@ -7,18 +7,19 @@ import pandas as pd
 import pytest
 from napari.layers import Labels
 
-from napari_reddino.io import cell_table as cells
+from napari_reddino.io import cell_table
 from napari_reddino.plugin.session import LayerCells, SessionError, SharedSession, session_for
 from napari_reddino.synthetic import smear as synthetic
 
 
 def _layer(smear, *, dim=8, drop_row=False, seed=0) -> Labels:
     name, subject = smear.metadata["image"], smear.metadata["subject"]
-    features = cells.region_features(smear.labels, smear.image, image_name=name, subject=subject)
+    features = cell_table.region_features(smear.labels, smear.image, image_name=name,
+                                          subject=subject)
     rng = np.random.default_rng(seed)
     # embeddings stored in reverse label order: the cells must follow embedding_row, not order
     order = features["label"].to_numpy()[::-1]
-    embeddings = cells.CellEmbeddings(
+    embeddings = cell_table.CellEmbeddings(
         rng.normal(size=(len(order), dim)),
         np.full(len(order), name),
         order,
@@ -82,7 +83,7 @@ def test_matches_by_label_without_embedding_row_and_counts_missing(smears):
     layer = _layer(smears[0], drop_row=True)
     embeddings = layer.metadata["reddino_embeddings"]
     keep = embeddings.label != embeddings.label[0]  # one cell lost its embedding
-    layer.metadata["reddino_embeddings"] = cells.CellEmbeddings(
+    layer.metadata["reddino_embeddings"] = cell_table.CellEmbeddings(
         embeddings.vectors[keep], embeddings.image[keep], embeddings.label[keep], "test", "x"
     )
     gathered = LayerCells.from_layers([layer])

@@ -43,7 +43,7 @@ def test_cli_writes_h5ad_matching_the_parquet_table(run_dir):
 
 
 @pytest.mark.slow  # scanpy's UMAP compiles numba kernels (~25 s on 2 cores)
-def test_scanpy_builds_neighbours_and_umap_from_the_embedding(run_dir):
+def test_scanpy_builds_neighbors_and_umap_from_the_embedding(run_dir):
     sc = pytest.importorskip("scanpy")
     adata = sc.read_h5ad(run_dir / nm.ANNDATA_FILE)
     sc.pp.neighbors(adata, use_rep=nm.X_EMBEDDING, n_neighbors=5)
@@ -78,8 +78,8 @@ def test_round_trip_keeps_table_classes_and_vectors(tmp_path):
         anndata_io.to_anndata(table, vectors[:3])
 
 
-def test_benchmark_scores_labelled_centres_from_a_run_folder(run_dir, tmp_path):
-    """benchmarks/real_cells_run.py: each centre goes to the cell whose mask holds it, and each
+def test_benchmark_scores_labeled_centers_from_a_run_folder(run_dir, tmp_path):
+    """benchmarks/real_cells_run.py: each center goes to the cell whose mask holds it, and each
     space's rows are those the CLI's space_matrix gives on all cells of the run."""
     import sys
     from pathlib import Path
@@ -96,14 +96,14 @@ def test_benchmark_scores_labelled_centres_from_a_run_folder(run_dir, tmp_path):
     chosen = [int(v) for v in table.loc[table[nm.IMAGE] == image, nm.LABEL][:5]]
     rows = [np.argwhere(labels == lab)[len(np.argwhere(labels == lab)) // 2] for lab in chosen]
     background = np.argwhere(labels == 0)[0]
-    centres = pd.DataFrame({"image": image, "x": [c[1] for c in [*rows, background]],
+    centers = pd.DataFrame({"image": image, "x": [c[1] for c in [*rows, background]],
                             "y": [c[0] for c in [*rows, background]],
                             "class_name": ["a", "b", "a", "b", "a", "a"]})
-    centres.loc[len(centres)] = ["missing.png", 1, 1, "a"]  # a smear the run does not hold
-    centres.to_csv(tmp_path / "labels.csv", index=False)
+    centers.loc[len(centers)] = ["missing.png", 1, 1, "a"]  # a smear the run does not hold
+    centers.to_csv(tmp_path / "labels.csv", index=False)
     data = load_run(run_dir, tmp_path / "labels.csv", generic=False, log=lambda m: None)
     cells = data["cells"].set_index(["image", "x", "y"]).loc[
-        list(zip(centres["image"], centres["x"], centres["y"]))]
+        list(zip(centers["image"], centers["x"], centers["y"]))]
     assert list(cells["cell"]) == [*chosen, 0, 0] and (cells["row"].to_numpy()[5:] == -1).all()
     adata = anndata.read_h5ad(run_dir / nm.ANNDATA_FILE)
     obs = adata.obs.reset_index(drop=True)

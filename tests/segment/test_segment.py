@@ -12,7 +12,7 @@ import pytest
 from skimage import io
 
 from napari_reddino.progress import Cancelled, Progress
-from napari_reddino.segment import cellpose_backend as segment_cellpose
+from napari_reddino.segment import cellpose_backend
 from napari_reddino.segment.dispatch import (
     InputError,
     SegmentationResult,
@@ -270,9 +270,9 @@ def tiny_cellpose(monkeypatch, tmp_path):
     net = vit.CPSAM()
     net.save_model(folder / "cpsam")
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(folder))
-    segment_cellpose._load_model.cache_clear()
+    cellpose_backend._load_model.cache_clear()
     yield folder / "cpsam", net
-    segment_cellpose._load_model.cache_clear()
+    cellpose_backend._load_model.cache_clear()
 
 
 @pytest.mark.slow
@@ -284,11 +284,11 @@ def test_cellpose_backend_runs_a_real_model_from_local_weights(tiny_cellpose, on
     assert result.labels.shape == (128, 128) and result.labels.dtype == np.int32
     ids = np.unique(result.labels)
     assert result.features["label"].tolist() == ids[ids > 0].tolist()
-    loaded = segment_cellpose._load_model(str(path.resolve()), False)
+    loaded = cellpose_backend._load_model(str(path.resolve()), False)
     assert len(loaded.net.encoder.blocks) == 1  # our file, not a downloaded CPSAM
     np.testing.assert_array_equal(loaded.net.out.weight.detach().float().numpy(),
                                   saved_net.out.weight.detach().float().numpy())
-    by_path = segment_cellpose.cellpose_segment(image, model=path, diameter=40, gpu=False)
+    by_path = cellpose_backend.cellpose_segment(image, model=path, diameter=40, gpu=False)
     np.testing.assert_array_equal(by_path, result.labels)
 
 
@@ -303,5 +303,5 @@ def test_missing_cellpose_weights_fail_fast_with_directions(monkeypatch, tmp_pat
     assert str(empty / "cpsam") in message and "CELLPOSE_LOCAL_MODELS_PATH" in message
     assert "huggingface.co/mouseland/cellpose-sam" in message
     with pytest.raises(WeightsNotFoundError, match="neither a weights file"):
-        segment_cellpose.cellpose_segment(one_smear.image, model=str(tmp_path / "mine.pt"))
+        cellpose_backend.cellpose_segment(one_smear.image, model=str(tmp_path / "mine.pt"))
     assert issubclass(WeightsNotFoundError, FileNotFoundError)

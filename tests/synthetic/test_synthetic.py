@@ -95,9 +95,9 @@ def test_it_looks_like_a_wright_stained_smear(smear, measured):
 def test_discocytes_have_central_pallor(smear):
     disco = smear.cells[(smear.cells["class"] == "discocyte") & (smear.cells["area"] > 900)]
     gray = smear.image.mean(2)
-    centre = gray[disco["centroid_y"].round().astype(int), disco["centroid_x"].round().astype(int)]
+    center = gray[disco["centroid_y"].round().astype(int), disco["centroid_x"].round().astype(int)]
     cell_mean = [gray[smear.labels == k].mean() for k in disco["label"]]
-    assert np.mean(centre > np.asarray(cell_mean)) > 0.8
+    assert np.mean(center > np.asarray(cell_mean)) > 0.8
 
 
 def test_morphologies_differ_as_in_the_atlas(measured):
@@ -122,13 +122,13 @@ def test_batch_strength_scales_subject_differences():
 
     def spread(strength):
         smears = synthetic_dataset(3, 1, (256, 256), seed=5, batch_strength=strength)
-        colours = np.array([s.image[s.labels == 0].mean(0) for s in smears])
+        colors = np.array([s.image[s.labels == 0].mean(0) for s in smears])
         sizes = np.array([s.cells["area"].median() for s in smears])
-        return np.ptp(colours, axis=0).max(), sizes.max() / sizes.min()
+        return np.ptp(colors, axis=0).max(), sizes.max() / sizes.min()
 
-    colour0, size0 = spread(0.0)
-    colour1, size1 = spread(1.0)
-    assert colour1 > colour0 + 5 and size1 > size0 * 1.2
+    color0, size0 = spread(0.0)
+    color1, size1 = spread(1.0)
+    assert color1 > color0 + 5 and size1 > size0 * 1.2
     names = [s.metadata["subject"] for s in synthetic_dataset(2, 2, (64, 64), seed=0)]
     assert names == ["subject_0", "subject_0", "subject_1", "subject_1"]
     with pytest.raises(ValueError):

@@ -1,7 +1,7 @@
 """Synthetic smears as napari layers ready for the explorer / labeling docks.
 
 Each smear comes from the synthetic generator with its truth labels; features are
-the real ``cells.region_features``; embeddings are either given by ``embed_fn`` (real
+the real ``cell_table.region_features``; embeddings are either given by ``embed_fn`` (real
 ``embed.iter_cell_embeddings``) or a known structure: one axis per truth class plus
 small noise and a per-subject offset, so clusters == classes and linking tests can
 check against truth.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from napari_reddino.io import cell_table as cells
+from napari_reddino.io import cell_table
 from napari_reddino.label.classes import DEFAULT_CLASS_SET
 from napari_reddino.synthetic import smear as synthetic
 
@@ -49,13 +49,13 @@ def add_smears(
     added = []
     for i, smear in enumerate(dataset):
         name, subject = smear.metadata["image"], smear.metadata["subject"]
-        features = cells.region_features(
+        features = cell_table.region_features(
             smear.labels, smear.image, image_name=name, subject=subject
         )
         truth = smear.cells.set_index("label")["class"].reindex(features["label"]).to_numpy()
         if embed_fn is None:
             vectors = known_embeddings(pd.Series(truth), subjects.index(subject), seed + i, noise)
-            embeddings = cells.CellEmbeddings(
+            embeddings = cell_table.CellEmbeddings(
                 vectors,
                 np.full(len(features), name),
                 features["label"].to_numpy(),

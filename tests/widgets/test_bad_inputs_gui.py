@@ -26,7 +26,7 @@ def test_loading_embeddings_of_another_image_is_refused(make_napari_viewer):
         attach_embeddings(layer, other, layer.metadata["image"])
 
 
-def test_cluster_ids_get_distinct_colours_not_a_ramp():
+def test_cluster_ids_get_distinct_colors_not_a_ramp():
     rgba = color_by(pd.Series(np.arange(100, dtype=float), name="cluster")).rgba
     assert np.abs(np.diff(rgba[:, :3], axis=0)).sum(axis=1).min() > 0.1
 
@@ -47,9 +47,9 @@ def test_a_lasso_closed_near_its_start_selects_instead_of_clicking(explorer):
     scatter = explorer.scatter
     scatter._mode = "lasso"
     width, height = scatter.canvas.size
-    centre = np.array([width / 2, height / 2])
+    center = np.array([width / 2, height / 2])
     angles = np.linspace(0, 2 * np.pi * 0.995, 60)  # ends ~2 px from where it started
-    path = centre + 0.3 * min(width, height) * np.c_[np.cos(angles), np.sin(angles)]
+    path = center + 0.3 * min(width, height) * np.c_[np.cos(angles), np.sin(angles)]
 
     def event(pos):
         return SimpleNamespace(pos=pos, button=1, modifiers=(), is_dragging=True)

@@ -12,7 +12,7 @@ from qtpy.QtCore import Qt
 from timm.models import save_for_hf
 
 from napari_reddino.embed.backbones import DEFAULT_BACKBONE
-from napari_reddino.segment import dispatch as segment
+from napari_reddino.segment import dispatch
 from napari_reddino.synthetic import smear as synthetic
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -61,7 +61,7 @@ def test_default_overlay_is_at_half_patch_resolution_and_smooth(
 ):
     viewer = make_napari_viewer()
     smear = synthetic.synthetic_smear((196, 224), seed=3, name="smear")
-    result = segment.segment(smear.image, "classical", image_name="smear", subject="s1")
+    result = dispatch.segment(smear.image, "classical", image_name="smear", subject="s1")
     viewer.add_image(smear.image, name="smear", metadata=dict(smear.metadata))
     viewer.add_labels(result.labels, name="smear labels", features=result.features)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
@@ -77,4 +77,4 @@ def test_default_overlay_is_at_half_patch_resolution_and_smooth(
     np.testing.assert_allclose(overlay.translate, (3.0, 3.0))
     assert str(overlay.interpolation2d) == "linear"
     background = overlay.data[result.labels[3::7, 3::7] == 0]
-    assert background.max() == 0.0  # colours only on cells
+    assert background.max() == 0.0  # colors only on cells

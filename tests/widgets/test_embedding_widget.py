@@ -10,7 +10,7 @@ from napari.layers import Image
 from qtpy.QtCore import Qt
 
 from napari_reddino.io.cell_table import CellEmbeddings
-from napari_reddino.segment import dispatch as segment
+from napari_reddino.segment import dispatch
 from napari_reddino.synthetic import smear as synthetic
 from napari_reddino.widgets import embedding as embedding_module
 from napari_reddino.widgets.embedding import EmbeddingWidget
@@ -31,7 +31,7 @@ def _open_dock(viewer) -> EmbeddingWidget:
 def _segmented_smear(viewer, shape, seed, name="smear", **layer_kwargs):
     """An image layer and its ``"<name> labels"`` layer, as the segmentation dock makes them."""
     smear = synthetic.synthetic_smear(shape, seed=seed, name=name)
-    result = segment.segment(smear.image, "classical", image_name=name, subject="s1")
+    result = dispatch.segment(smear.image, "classical", image_name=name, subject="s1")
     image = viewer.add_image(smear.image, name=name, metadata=dict(smear.metadata), **layer_kwargs)
     labels = viewer.add_labels(
         result.labels, name=f"{name} labels", features=result.features, **layer_kwargs
@@ -72,9 +72,9 @@ def test_overlay_and_cell_embeddings_from_a_local_backbone(
     assert overlay.data.min() >= 0.0 and overlay.data.max() <= 1.0
     np.testing.assert_allclose(overlay.scale, (PATCH, PATCH))
     np.testing.assert_allclose(overlay.translate, ((PATCH - 1) / 2, (PATCH - 1) / 2))
-    # grid cell (i, j) is drawn centred on image pixels [i*p, (i+1)*p) x [j*p, (j+1)*p)
-    centre = np.asarray(overlay.data_to_world((3, 5)))
-    np.testing.assert_allclose(image.world_to_data(centre), (3 * PATCH + 6.5, 5 * PATCH + 6.5))
+    # grid cell (i, j) is drawn centered on image pixels [i*p, (i+1)*p) x [j*p, (j+1)*p)
+    center = np.asarray(overlay.data_to_world((3, 5)))
+    np.testing.assert_allclose(image.world_to_data(center), (3 * PATCH + 6.5, 5 * PATCH + 6.5))
 
     cells = labels.metadata["reddino_embeddings"]
     assert isinstance(cells, CellEmbeddings)

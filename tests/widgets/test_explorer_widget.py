@@ -68,11 +68,11 @@ def test_rectangle_selection_highlights_exactly_those_cells(explorer):
 def test_lasso_selects_points_inside_polygon(explorer):
     _viewer, widget, _ = explorer
     points = widget.scatter.points.astype(np.float64)
-    centre = np.median(points, axis=0)
-    radius = np.abs(points - centre).sum(axis=1).max() * 0.5
-    diamond = centre + radius * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
+    center = np.median(points, axis=0)
+    radius = np.abs(points - center).sum(axis=1).max() * 0.5
+    diamond = center + radius * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
     widget.scatter.select_polygon(diamond)
-    expected = np.flatnonzero(np.abs(points - centre).sum(axis=1) < radius)
+    expected = np.flatnonzero(np.abs(points - center).sum(axis=1) < radius)
     np.testing.assert_array_equal(widget.session.selection, expected)
 
 
@@ -130,7 +130,7 @@ def test_numeric_column_uses_a_colormap(explorer):
     assert "viridis" in widget.legend.text()
 
 
-def test_go_to_cell_centres_the_camera(explorer):
+def test_go_to_cell_centers_the_camera(explorer):
     viewer, widget, smears = explorer
     _, layer, _ = smears[1]
     row = layer.features.iloc[2]
@@ -278,8 +278,8 @@ def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer
         index = int(explorer.session.selection[0])
         layer_cells = explorer.layer_cells
         layer = layer_cells.layers[int(layer_cells.table["_layer"].iloc[index])]
-        centre = layer_cells.table[["centroid_y", "centroid_x"]].to_numpy()[index]
-        world = layer.data_to_world(centre)
+        center = layer_cells.table[["centroid_y", "centroid_x"]].to_numpy()[index]
+        world = layer.data_to_world(center)
         assert _linking.cell_at(viewer, layer_cells, world) == index
     private = [str(w.message) for w in caught if "Private attribute" in str(w.message)]
     assert not private, private

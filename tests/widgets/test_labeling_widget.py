@@ -68,9 +68,9 @@ def test_clicking_a_cluster_labels_exactly_its_cells(docks, wait_idle):
     # key "1" = first class: labels the selection with it
     first = labeling.classes.class_set.names[0]
     viewer.keymap[KeyBinding.from_str("1")](viewer)
-    labelled = _classes_in_layers(smears)
-    assert set(np.flatnonzero(labelled == first)) == set(members)
-    assert pd.isna(labelled[np.setdiff1d(np.arange(len(truth)), members)]).all()
+    labeled = _classes_in_layers(smears)
+    assert set(np.flatnonzero(labeled == first)) == set(members)
+    assert pd.isna(labeled[np.setdiff1d(np.arange(len(truth)), members)]).all()
 
 
 def test_propagation_fills_every_cell_from_one_label_per_class(docks, wait_idle):
@@ -85,7 +85,7 @@ def test_propagation_fills_every_cell_from_one_label_per_class(docks, wait_idle)
     assert table["confidence"].between(0, 1).all()
 
 
-def test_centred_cosine_is_the_default_and_can_be_turned_off(docks, wait_idle):
+def test_centered_cosine_is_the_default_and_can_be_turned_off(docks, wait_idle):
     """The dock's votes are the core's, around the mean cell unless the user unticks it."""
     from napari_reddino.label.propagate import propagate
 
@@ -189,8 +189,8 @@ def test_mismatching_import_changes_nothing(docks, tmp_path, error_messages):
     pd.DataFrame({"cell": [1, 2], "kind": ["a", "b"]}).to_csv(bad, index=False)
     assert not labeling.import_labels(bad)
     assert any("not a label table" in m for m in error_messages())
-    labelled = _classes_in_layers(smears)
-    assert labelled[4] == "echinocyte" and pd.isna(np.delete(labelled, 4)).all()
+    labeled = _classes_in_layers(smears)
+    assert labeled[4] == "echinocyte" and pd.isna(np.delete(labeled, 4)).all()
 
 
 def test_deleting_a_class_in_use_is_refused(docks, error_messages):
@@ -236,9 +236,9 @@ def test_autosave_restores_manual_labels_in_a_new_session(
     fresh = LabelingWidget(viewer)
     qtbot.addWidget(fresh)
     assert fresh.set_autosave(path)
-    labelled = _classes_in_layers(smears)
-    assert list(labelled[[0, 5]]) == ["sickle", "sickle"]
-    assert pd.isna(np.delete(labelled, [0, 5])).all()
+    labeled = _classes_in_layers(smears)
+    assert list(labeled[[0, 5]]) == ["sickle", "sickle"]
+    assert pd.isna(np.delete(labeled, [0, 5])).all()
 
 
 def test_manual_labels_are_autosaved_without_asking(docks, tmp_path, monkeypatch):
@@ -259,7 +259,7 @@ def test_manual_labels_are_autosaved_without_asking(docks, tmp_path, monkeypatch
     assert read_journal(files[0]).empty
 
 
-def test_counts_and_class_colour_view(docks, wait_idle):
+def test_counts_and_class_color_view(docks, wait_idle):
     viewer, _, labeling, smears, truth = docks
     _label_one_per_class(labeling, truth)
     _propagate(labeling, wait_idle)
@@ -272,7 +272,7 @@ def test_counts_and_class_colour_view(docks, wait_idle):
     assert (got.reindex(expected.index).fillna(0) - expected).abs().sum() <= 2
     assert layer.contour == 0
     labeling.show_classes.setChecked(True)
-    assert layer.contour >= 1  # outlines under the class colours
+    assert layer.contour >= 1  # outlines under the class colors
     overlay = viewer.layers[f"{layer.name} classes"]
     label = int(layer.features["label"].iloc[0])
     cls = layer.features["class"].iloc[0]

@@ -1,6 +1,6 @@
 """With default settings ``rd.tl.propagate``, ``napari-reddino propagate RUN`` and the labeling
 dock give the same classes to the same cells: all three read ``napari_reddino.defaults``
-(space, k, centring, classifier) and make their matrix with ``explore.spaces``."""
+(space, k, centering, classifier) and make their matrix with ``explore.spaces``."""
 
 from __future__ import annotations
 
@@ -52,14 +52,14 @@ def test_tl_cli_and_dock_give_the_same_classes(make_napari_viewer, wait_idle, sm
 
     # the CLI: the same labels, manual, in the run's table; `propagate RUN` with no option
     cli_run = shutil.copytree(small_run, tmp_path / "cli")
-    labelled = table.copy()
-    labelled[nm.CLASS] = classes
-    labelled[nm.CLASS_SOURCE] = np.where(pd.isna(classes), None, nm.MANUAL)
-    save_table(labelled, cli_run / nm.CELLS_TABLE_FILE)
+    labeled = table.copy()
+    labeled[nm.CLASS] = classes
+    labeled[nm.CLASS_SOURCE] = np.where(pd.isna(classes), None, nm.MANUAL)
+    save_table(labeled, cli_run / nm.CELLS_TABLE_FILE)
     assert main(["-q", "propagate", str(cli_run)]) == 0
     by_cli = _by_cell(load_table(cli_run / nm.CELLS_TABLE_FILE))
 
-    # the dock: the run opened through the reader, the same cells labelled with the dock
+    # the dock: the run opened through the reader, the same cells labeled with the dock
     viewer = make_napari_viewer()
     viewer.open(str(shutil.copytree(small_run, tmp_path / "dock")), plugin=PLUGIN)
     _, labeling = viewer.window.add_plugin_dock_widget(PLUGIN, "Label & propagate")

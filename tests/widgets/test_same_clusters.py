@@ -1,5 +1,5 @@
 """The explorer dock and the command line give the same map and clusters for the same cells
-and settings: both go through ``explore.analysis`` (one neighbour graph, one k-means)."""
+and settings: both go through ``explore.analysis`` (one neighbor graph, one k-means)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_explorer_and_cli_give_the_same_clusters(make_napari_viewer, wait_idle, 
     explorer.cluster_runner.run_button.click()
     wait_idle(explorer.cluster_runner)
 
-    n = len(layer_cells)  # the same settings, neighbour graph included, as `project` used
+    n = len(layer_cells)  # the same settings, neighbor graph included, as `project` used
     assert explorer.settings().for_cells(n) == Settings(n_clusters=3).for_cells(n)
     dock = _by_cell(explorer.layer_cells.public_table(), [nm.CLUSTER, *nm.UMAP])
     ours = _by_cell(cli, [nm.CLUSTER, *nm.UMAP])

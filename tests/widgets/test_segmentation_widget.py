@@ -167,7 +167,7 @@ def test_no_image_layer_gives_a_notification(make_napari_viewer, qtbot, error_me
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (np.zeros((5, 32, 32), np.float32), "expected a 2D gray or (H, W, 3|4) colour image"),
+        (np.zeros((5, 32, 32), np.float32), "expected a 2D gray or (H, W, 3|4) color image"),
         (np.full((3, 3), 7, np.uint8), "a smear needs at least"),
     ],
 )
@@ -220,14 +220,13 @@ def test_implausible_result_shows_a_warning(make_napari_viewer, qtbot, monkeypat
     """A smear whose cells cover little of its stain is reported, not passed off as done."""
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
-    from napari_reddino.segment import dispatch as segment
-
+    from napari_reddino.segment import dispatch
     viewer = make_napari_viewer()
     smear = synthetic.synthetic_smear((256, 256), seed=3)
     image = viewer.add_image(smear.image, name="small")
     widget = _dock(viewer)
     start = len(notification_manager.records)
-    result = segment.segment(smear.image)
+    result = dispatch.segment(smear.image)
     result.warning = "only 5 % of the stained area lies in the 1 red cells found"
     labels = widget._show_result(image, result, method="classical", subject="s", params={})
     shown = [str(n.message) for n in notification_manager.records[start:]

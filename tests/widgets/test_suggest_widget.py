@@ -42,7 +42,7 @@ def test_suggestions_cover_every_class_and_step_through_cells(dock):
     assert "suggestion 1/" in panel.info.text() and "equivalent diameter" in panel.info.text()
     panel.next_button.click()
     assert list(labeling.session.selection) == [picks[1]]
-    # label every suggestion with its true class, then suggestions skip labelled cells
+    # label every suggestion with its true class, then suggestions skip labeled cells
     for index in picks:
         labeling.session.select([index])
         labeling.classes.set_active(truth[index])

@@ -1,6 +1,6 @@
 """RedDino's augmentation: n of 33 Albumentations pixel transforms + flips/rot90, then DINO crops.
 
-RedDino replaced DINOv2's colour jitter/solarize recipe with a bag of pixel-level transforms that
+RedDino replaced DINOv2's color jitter/solarize recipe with a bag of pixel-level transforms that
 mimic stain, optics and camera variation between labs; the crops then follow DINOv2 (global crops at
 scale 0.32-1, optional local crops). Every sample is reproducible from one integer seed, which is
 what lets a resumed or multi-process run see the very same images as a single uninterrupted one.
@@ -106,8 +106,8 @@ class RedDinoAugmentation:
                 raise ValueError(f"data.{name} must be in [0, 1], got {value}")
         self.crops, self.spec = crops, pixel
         self.pixel = self._pixel_pipeline(pixel, pixel.n)
-        # the 2nd global view may be milder (DINOv2 blurs/solarises its two views differently):
-        # the student then learns to map a heavily recoloured view onto a nearly clean one
+        # the 2nd global view may be milder (DINOv2 blurs/solarizes its two views differently):
+        # the student then learns to map a heavily recolored view onto a nearly clean one
         self.second_pixel = self.pixel if pixel.second_n in (None, pixel.n) \
             else self._pixel_pipeline(pixel, pixel.second_n)
         self.resize = A.Resize(crops.resize, crops.resize) if crops.resize else None
@@ -164,7 +164,7 @@ class RedDinoAugmentation:
 
 
 def normalize(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (N, 3, H, W) crops -> ImageNet-normalised floats (float input passes unchanged)."""
+    """uint8 (N, 3, H, W) crops -> ImageNet-normalized floats (float input passes unchanged)."""
     if crops.dtype != torch.uint8:
         return crops.to(dtype)
     mean = torch.tensor(IMAGENET_MEAN, device=crops.device).view(1, 3, 1, 1) * 255

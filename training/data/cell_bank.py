@@ -1,7 +1,7 @@
 """A cached bank of real single-cell crops at one pixel scale, with their morphology targets.
 
 Segmenting ~800 smears takes CPU-minutes, so it is done once: every isolated cell becomes a
-``size`` square crop centred on it, cut at the smear's native pixel scale times a per-dataset
+``size`` square crop centered on it, cut at the smear's native pixel scale times a per-dataset
 ``scale`` that brings every lab to the same microns per pixel (so absolute size, which tells
 macrocytes from microcytes, survives), plus the cell's morphology: the plugin's own interpretable
 features (:mod:`napari_reddino.morphology.features`, measured on the whole smear's labels), so the
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from napari_reddino.explore.spaces import standardise
+from napari_reddino.explore.spaces import standardize
 from napari_reddino.morphology.features import BY_NAME, FEATURE_NAMES, morphology_features
 from napari_reddino.morphology.stain import optical_density
 from training.data.loader import SmearCropStream, stream_from_config
@@ -39,7 +39,7 @@ def _window(array: np.ndarray, cy: int, cx: int, size: int) -> np.ndarray:
 
 def isolated_cells(image: np.ndarray) -> np.ndarray:
     """Fast labels of the smear's isolated cells: Otsu on optical density, holes filled (pale
-    centres stay inside), clumps and debris dropped by area (0.35-2.2x the median) and solidity.
+    centers stay inside), clumps and debris dropped by area (0.35-2.2x the median) and solidity.
     About 20x cheaper than the plugin's classical segmenter, which splits clumps too."""
     from scipy import ndimage
     from skimage.filters import threshold_otsu
@@ -126,15 +126,15 @@ def _save(out, crops, features, image_ids, datasets) -> int:
 
 def target_columns(names, exclude=()) -> list[int]:
     """Indices of the bank's features kept as targets; ``exclude`` holds feature names or
-    :data:`napari_reddino.morphology.features.FAMILIES` (e.g. "colour and stain")."""
+    :data:`napari_reddino.morphology.features.FAMILIES` (e.g. "color and stain")."""
     drop = set(exclude)
     return [i for i, name in enumerate(names)
             if name not in drop and BY_NAME[str(name)].family not in drop]
 
 
 def load_cell_bank(paths: list[str | Path], exclude=()) -> tuple[np.ndarray, np.ndarray]:
-    """Crops (N, S, S, 3) uint8 and targets (N, K) of one or more bank files, standardised as
-    the plugin's morphology space is (:func:`napari_reddino.explore.spaces.standardise`: robust
+    """Crops (N, S, S, 3) uint8 and targets (N, K) of one or more bank files, standardized as
+    the plugin's morphology space is (:func:`napari_reddino.explore.spaces.standardize`: robust
     z-scores softly saturated at +-3), so the head regresses the very features a user's probe
     and k-NN read."""
     crops, features = [], []
@@ -144,7 +144,7 @@ def load_cell_bank(paths: list[str | Path], exclude=()) -> tuple[np.ndarray, np.
             features.append(bank["features"][:, target_columns(bank["feature_names"], exclude)])
     crops_all, features_all = np.concatenate(crops), np.concatenate(features)
     finite = np.isfinite(features_all).all(axis=1)
-    return crops_all[finite], standardise(features_all[finite])
+    return crops_all[finite], standardize(features_all[finite])
 
 
 def n_bank_targets(paths: list[str | Path], exclude=()) -> int:

@@ -15,7 +15,7 @@ from albumentations.augmentations.pixel import functional as fpixel
 
 
 def _disc(radius: int) -> np.ndarray:
-    """The pixels ``cv2.circle(..., thickness=-1)`` fills around a centre, as a 0/1 mask."""
+    """The pixels ``cv2.circle(..., thickness=-1)`` fills around a center, as a 0/1 mask."""
     size = 2 * radius + 3
     mask = np.zeros((size, size), np.uint8)
     cv2.circle(mask, center=(radius + 1, radius + 1), radius=radius, color=1, thickness=-1)

@@ -1,7 +1,7 @@
 """iBOT masks: blocks of patches hidden from the student, sampled per image as in DINOv2.
 
 Blocks (not scattered patches) force the student to infer cell parts from context, since a
-single hidden patch is trivially interpolated from its neighbours.
+single hidden patch is trivially interpolated from its neighbors.
 """
 
 from __future__ import annotations

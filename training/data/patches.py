@@ -2,7 +2,7 @@
 
 RedDino trained on 224x224 tiles of whole smears; a tile of bare glass teaches the model nothing,
 so tiles whose foreground (pixels darker or more saturated than the background) is too small are
-skipped. Cell crops centre one segmented cell in a window for cell-level pretraining: either a
+skipped. Cell crops center one segmented cell in a window for cell-level pretraining: either a
 fixed-size window (:func:`cell_crops`) or, as the plugin's ``cls_crop`` pooling sees a cell, a
 square of ``margin`` times the cell's box resized to one size (:func:`extract_cell_crops`).
 """
@@ -65,7 +65,7 @@ def tile_patches(
 def cell_crops(
     image: np.ndarray, labels: np.ndarray, size: int = 224
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(label, crop)``: a ``size`` window centred on each cell, padded with edge pixels."""
+    """Yield ``(label, crop)``: a ``size`` window centered on each cell, padded with edge pixels."""
     image = as_rgb_uint8(image)
     labels = np.asarray(labels)
     if labels.shape != image.shape[:2]:
@@ -117,7 +117,7 @@ def extract_cell_crops(
 ) -> int:
     """Segment every smear (classical backend), write one PNG per cell; return how many.
 
-    Each crop is a square of ``margin`` x the cell's longest box side, centred on the cell and
+    Each crop is a square of ``margin`` x the cell's longest box side, centered on the cell and
     resized to ``size``: the view of a cell the plugin's ``cls_crop`` pooling embeds (there with
     margin 1.5; a wider margin here leaves room for the random resized crops of training).
     """

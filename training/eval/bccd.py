@@ -1,4 +1,4 @@
-"""A real labelled cell set for the harness: crops of the BCCD boxes (RBC / WBC / platelets).
+"""A real labeled cell set for the harness: crops of the BCCD boxes (RBC / WBC / platelets).
 
 BCCD has no subject metadata; its ImageSets split (train / val / test images) is used as the
 source, so leave-one-source-out means "held-out photographs". RBCs outnumber the other classes
@@ -52,11 +52,11 @@ def read_bccd_boxes(bccd_root: str | Path) -> pd.DataFrame:
 
 
 def _square_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, size: int) -> np.ndarray:
-    """The box's centred square (side 1.2 x its longer edge, edge-padded), resized to ``size``."""
+    """The box's centered square (side 1.2 x its longer edge, edge-padded), resized to ``size``."""
     side = max(int(1.2 * max(x1 - x0, y1 - y0)), 4)
-    centre_y, centre_x = (y0 + y1) // 2, (x0 + x1) // 2
+    center_y, center_x = (y0 + y1) // 2, (x0 + x1) // 2
     padded = np.pad(image, ((side, side), (side, side), (0, 0)), mode="edge")
-    top, left = centre_y - side // 2 + side, centre_x - side // 2 + side
+    top, left = center_y - side // 2 + side, center_x - side // 2 + side
     square = padded[top : top + side, left : left + side]
     return (resize(square, (size, size, 3), anti_aliasing=True) * 255 + 0.5).astype(np.uint8)
 

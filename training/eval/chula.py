@@ -1,10 +1,10 @@
-"""The real labelled cell set for model selection: Chula RBC-12 dev-split crops, and a baseline.
+"""The real labeled cell set for model selection: Chula RBC-12 dev-split crops, and a baseline.
 
 ``make_chula_cell_folder`` cuts one square crop (64 px by default, native pixel scale, so cell
-size stays a cue as it is for a haematologist) centred at each labelled centre of
+size stays a cue as it is for a haematologist) centered at each labeled center of
 ``chula_rbc12_dev/labels.csv`` and writes the harness's ``<source>/<class>/*.png`` layout with
 the smear as the source. ``generic_descriptor`` is the hand-made baseline a backbone has to
-beat: colour histograms, a HOG and a uniform-LBP histogram, nothing specific to red cells.
+beat: color histograms, a HOG and a uniform-LBP histogram, nothing specific to red cells.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 
-from training.eval.datasets import INDEX_NAME, crop_centred
+from training.eval.datasets import INDEX_NAME, crop_centered
 
-EXCLUDED_CLASSES = ("uncategorised",)  # 24 cells with no morphology class
+EXCLUDED_CLASSES = ("uncategorized",)  # 24 cells with no morphology class
 
 
 def read_chula_labels(root: str | Path) -> pd.DataFrame:
@@ -37,7 +37,7 @@ def make_chula_cell_folder(
     root: str | Path, out: str | Path, *, crop: int = 64, max_cells: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Write ``out/<image>/<class>/<row>.png`` around every labelled centre, and ``cells.csv``."""
+    """Write ``out/<image>/<class>/<row>.png`` around every labeled center, and ``cells.csv``."""
     root, out = Path(root), Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; choose a new folder for the Chula cell set")
@@ -52,7 +52,7 @@ def make_chula_cell_folder(
             label = str(cell["class_name"]).replace(" ", "_")
             relative = Path(source) / label / f"{index:05d}.png"
             (out / relative.parent).mkdir(parents=True, exist_ok=True)
-            iio.imwrite(out / relative, crop_centred(image, cell["y"], cell["x"], crop))
+            iio.imwrite(out / relative, crop_centered(image, cell["y"], cell["x"], crop))
             rows.append({"path": relative.as_posix(), "label": label, "source": source})
     index_table = pd.DataFrame(rows)
     index_table.to_csv(out / INDEX_NAME, index=False)
@@ -91,12 +91,12 @@ def make_chula_cli(argv: list[str]) -> int:
     """``python -m training.eval make-chula``."""
     parser = argparse.ArgumentParser(
         prog="python -m training.eval make-chula",
-        description="Write a <smear>/<class>/*.png folder of labelled Chula RBC-12 crops.",
+        description="Write a <smear>/<class>/*.png folder of labeled Chula RBC-12 crops.",
     )
     parser.add_argument("--chula", required=True, help="chula_rbc12_dev folder (labels.csv)")
     parser.add_argument("--out", required=True, help="new (or empty) folder to write")
     parser.add_argument("--crop", type=int, default=64, help="crop side in pixels (native scale)")
-    parser.add_argument("--max-cells", type=int, default=0, help="0: every labelled cell")
+    parser.add_argument("--max-cells", type=int, default=0, help="0: every labeled cell")
     args = parser.parse_args(argv)
     table = make_chula_cell_folder(
         args.chula, args.out, crop=args.crop, max_cells=args.max_cells or None

@@ -1,7 +1,7 @@
-"""Labelled cell crops for backbone evaluation: reading them, and making a synthetic set.
+"""Labeled cell crops for backbone evaluation: reading them, and making a synthetic set.
 
-A labelled set is a folder ``root/<source>/<class>/*.png`` (source = the subject, hospital or
-scanner a cell came from: leave-one-source-out tests generalisation across those batches) or a
+A labeled set is a folder ``root/<source>/<class>/*.png`` (source = the subject, hospital or
+scanner a cell came from: leave-one-source-out tests generalization across those batches) or a
 CSV/Parquet table with ``path, label[, source]`` columns (relative paths are read from the
 table's folder).
 """
@@ -23,7 +23,7 @@ INDEX_NAME = "cells.csv"
 
 
 @dataclass(frozen=True)
-class LabelledCells:
+class LabeledCells:
     """One row per cell crop: its file, class and source, in a fixed (sorted) order."""
 
     paths: tuple[Path, ...]
@@ -52,7 +52,7 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _from_folder(root: Path) -> LabelledCells:
+def _from_folder(root: Path) -> LabeledCells:
     rows = []
     for source_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for class_dir in sorted(p for p in source_dir.iterdir() if p.is_dir()):
@@ -64,10 +64,10 @@ def _from_folder(root: Path) -> LabelledCells:
             f"(image types {', '.join(IMAGE_SUFFIXES)}) or a .csv/.parquet table"
         )
     paths, labels, sources = zip(*rows)
-    return LabelledCells(tuple(paths), np.asarray(labels), np.asarray(sources), str(root))
+    return LabeledCells(tuple(paths), np.asarray(labels), np.asarray(sources), str(root))
 
 
-def _from_table(table_path: Path) -> LabelledCells:
+def _from_table(table_path: Path) -> LabeledCells:
     if table_path.suffix.lower() == ".csv":
         table = pd.read_csv(table_path)
     else:
@@ -96,7 +96,7 @@ def _from_table(table_path: Path) -> LabelledCells:
             table["source"].astype(str),
         )
     )
-    return LabelledCells(
+    return LabeledCells(
         tuple(paths[i] for i in order),
         table["label"].astype(str).to_numpy()[order],
         table["source"].astype(str).to_numpy()[order],
@@ -104,11 +104,11 @@ def _from_table(table_path: Path) -> LabelledCells:
     )
 
 
-def load_labelled_cells(data: str | Path) -> LabelledCells:
-    """Read a labelled cell set from a ``<source>/<class>/`` folder or a path/label/source table."""
+def load_labeled_cells(data: str | Path) -> LabeledCells:
+    """Read a labeled cell set from a ``<source>/<class>/`` folder or a path/label/source table."""
     path = Path(data)
     if not path.exists():
-        raise ValueError(f"labelled cell data {path} does not exist")
+        raise ValueError(f"labeled cell data {path} does not exist")
     if path.is_dir():
         return _from_folder(path)
     if path.suffix.lower() in TABLE_SUFFIXES:
@@ -145,11 +145,11 @@ def cell_image_shape(path: str | Path) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def crop_centred(image: np.ndarray, centre_y: float, centre_x: float, size: int) -> np.ndarray:
+def crop_centered(image: np.ndarray, center_y: float, center_x: float, size: int) -> np.ndarray:
     """A ``size`` square around a centroid; edge pixels repeat where it leaves the image."""
     half = size // 2
     padded = np.pad(image, ((half, size), (half, size), (0, 0)), mode="edge")
-    top, left = round(centre_y), round(centre_x)
+    top, left = round(center_y), round(center_x)
     return padded[top : top + size, left : left + size]
 
 
@@ -197,7 +197,7 @@ def make_synthetic_cell_folder(
                 continue
             relative = Path(subject) / label / f"{cell['image']}_{int(cell['label']):05d}.png"
             (out / relative.parent).mkdir(parents=True, exist_ok=True)
-            crop_image = crop_centred(smear.image, cell["centroid_y"], cell["centroid_x"], crop)
+            crop_image = crop_centered(smear.image, cell["centroid_y"], cell["centroid_x"], crop)
             iio.imwrite(out / relative, crop_image)
             rows.append(
                 {

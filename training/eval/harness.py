@@ -1,15 +1,15 @@
-"""Evaluate a backbone on labelled cell crops, RedDino Table-1 style, reproducibly.
+"""Evaluate a backbone on labeled cell crops, RedDino Table-1 style, reproducibly.
 
     python -m training.eval --backbone NAME_OR_DIR --data FOLDER_OR_TABLE \\
         [--protocol loso|kfold|both] [--out results.json]
     python -m training.eval --check results.json        # recompute, compare, exit 1 on a change
-    python -m training.eval make-synthetic --out DIR    # a labelled set from synthetic smears
+    python -m training.eval make-synthetic --out DIR    # a labeled set from synthetic smears
     python -m training.eval make-bccd --bccd BCCD --out DIR   # real RBC/WBC/platelet crops
-    python -m training.eval make-chula --chula CHULA_DEV --out DIR  # labelled real RBC crops
+    python -m training.eval make-chula --chula CHULA_DEV --out DIR  # labeled real RBC crops
     python -m training.eval --backbone generic-descriptor ...  # the hand-made baseline
 
 Frozen CLS features from any ``napari_reddino.embed.backbones`` backbone, then a linear probe and
-1-NN / 20-NN classifiers (:mod:`training.eval.probe`) under leave-one-source-out (generalising
+1-NN / 20-NN classifiers (:mod:`training.eval.probe`) under leave-one-source-out (generalizing
 to an unseen subject/site) and stratified k-fold. Everything is seeded, so a saved JSON can be
 re-checked bit for bit on the same machine.
 """
@@ -28,13 +28,13 @@ import torch
 
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from training.eval.datasets import (
-    LabelledCells,
+    LabeledCells,
     cell_image_shape,
-    load_labelled_cells,
+    load_labeled_cells,
     make_synthetic_cell_folder,
     read_cell_image,
 )
-from training.eval.probe import PROTOCOLS, evaluate_split, format_table, make_splits, summarise
+from training.eval.probe import PROTOCOLS, evaluate_split, format_table, make_splits, summarize
 
 RESULTS_FORMAT = "napari-reddino-eval/1"
 CHECK_TOLERANCE = 1e-9
@@ -54,7 +54,7 @@ def _same_shape_batches(shapes: list[tuple[int, ...]], batch_size: int) -> list[
 
 
 def iter_cls_features(
-    cells: LabelledCells, backbone, *, batch_size: int = 32, cancel: threading.Event | None = None
+    cells: LabeledCells, backbone, *, batch_size: int = 32, cancel: threading.Event | None = None
 ) -> ProgressGen[np.ndarray]:
     """Frozen CLS (pooled) features (N, D) float32 of every crop, in ``cells`` order."""
     shapes = [cell_image_shape(path) for path in cells.paths]  # headers only: crops stream
@@ -87,7 +87,7 @@ def iter_evaluate(
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}: use {list(PROTOCOLS)}")
-    cells = load_labelled_cells(data)
+    cells = load_labeled_cells(data)
     if len(cells.classes) < 2:
         raise ValueError(f"{data} holds a single class {cells.classes}; a probe needs at least 2")
     splits = {
@@ -145,7 +145,7 @@ def iter_evaluate(
             )
             done += 1
             yield Progress(done, n_total, f"{protocol} {name}")
-        results["protocols"][protocol] = {"folds": folds, "summary": summarise(folds)}
+        results["protocols"][protocol] = {"folds": folds, "summary": summarize(folds)}
     return results
 
 
@@ -233,7 +233,7 @@ def _stderr_console():
 def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.eval",
-        description="Linear probe and k-NN evaluation of a backbone on labelled cell crops "
+        description="Linear probe and k-NN evaluation of a backbone on labeled cell crops "
         "(also: `python -m training.eval make-synthetic|make-bccd --out DIR`).",
     )
     parser.add_argument("--backbone", help="registry name, hf-hub:..., local-dir:... or folder")

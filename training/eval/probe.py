@@ -1,6 +1,6 @@
 """Frozen-feature classifiers, evaluation splits, metrics and the Table-1-style summary.
 
-The protocol of RedDino's Table 1: a linear probe (logistic regression on standardised features)
+The protocol of RedDino's Table 1: a linear probe (logistic regression on standardized features)
 and 1-NN / 20-NN (cosine) on frozen CLS features, scored by weighted F1, balanced accuracy and
 accuracy, as mean +- std over the folds of a split.
 """
@@ -101,7 +101,7 @@ def evaluate_split(
     return results
 
 
-def summarise(folds: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+def summarize(folds: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and (population) std over folds of each classifier's metrics."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in CLASSIFIERS:

@@ -1,7 +1,7 @@
 """The terms of the DINOv2 objective and the teacher targets they are measured against.
 
 Image-level DINO, masked-patch iBOT, KoLeo spreading, and ``centering`` (Sinkhorn-Knopp or DINO's
-EMA centre), which turns teacher logits into those targets.
+EMA center), which turns teacher logits into those targets.
 """
 
 from training.losses.centering import make_centering

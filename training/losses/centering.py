@@ -3,7 +3,7 @@
 Without centering the teacher collapses to one prototype. DINO subtracts a running (EMA) mean of
 the logits; DINOv2 (and RedDino) instead run a few Sinkhorn-Knopp iterations so that, across the
 whole global batch, every prototype is used equally. Both are distributed-safe: global sums go
-through ``all_reduce`` when ``torch.distributed`` is initialised, so 1 GPU and N GPUs give the
+through ``all_reduce`` when ``torch.distributed`` is initialized, so 1 GPU and N GPUs give the
 same targets for the same global batch.
 """
 
@@ -66,7 +66,7 @@ def sinkhorn_knopp(
     n_prototypes = logits.shape[-1]
     n_global = torch.tensor(float(n_valid), device=logits.device)
     _all_reduce(n_global)
-    # Subtracting the global max only rescales Q, which the first normalisation removes;
+    # Subtracting the global max only rescales Q, which the first normalization removes;
     # it keeps exp() finite for any logit range.
     # A rank without tokens contributes -inf, so it never shifts the other ranks' logits.
     global_max = logits.max() if n_valid else torch.tensor(-torch.inf, device=logits.device)

@@ -1,4 +1,4 @@
-"""KoLeo regulariser (Kozachenko-Leonenko entropy estimate): spreads features over the sphere.
+"""KoLeo regularizer (Kozachenko-Leonenko entropy estimate): spreads features over the sphere.
 
 RedDino sets its weight to 0 (cells of one class are near-duplicates and KoLeo pushed them
 apart); it stays available for ablations.
@@ -12,7 +12,7 @@ from torch import nn
 
 
 class KoLeoLoss(nn.Module):
-    """``-mean_i log(d_i + eps)`` with d_i the distance from feature i to its nearest neighbour."""
+    """``-mean_i log(d_i + eps)`` with d_i the distance from feature i to its nearest neighbor."""
 
     def __init__(self, eps: float = 1e-8):
         super().__init__()
@@ -23,11 +23,11 @@ class KoLeoLoss(nn.Module):
             raise ValueError(
                 f"KoLeo needs a (B, D) batch with B >= 2, got shape {tuple(features.shape)}"
             )
-        normalised = F.normalize(features.float(), p=2, dim=-1, eps=self.eps)
-        # The nearest neighbour on the sphere has the largest dot product; ignore each point itself.
+        normalized = F.normalize(features.float(), p=2, dim=-1, eps=self.eps)
+        # The nearest neighbor on the sphere has the largest dot product; ignore each point itself.
         with torch.no_grad():
-            dots = normalised @ normalised.t()
+            dots = normalized @ normalized.t()
             dots.fill_diagonal_(-2.0)
             nearest = dots.argmax(dim=1)
-        distances = (normalised - normalised[nearest]).norm(p=2, dim=-1)
+        distances = (normalized - normalized[nearest]).norm(p=2, dim=-1)
         return -torch.log(distances + self.eps).mean()

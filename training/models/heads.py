@@ -1,4 +1,4 @@
-"""DINO projection head: MLP -> L2 normalise -> weight-normalised prototype layer.
+"""DINO projection head: MLP -> L2 normalize -> weight-normalized prototype layer.
 
 With unit-norm inputs and prototypes of norm 1 (weight_g fixed to 1), the logits are cosine
 similarities to the prototypes; the teacher temperature alone sets how sharp the targets are.
@@ -20,7 +20,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm over the *global* batch on any backend (torch's SyncBatchNorm is CUDA-only).
 
     In training mode under torch.distributed, the per-feature sums are all-reduced with an
-    autograd-aware all_reduce, so N ranks normalise, back-propagate and update their running
+    autograd-aware all_reduce, so N ranks normalize, back-propagate and update their running
     statistics exactly as one process holding the whole batch would. Otherwise plain BatchNorm.
     """
 
@@ -103,7 +103,7 @@ class DINOHead(nn.Module):
 def cancel_last_layer_gradients(head: nn.Module, epoch_or_step: int, freeze_until: int) -> None:
     """Drop the prototype layer's gradients while ``epoch_or_step < freeze_until``.
 
-    Freezing the prototypes early stabilises training (DINO's ``freeze_last_layer``). ``head``
+    Freezing the prototypes early stabilizes training (DINO's ``freeze_last_layer``). ``head``
     may be a :class:`DINOHead` or any module holding heads (parameters named ``*last_layer*``).
     Call between ``backward()`` and ``optimizer.step()``.
     """

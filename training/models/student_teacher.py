@@ -110,7 +110,7 @@ class DinoModel(nn.Module):
         self.activation_checkpointing = False  # model.activation_checkpointing (student only)
 
     def tokens(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised output tokens (B, prefix + N, D); masked patches see only the mask token."""
+        """Normalized output tokens (B, prefix + N, D); masked patches see only the mask token."""
         vit = self.backbone
         x = vit.patch_embed(images)  # (B, h, w, D) with dynamic_img_size
         if masks is not None:
@@ -177,7 +177,7 @@ class StudentTeacher(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         self.teacher.eval()
-        # A head's BatchNorm normalises with the batch's statistics in the teacher too (as in
+        # A head's BatchNorm normalizes with the batch's statistics in the teacher too (as in
         # DINO): its running buffers are never EMA-updated, so eval-mode BN would be stale.
         for module in self.teacher.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -1,4 +1,4 @@
-"""One optimisation step of DINOv2: teacher targets, student predictions, losses, update, EMA.
+"""One optimization step of DINOv2: teacher targets, student predictions, losses, update, EMA.
 
 Kept apart from the loop (``training.train.loop``) so the step can be driven directly by tests and
 benchmarks, and so the loop only deals with data, schedules, logging and checkpoints.
@@ -176,7 +176,7 @@ def train_step(
 
     ``student`` is ``models.student`` itself or its DDP/FSDP wrapper (what gets called).
     A non-finite loss or gradient on any rank skips the update on every rank. With
-    ``optim.grad_accum_steps`` > 1 the teacher targets are computed (and centred) on the whole
+    ``optim.grad_accum_steps`` > 1 the teacher targets are computed (and centered) on the whole
     batch, the student runs micro-batch by micro-batch and the gradients add up. ``scaler``
     (fp16) scales the loss; a step whose gradients overflow is skipped and logged as ``overflow``.
     """

@@ -206,7 +206,7 @@ def _reference(args: argparse.Namespace, backbone: str, width: int):
 
     ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
     if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
-        raise ValueError(f"{args.reference}: the reference has no labelled cells ('class' column)")
+        raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
     if ref_backbone != backbone or ref_vectors.shape[1] != width:
         raise ValueError(
             f"reference embeddings come from {ref_backbone!r} ({ref_vectors.shape[1]}-d), "
@@ -248,7 +248,7 @@ def cmd_propagate(args: argparse.Namespace) -> int:
     save_table(table, Path(args.run_dir) / "cells.parquet")
     counts = table[nm.CLASS].value_counts().to_dict()
     _say(f"{len(table)} cells classified from {int((~unlabeled_mask(classes)).sum())} "
-         f"labelled cells ({space} space, {result.method}): {counts}; "
+         f"labeled cells ({space} space, {result.method}): {counts}; "
          f"mean confidence {table['confidence'].mean():.2f}")
     return 0
 

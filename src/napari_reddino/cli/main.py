@@ -62,7 +62,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> 
                        help="torch device: auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
 
 
-FEATURES_HELP = ("space cells are compared in: the backbone 'embedding', the standardised "
+FEATURES_HELP = ("space cells are compared in: the backbone 'embedding', the standardized "
                  "'morphology', or 'both' (default: %(default)s; the embedding for tables "
                  "without morphology columns)")
 
@@ -112,20 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run folder written by `embed` or `run`")
     _add_combine_options(p)
 
-    p = sub.add_parser("propagate", help="carry labelled classes to every cell of a run",
-                       description="Label propagation: the labelled cells (RUN_DIR's own manual "
+    p = sub.add_parser("propagate", help="carry labeled classes to every cell of a run",
+                       description="Label propagation: the labeled cells (RUN_DIR's own manual "
                        "labels, or those of --reference: a run folder or a table with a 'class' "
                        "column, plus its embeddings) vote the class of every cell of RUN_DIR; "
                        "adds class, class_source, confidence. With the defaults it gives the "
                        "classes rd.tl.propagate and the labeling dock give.")
     p.add_argument("run_dir", help="run folder whose pooled cells get classes")
     p.add_argument("--reference",
-                   help="labelled reference: a run folder, or a .parquet/.csv cell table with "
+                   help="labeled reference: a run folder, or a .parquet/.csv cell table with "
                    "'class' and 'embedding_row' columns (default: RUN_DIR's own manual labels)")
     p.add_argument("--reference-embeddings", metavar="NPZ",
                    help="embeddings of a reference table (default: embeddings.npz beside it)")
     p.add_argument("--k", type=_count(1), default=DEFAULTS.propagation_k,
-                   help="neighbours that vote (default: %(default)s)")
+                   help="neighbors that vote (default: %(default)s)")
     p.add_argument("--spreading", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS.spreading,
                    help="then spread labels over the k-NN graph of all cells "
@@ -133,11 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features_option(p)
     p.add_argument("--classifier", choices=nm.PROPAGATION_METHODS,
                    default=DEFAULTS.propagation_method,
-                   help="k-NN votes, a logistic regression fitted on the labelled cells, or "
+                   help="k-NN votes, a logistic regression fitted on the labeled cells, or "
                    "'auto': whichever cross-validates better on them (default: %(default)s)")
     p.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULTS.center,
                    help="cosine around the mean cell; --no-center: around the origin "
-                   f"(centring separates ViT embeddings better; default: {_on(DEFAULTS.center)})")
+                   f"(centering separates ViT embeddings better; default: {_on(DEFAULTS.center)})")
 
     p = sub.add_parser("report", help="HTML report of a run folder",
                        description="Write an HTML report (index.html + PNGs + CSV tables).")
@@ -177,13 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``napari-reddino`` and ``python -m napari_reddino``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from napari_reddino.cli import commands as cli_run
-    from napari_reddino.cli import demo as cli_demo
+    from napari_reddino.cli import commands, demo
 
     commands = {
-        "segment": cli_run.cmd_segment, "embed": cli_run.cmd_embed,
-        "project": cli_run.cmd_project, "propagate": cli_run.cmd_propagate,
-        "report": cli_run.cmd_report, "run": cli_run.cmd_run, "demo": cli_demo.cmd_demo,
+        "segment": commands.cmd_segment, "embed": commands.cmd_embed,
+        "project": commands.cmd_project, "propagate": commands.cmd_propagate,
+        "report": commands.cmd_report, "run": commands.cmd_run, "demo": demo.cmd_demo,
     }
     try:
         return commands[args.command](args)

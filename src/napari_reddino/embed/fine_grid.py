@@ -1,13 +1,13 @@
-"""A patch-token grid at sub-patch resolution, and a PCA overlay coloured by cell, not by grid.
+"""A patch-token grid at sub-patch resolution, and a PCA overlay colored by cell, not by grid.
 
 One tiling gives one token per p x p patch: a red cell is 2-3 tokens wide and the overlay shows
 the patch grid more than the cells. Averaging ``k x k`` tilings shifted by p/k pixels gives a
 token for every (p/k)-pixel cell (each the mean of the k^2 patches that cover it, a box filter
 of the backbone's view): the same features, k times finer, at k^2 times the cost.
 
-Colour: the principal components are fitted on one mean token *per cell* (a connected piece of
+Color: the principal components are fitted on one mean token *per cell* (a connected piece of
 foreground), so they span what differs between cells (size, shape, pallor) rather than the
-rim-to-centre pattern every cell shares, and on the typical cells only (a white cell would
+rim-to-center pattern every cell shares, and on the typical cells only (a white cell would
 take the first axis); every token is then projected on them.
 """
 
@@ -23,7 +23,7 @@ from napari_reddino.embed.overlay import grid_mask, pca_rgb
 from napari_reddino.progress import Progress, ProgressGen, run_to_completion
 
 MAX_FINE_BYTES = 1024 * 2**20  # the fine grid is held in memory
-OUTLIER_Z = 4.0  # cells further out on a colour axis do not shape the colours
+OUTLIER_Z = 4.0  # cells further out on a color axis do not shape the colors
 
 
 def iter_fine_grid(image, backbone, *, subdivide: int = 2, batch_size: int = 8, mask=None,
@@ -90,7 +90,7 @@ def foreground(image: np.ndarray) -> np.ndarray:
 
 
 def cell_pca_rgb(grid: np.ndarray, cells: np.ndarray, cell_size: int) -> np.ndarray:
-    """PCA-3 colours fitted on one mean token per cell; background stays black.
+    """PCA-3 colors fitted on one mean token per cell; background stays black.
 
     ``cells`` (H, W): instance labels, or a bool foreground whose connected pieces are the cells;
     ``cell_size`` the image pixels per grid cell.
@@ -103,7 +103,7 @@ def cell_pca_rgb(grid: np.ndarray, cells: np.ndarray, cell_size: int) -> np.ndar
     fg = grid_mask(labels > 0, cell_size)[:h, :w]
     if fg.sum() < 3:
         raise ValueError("fewer than 3 grid cells fall on cells: nothing to fit a PCA on")
-    # the label at each grid cell's centre pixel
+    # the label at each grid cell's center pixel
     ys = np.minimum(np.arange(h) * cell_size + cell_size // 2, labels.shape[0] - 1)
     xs = np.minimum(np.arange(w) * cell_size + cell_size // 2, labels.shape[1] - 1)
     ids = np.where(fg, labels[ys[:, None], xs[None, :]], 0)
@@ -122,9 +122,9 @@ def cell_pca_rgb(grid: np.ndarray, cells: np.ndarray, cell_size: int) -> np.ndar
 def _typical_cells(means: np.ndarray, z_max: float = OUTLIER_Z) -> np.ndarray:
     """Cells whose scores on the first 3 principal axes lie within ``z_max`` robust z-scores.
 
-    Why: one white cell among 60 red ones takes the first axis (and the colour stretch) to
+    Why: one white cell among 60 red ones takes the first axis (and the color stretch) to
     itself, and every red cell comes out the same hue. Fitted on the typical cells, the axes
-    span the red cells' differences; the outliers are still projected, at saturated colours.
+    span the red cells' differences; the outliers are still projected, at saturated colors.
     """
     from sklearn.decomposition import PCA
 
@@ -132,9 +132,9 @@ def _typical_cells(means: np.ndarray, z_max: float = OUTLIER_Z) -> np.ndarray:
     if len(means) < 10:
         return keep
     scores = PCA(n_components=3, random_state=0).fit_transform(means)
-    centre = np.median(scores, axis=0)
-    mad = 1.4826 * np.median(np.abs(scores - centre), axis=0)
-    z = np.abs(scores - centre) / np.where(mad > 0, mad, 1.0)
+    center = np.median(scores, axis=0)
+    mad = 1.4826 * np.median(np.abs(scores - center), axis=0)
+    z = np.abs(scores - center) / np.where(mad > 0, mad, 1.0)
     keep = (z <= z_max).all(axis=1)
     return keep if keep.sum() >= 3 else np.ones(len(means), bool)
 
@@ -161,7 +161,7 @@ def iter_overlay(image, backbone, *, labels=None, subdivide: int = 2, cells_only
                  grid=None, cancel: threading.Event | None = None) -> ProgressGen:
     """The dock's PCA overlay: ``(rgb, scale, translate)`` at patch/``subdivide`` resolution.
 
-    ``cells_only`` fits the colours on one mean token per cell (``labels``, else the Otsu
+    ``cells_only`` fits the colors on one mean token per cell (``labels``, else the Otsu
     foreground); ``grid`` an already embedded single tiling, reused when ``subdivide`` is 1.
     """
     # the finest split of the patch not above ``subdivide`` (patch 14: 4 -> 2, 7 -> 7)

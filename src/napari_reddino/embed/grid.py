@@ -2,7 +2,7 @@
 
 Grid cell (i, j) covers image pixels [i*p, (i+1)*p) x [j*p, (j+1)*p) (p = patch size); the grid
 has ceil(H/p) x ceil(W/p) cells (edges are reflect-padded). Overlapping windows keep, for each
-cell, the token of the window whose centre is nearest (window borders, which see less context,
+cell, the token of the window whose center is nearest (window borders, which see less context,
 are dropped). Large smears stream: tiles are read lazily from a dask / zarr / memmap image and
 the grid is written into a zarr store, so neither the image nor the grid must fit in RAM.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_reddino.embed import per_cell as cell_pool
+from napari_reddino.embed import per_cell
 from napari_reddino.embed.backbones import Backbone
 from napari_reddino.embed.overlay import grid_mask, overlay_transform, pca_rgb
 from napari_reddino.io.image_checks import check_image
@@ -36,7 +36,7 @@ def tile_starts(extent: int, tile: int, stride: int) -> list[int]:
 
 
 def keep_bounds(starts: list[int], tile: int, extent: int) -> list[tuple[int, int]]:
-    """Per window, the cell range it owns: cells nearest its centre (midpoints between centres)."""
+    """Per window, the cell range it owns: cells nearest its center (midpoints between centers)."""
     cuts = [(a + b + tile) // 2 for a, b in itertools.pairwise(starts)]
     return list(zip([0, *cuts], [*cuts, extent]))
 
@@ -157,7 +157,7 @@ def iter_cell_embeddings(image, labels, backbone, *, pooling: str = "cls_crop", 
     when ``patch_mean`` pooling needs it and none is given."""
     if pooling == "patch_mean" and grid is None:
         grid = yield from iter_patch_grid(image, backbone, cancel=cancel)
-    return (yield from cell_pool.iter_cell_embeddings(image, labels, backbone, pooling=pooling,
+    return (yield from per_cell.iter_cell_embeddings(image, labels, backbone, pooling=pooling,
                                                       grid=grid, cancel=cancel, **kwargs))
 
 

@@ -73,8 +73,8 @@ def pca_rgb(grid, mask=None, *, max_fit_tokens: int = 100_000, seed: int = 0) ->
 def overlay_transform(backbone) -> tuple[tuple[float, float], tuple[float, float]]:
     """napari ``(scale, translate)`` placing grid cell (i, j) over its p x p image pixels.
 
-    napari puts pixel centres at integer world coordinates, so image pixel k spans
-    [k - 0.5, k + 0.5); grid cell i spans image pixels [i*p, (i+1)*p), whose centre is
+    napari puts pixel centers at integer world coordinates, so image pixel k spans
+    [k - 0.5, k + 0.5); grid cell i spans image pixels [i*p, (i+1)*p), whose center is
     i*p + (p-1)/2: hence scale p and translate (p-1)/2. Accepts a Backbone or a patch size.
     """
     p = int(getattr(backbone, "patch_size", backbone))

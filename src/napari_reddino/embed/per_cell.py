@@ -1,6 +1,6 @@
-"""Per-cell embeddings: a backbone vector for every labelled cell of a smear.
+"""Per-cell embeddings: a backbone vector for every labeled cell of a smear.
 
-Two poolings: ``cls_crop`` (a square crop centred on the cell, resized to the backbone's input,
+Two poolings: ``cls_crop`` (a square crop centered on the cell, resized to the backbone's input,
 CLS token: the cell seen as RedDino was trained) and ``patch_mean`` (the whole-smear patch grid
 averaged under the cell's mask, area-weighted: one pass over the smear serves every cell).
 """
@@ -29,7 +29,7 @@ def _cell_boxes(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice
 
 
 def crop_square(image, box: tuple[slice, slice], margin: float, size: int) -> np.ndarray:
-    """Square crop centred on ``box`` (side = longest bbox side * margin), resized to size."""
+    """Square crop centered on ``box`` (side = longest bbox side * margin), resized to size."""
     (ys, xs), (height, width) = box, image.shape[:2]
     side = max(2, math.ceil(max(ys.stop - ys.start, xs.stop - xs.start) * margin))
     y0 = (ys.start + ys.stop - side) // 2
@@ -80,7 +80,7 @@ def _patch_mean_vectors(labels, ids, boxes, grid, patch_size, cancel):
 def iter_cell_embeddings(image, labels, backbone, *, pooling: str = "cls_crop", grid=None,
                          image_name: str = "image", margin: float = 1.5, batch_size: int = 16,
                          cancel: threading.Event | None = None) -> ProgressGen:
-    """Embed every labelled cell (rows in ascending label order) -> ``CellEmbeddings``.
+    """Embed every labeled cell (rows in ascending label order) -> ``CellEmbeddings``.
 
     ``grid`` (from :func:`napari_reddino.embed.grid.iter_patch_grid`) is what ``patch_mean`` pools
     (``embed.iter_cell_embeddings`` computes it when missing); ``margin`` scales the crop side

@@ -36,7 +36,7 @@ def _cached(dispatcher):
 
 
 def _hooked(kernel):
-    """One layout epoch that first counts itself and honours the running fit's cancel event."""
+    """One layout epoch that first counts itself and honors the running fit's cancel event."""
 
     def epoch(*args):
         run = getattr(_RUN, "state", None)
@@ -76,8 +76,8 @@ def iter_fit(model, x, n_epochs: int, cancel: threading.Event | None = None,
              message: str = "UMAP") -> ProgressGen:
     """``model.fit_transform(x)`` in a helper thread; yields Progress per poll, returns the map.
 
-    Cancel is honoured at once here (the generator raises); the helper thread stops at its next
-    epoch boundary (or after the neighbour/fuzzy-set stage, which cannot be interrupted).
+    Cancel is honored at once here (the generator raises); the helper thread stops at its next
+    epoch boundary (or after the neighbor/fuzzy-set stage, which cannot be interrupted).
     """
     install()
     state = {"epoch": 0, "cancel": threading.Event()}

@@ -6,7 +6,7 @@ disk cache), and its layout is a sequential SGD over edges. Here the same object
 (McInnes et al. 2018: fuzzy simplicial set, the ``1 / (1 + a d^2b)`` curve, attraction along
 sampled edges, negative sampling, clipped gradients, linearly decaying learning rate) is run
 the way GPU UMAPs (cuML) do: every edge due in an epoch is updated together from the epoch's
-positions, so each epoch is a handful of vectorised numpy operations. umap-learn stays the
+positions, so each epoch is a handful of vectorized numpy operations. umap-learn stays the
 reference: ``benchmarks/explorer.py`` prints both maps' trustworthiness side by side.
 """
 
@@ -31,7 +31,7 @@ _BISECTION_STEPS = 64
 
 def smooth_knn(distances: np.ndarray, tol: float = 1e-5):
     """Per cell, ``rho`` (distance to the nearest other cell: UMAP's local connectivity 1) and
-    ``sigma`` such that the memberships ``exp(-(d - rho) / sigma)`` of its neighbours sum to
+    ``sigma`` such that the memberships ``exp(-(d - rho) / sigma)`` of its neighbors sum to
     ``log2(k)``: found by bisection for all cells at once. ``distances`` excludes the cell
     itself."""
     d = np.asarray(distances, dtype=np.float64)
@@ -163,7 +163,7 @@ def iter_layout(graph: sparse.coo_matrix, start: np.ndarray, n_epochs: int, *,
                 min_dist: float = 0.1, spread: float = 1.0, learning_rate: float = 1.0,
                 random_state: int | None = 0, cancel: threading.Event | None = None,
                 message: str = "UMAP", batches: int = BATCHES) -> ProgressGen[np.ndarray]:
-    """Optimise ``start`` (N, d) against ``graph``; yields Progress per epoch, returns the map.
+    """Optimize ``start`` (N, d) against ``graph``; yields Progress per epoch, returns the map.
 
     An edge of weight w is sampled every ``max / w`` epochs (weaker than ``max / n_epochs``
     never), each time with ``NEGATIVE_SAMPLE_RATE`` negatives, as in umap-learn.

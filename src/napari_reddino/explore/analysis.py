@@ -1,10 +1,10 @@
 """The cells' analysis (map, clusters, batch metrics) with one set of settings for the explorer
-dock and the command line, over one shared neighbour graph.
+dock and the command line, over one shared neighbor graph.
 
 Why one module: the dock and ``napari-reddino project`` / ``run`` used different k and cluster
 counts, so the same cells gave different numbers in the viewer and in the report. Both call
-these functions with :class:`Settings`; the neighbour graph is found once per set of cells
-(:mod:`.neighbours`, cached by content) and reused by UMAP, Leiden, the batch metrics and label
+these functions with :class:`Settings`; the neighbor graph is found once per set of cells
+(:mod:`.neighbors`, cached by content) and reused by UMAP, Leiden, the batch metrics and label
 spreading.
 """
 
@@ -16,14 +16,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from napari_reddino.defaults import DEFAULTS
-from napari_reddino.explore.neighbours import NeighbourGraph, iter_feature_graph
+from napari_reddino.explore.neighbors import NeighborGraph, iter_feature_graph
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 
 @dataclass(frozen=True)
 class Settings:
-    """``n_neighbors``: UMAP's and Leiden's neighbourhood (and label spreading's); ``batch_k``:
-    the batch metrics' neighbourhood; ``n_clusters``: k-means clusters. Defaults: the table in
+    """``n_neighbors``: UMAP's and Leiden's neighborhood (and label spreading's); ``batch_k``:
+    the batch metrics' neighborhood; ``n_clusters``: k-means clusters. Defaults: the table in
     :mod:`napari_reddino.defaults`."""
 
     n_neighbors: int = DEFAULTS.n_neighbors
@@ -49,7 +49,7 @@ DEFAULT = Settings()
 
 @dataclass
 class Analysis:
-    """What :func:`iter_analyse` found: map, cluster ids, batch report (None: one subject)."""
+    """What :func:`iter_analyze` found: map, cluster ids, batch report (None: one subject)."""
 
     coords: np.ndarray
     clusters: np.ndarray
@@ -59,8 +59,8 @@ class Analysis:
 
 
 def iter_graph(vectors, settings: Settings = DEFAULT, cancel: threading.Event | None = None
-               ) -> ProgressGen[NeighbourGraph]:
-    """The shared neighbour graph of ``vectors`` for these settings (cached)."""
+               ) -> ProgressGen[NeighborGraph]:
+    """The shared neighbor graph of ``vectors`` for these settings (cached)."""
     s = settings.for_cells(len(vectors))
     _reduced, graph = yield from iter_feature_graph(
         vectors, s.graph_k, metric=s.metric, pca_dims=s.pca_dims,
@@ -90,7 +90,7 @@ def iter_clusters(vectors, method: str = DEFAULTS.cluster_method, settings: Sett
     check_cancel(cancel)
     if method == "leiden":
         graph = yield from iter_graph(vectors, s, cancel)
-        yield Progress(0, 1, f"Leiden on the neighbour graph of {len(vectors)} cells")
+        yield Progress(0, 1, f"Leiden on the neighbor graph of {len(vectors)} cells")
         return cluster(vectors, "leiden", n_neighbors=s.n_neighbors, graph=graph,
                        random_state=s.random_state)
     yield Progress(0, 1, f"{method} on {len(vectors)} cells")
@@ -112,7 +112,7 @@ def iter_batch(vectors, subjects, classes=None, settings: Settings = DEFAULT,
                          random_state=s.random_state)
 
 
-def iter_analyse(vectors, subjects=None, classes=None, *, method: str = DEFAULTS.map_method,
+def iter_analyze(vectors, subjects=None, classes=None, *, method: str = DEFAULTS.map_method,
                  settings: Settings = DEFAULT, cancel: threading.Event | None = None
                  ) -> ProgressGen[Analysis]:
     """Map + k-means clusters + batch metrics (when >= 2 subjects), as the dock computes them."""
@@ -126,6 +126,6 @@ def iter_analyse(vectors, subjects=None, classes=None, *, method: str = DEFAULTS
     return Analysis(coords, clusters, batch, s, method)
 
 
-def analyse(vectors, subjects=None, classes=None, **kwargs) -> Analysis:
-    """Synchronous :func:`iter_analyse`."""
-    return run_to_completion(iter_analyse(vectors, subjects, classes, **kwargs))
+def analyze(vectors, subjects=None, classes=None, **kwargs) -> Analysis:
+    """Synchronous :func:`iter_analyze`."""
+    return run_to_completion(iter_analyze(vectors, subjects, classes, **kwargs))

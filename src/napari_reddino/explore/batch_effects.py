@@ -1,10 +1,10 @@
 """Batch-effect metrics: does the embedding group cells by subject (bad) or by class (good)?
 
 - subject silhouette (scikit-learn, cosine): near 0 or below = subjects mixed; high = batch effect;
-- iLISI: inverse Simpson index of subjects among each cell's k nearest neighbours, scaled to
-  [0, 1] by the number of subjects (1 = neighbourhoods as mixed as they can be, 0 = one subject);
-- subject entropy of neighbourhoods (normalised by log of the number of subjects);
-- kBET-like rejection rate: share of neighbourhoods whose subject counts a chi-square test rejects
+- iLISI: inverse Simpson index of subjects among each cell's k nearest neighbors, scaled to
+  [0, 1] by the number of subjects (1 = neighborhoods as mixed as they can be, 0 = one subject);
+- subject entropy of neighborhoods (normalized by log of the number of subjects);
+- kBET-like rejection rate: share of neighborhoods whose subject counts a chi-square test rejects
   against the global subject proportions (alpha 0.05; high = batch effect);
 - where classes exist: class silhouette and k-NN class purity (high = classes separate).
 """
@@ -51,17 +51,17 @@ class BatchReport:
         return long[["scope", "group", "metric", "value"]]
 
 
-def neighbour_indices(vectors: np.ndarray, k: int) -> np.ndarray:
+def neighbor_indices(vectors: np.ndarray, k: int) -> np.ndarray:
     """(N, k) indices of each cell's k nearest other cells by cosine distance."""
-    from napari_reddino.explore.neighbours import neighbour_graph
+    from napari_reddino.explore.neighbors import neighbor_graph
 
-    return neighbour_graph(vectors, k, metric="cosine").others(k)[0]
+    return neighbor_graph(vectors, k, metric="cosine").others(k)[0]
 
 
-def _composition(neighbour_groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """(N, n_groups) counts of each group among each cell's neighbours."""
-    n = neighbour_groups.shape[0]
-    flat = (np.arange(n)[:, None] * n_groups + neighbour_groups).ravel()
+def _composition(neighbor_groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """(N, n_groups) counts of each group among each cell's neighbors."""
+    n = neighbor_groups.shape[0]
+    flat = (np.arange(n)[:, None] * n_groups + neighbor_groups).ravel()
     return np.bincount(flat, minlength=n * n_groups).reshape(n, n_groups)
 
 
@@ -79,16 +79,16 @@ def _silhouette(vectors, groups, random_state) -> np.ndarray:
 
 
 def subject_mixing(
-    neighbour_subjects: np.ndarray, n_subjects: int, subject_share: np.ndarray | None = None
+    neighbor_subjects: np.ndarray, n_subjects: int, subject_share: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """Per-cell iLISI (scaled), neighbourhood subject entropy and kBET-like rejection.
+    """Per-cell iLISI (scaled), neighborhood subject entropy and kBET-like rejection.
 
-    ``subject_share``: each subject's share of all cells, what a well-mixed neighbourhood holds
-    (default: the shares among all neighbourhoods).
+    ``subject_share``: each subject's share of all cells, what a well-mixed neighborhood holds
+    (default: the shares among all neighborhoods).
     """
     from scipy.stats import chi2
 
-    counts = _composition(neighbour_subjects, n_subjects)
+    counts = _composition(neighbor_subjects, n_subjects)
     k = counts.sum(axis=1, keepdims=True)
     share = counts / k
     inverse_simpson = 1.0 / (share**2).sum(axis=1)
@@ -111,12 +111,12 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = DEFAULTS.batch_k,
     """Subject mixing and class separation of ``vectors`` (N, D), one subject per cell.
 
     ``classes`` (optional, ``None`` / ``""`` = unlabeled) adds class silhouette and purity.
-    Neighbourhoods come from ``graph`` (a :class:`~napari_reddino.explore.neighbours.NeighbourGraph`
+    Neighborhoods come from ``graph`` (a :class:`~napari_reddino.explore.neighbors.NeighborGraph`
     of these cells, e.g. the one the map used) or else the shared graph of ``vectors``
-    (:func:`~.neighbours.feature_graph`, cached). ``max_cells``: score a random
+    (:func:`~.neighbors.feature_graph`, cached). ``max_cells``: score a random
     subsample of that size instead (``summary["n_scored"]`` says how many).
     """
-    from napari_reddino.explore.neighbours import DEFAULT_K, feature_graph
+    from napari_reddino.explore.neighbors import DEFAULT_K, feature_graph
 
     x = np.asarray(vectors, dtype=np.float32)
     subjects = np.asarray(subjects, dtype=object).astype(str)
@@ -135,7 +135,7 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = DEFAULTS.batch_k,
     if classes is not None and len(classes) != n_cells:
         raise ValueError(f"classes has {len(classes)} entries for {n_cells} cells")
     if graph is not None and len(graph.indices) != n_cells:
-        raise ValueError(f"the neighbour graph has {len(graph.indices)} cells, not {n_cells}")
+        raise ValueError(f"the neighbor graph has {len(graph.indices)} cells, not {n_cells}")
     if max_cells is not None and n_cells > max_cells:
         rows = np.sort(np.random.default_rng(random_state).choice(n_cells, max_cells, False))
         x, subjects, subject_codes = x[rows], subjects[rows], subject_codes[rows]
@@ -144,9 +144,9 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = DEFAULTS.batch_k,
     if graph is None:
         graph = feature_graph(x, min(max(k, DEFAULT_K), x.shape[0] - 1),
                               random_state=random_state)
-    neighbours = graph.others(k)[0]
+    neighbors = graph.others(k)[0]
     share = np.bincount(subject_codes, minlength=subject_names.size) / subject_codes.size
-    per_cell = subject_mixing(subject_codes[neighbours], subject_names.size, share)
+    per_cell = subject_mixing(subject_codes[neighbors], subject_names.size, share)
     per_cell["subject"] = subjects
     per_cell["subject_silhouette"] = _silhouette(x, subject_codes, random_state)
     per_subject = per_cell.groupby("subject").agg(
@@ -164,7 +164,7 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = DEFAULTS.batch_k,
     }
     per_class = None
     if classes is not None:
-        per_class = _class_separation(x, classes, neighbours, random_state)
+        per_class = _class_separation(x, classes, neighbors, random_state)
         if per_class is not None:
             weights = per_class["n_cells"] / per_class["n_cells"].sum()
             summary["class_silhouette"] = float((per_class["class_silhouette"] * weights).sum())
@@ -172,7 +172,7 @@ def batch_metrics(vectors, subjects, classes=None, *, k: int = DEFAULTS.batch_k,
     return BatchReport(per_subject, summary, per_class)
 
 
-def _class_separation(x, classes, neighbours, random_state) -> pd.DataFrame | None:
+def _class_separation(x, classes, neighbors, random_state) -> pd.DataFrame | None:
     """Per-class silhouette and k-NN purity over the labeled cells (None if < 2 classes)."""
     classes = np.asarray(classes, dtype=object)
     if classes.shape[0] != x.shape[0]:
@@ -184,9 +184,9 @@ def _class_separation(x, classes, neighbours, random_state) -> pd.DataFrame | No
     all_codes = np.full(x.shape[0], -1)
     all_codes[labeled] = codes
     silhouette = _silhouette(x[labeled], codes, random_state)
-    neighbour_codes = all_codes[neighbours[labeled]]
-    known = neighbour_codes >= 0
-    same = (neighbour_codes == codes[:, None]) & known
+    neighbor_codes = all_codes[neighbors[labeled]]
+    known = neighbor_codes >= 0
+    same = (neighbor_codes == codes[:, None]) & known
     purity = same.sum(axis=1) / np.maximum(known.sum(axis=1), 1)
     frame = pd.DataFrame({"class": names[codes], "class_silhouette": silhouette,
                           "class_purity": np.where(known.any(axis=1), purity, np.nan)})

@@ -1,6 +1,6 @@
 """Cluster cells on their embeddings or on a 2-D map: k-means, HDBSCAN, Leiden.
 
-Labels are renumbered by cluster size (0 = largest; ties by first cell), so colours stay stable
+Labels are renumbered by cluster size (0 = largest; ties by first cell), so colors stay stable
 when a user re-runs with a different seed and the clusters only swap ids. ``-1`` is noise (HDBSCAN).
 """
 
@@ -64,7 +64,7 @@ def leiden(
 ) -> np.ndarray:
     """Leiden communities of the symmetric k-NN graph (leidenalg + igraph, optional).
 
-    ``graph``: a :class:`~.neighbours.NeighbourGraph` of these cells (the one the
+    ``graph``: a :class:`~.neighbors.NeighborGraph` of these cells (the one the
     map used); without it the shared graph of ``x`` is found (or taken from the cache).
     """
     try:
@@ -75,7 +75,7 @@ def leiden(
             "Leiden clustering needs the optional packages 'leidenalg' and 'igraph': "
             "pip install leidenalg igraph (or use method='kmeans' / 'hdbscan')"
         ) from None
-    from napari_reddino.explore.neighbours import DEFAULT_K, feature_graph
+    from napari_reddino.explore.neighbors import DEFAULT_K, feature_graph
 
     n_neighbors = min(int(n_neighbors), x.shape[0] - 1)
     if n_neighbors < 1:
@@ -83,7 +83,7 @@ def leiden(
     if graph is None:
         graph = feature_graph(x, max(n_neighbors, DEFAULT_K), random_state=random_state)
     if len(graph.indices) != x.shape[0]:
-        raise ValueError(f"the neighbour graph has {len(graph.indices)} cells, x {x.shape[0]}")
+        raise ValueError(f"the neighbor graph has {len(graph.indices)} cells, x {x.shape[0]}")
     adjacency = graph.adjacency(min(n_neighbors, graph.k)).tocoo()
     upper = adjacency.row < adjacency.col
     g = igraph.Graph(n=x.shape[0], edges=np.c_[adjacency.row[upper], adjacency.col[upper]])

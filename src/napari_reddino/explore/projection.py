@@ -1,9 +1,9 @@
 """2-D maps of cell embeddings: UMAP (umap-learn), PCA and t-SNE (scikit-learn), cached.
 
 Why the extras around the libraries:
-- cache: the explorer re-asks for the same map whenever a layer or colouring changes, so results
+- cache: the explorer re-asks for the same map whenever a layer or coloring changes, so results
   are kept by a BLAKE2 hash of the array's bytes + the parameters (in memory, optionally on disk);
-- neighbours: UMAP's fuzzy set is built from the k-NN graph of :mod:`.neighbours`, the same
+- neighbors: UMAP's fuzzy set is built from the k-NN graph of :mod:`.neighbors`, the same
   graph clusters, batch metrics and label spreading use, found without numba's NN-descent (which
   compiled for ~30 s in every new process); D > 50 is PCA-reduced to 50 first;
 - no compile: for cosine/euclidean maps with UMAP's usual options the fuzzy set and the layout
@@ -11,7 +11,7 @@ Why the extras around the libraries:
   numba; any other option goes to umap-learn's own fit, its kernels cached on disk
   (:mod:`._umap_fast`, ``NUMBA_CACHE_DIR`` in the user cache folder);
 - every cell is placed by the same fit, with progress per layout epoch and cancel at any point;
-- quality: :func:`trustworthiness` (scikit-learn) says how well the map keeps neighbourhoods.
+- quality: :func:`trustworthiness` (scikit-learn) says how well the map keeps neighborhoods.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from napari_reddino import names as nm
 from napari_reddino._paths import configure_numba_cache  # noqa: F401  (re-exported for callers)
 from napari_reddino.defaults import DEFAULTS
-from napari_reddino.explore.neighbours import DEFAULT_K, content_key, iter_feature_graph
+from napari_reddino.explore.neighbors import DEFAULT_K, content_key, iter_feature_graph
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 __all__ = ["content_key"]  # re-exported: callers key their own caches the same way
@@ -42,7 +42,7 @@ SHORT_LAYOUT_ABOVE = 2000  # cells; umap-learn itself uses 500 epochs up to 10k 
 
 @dataclass
 class Projection:
-    """A map with what it took: ``coords`` (N, 2) float32 and its neighbourhood quality."""
+    """A map with what it took: ``coords`` (N, 2) float32 and its neighborhood quality."""
 
     coords: np.ndarray
     method: str
@@ -52,11 +52,11 @@ class Projection:
 
 
 def clear_cache() -> None:
-    """Forget every in-memory projection, neighbour graph and reduced matrix."""
-    from napari_reddino.explore.neighbours import clear_cache as clear_neighbours
+    """Forget every in-memory projection, neighbor graph and reduced matrix."""
+    from napari_reddino.explore.neighbors import clear_cache as clear_neighbors
 
     _MEMORY_CACHE.clear()
-    clear_neighbours()
+    clear_neighbors()
 
 
 def _cache_get(key: str, cache_dir: Path | None) -> np.ndarray | None:
@@ -137,7 +137,7 @@ def _iter_umap(x, n_components, random_state, cancel, params, graph_k, pca_dims)
 
 
 def _iter_umap_numpy(x, n_components, random_state, cancel, params, graph_k, pca_dims):
-    """The shared neighbour graph -> fuzzy set -> PCA start -> vectorised layout
+    """The shared neighbor graph -> fuzzy set -> PCA start -> vectorized layout
     (:mod:`._umap_layout`): no numba anywhere, so no compile in any session."""
     from napari_reddino.explore import _umap_layout
 
@@ -173,7 +173,7 @@ def _iter_umap_learn(x, n_components, random_state, cancel, params, graph_k, pca
         knn = graph.umap_knn(params["n_neighbors"])
         params.update(precomputed_knn=(*knn, None), force_approximation_algorithm=True)
     else:  # another metric: umap-learn searches itself (and compiles NN-descent)
-        from napari_reddino.explore.neighbours import reduce_features
+        from napari_reddino.explore.neighbors import reduce_features
 
         reduced = reduce_features(x, pca_dims, random_state)
     import umap
@@ -208,8 +208,8 @@ def iter_projection(
     """Map ``vectors`` (N, D) to ``n_components`` dims; returns a :class:`Projection`.
 
     ``params`` go to ``umap.UMAP`` / ``sklearn.manifold.TSNE`` (e.g. ``n_neighbors``,
-    ``min_dist``, ``metric``, ``perplexity``). UMAP's neighbours come from the shared graph
-    (:func:`.neighbours.iter_feature_graph`, ``graph_k`` neighbours, ``metric`` cosine by
+    ``min_dist``, ``metric``, ``perplexity``). UMAP's neighbors come from the shared graph
+    (:func:`.neighbors.iter_feature_graph`, ``graph_k`` neighbors, ``metric`` cosine by
     default). ``random_state=None`` is not reproducible and never cached.
     """
     x = _validate(vectors, method, n_components)
@@ -226,7 +226,7 @@ def iter_projection(
         elif method == "tsne":
             from sklearn.manifold import TSNE
 
-            from napari_reddino.explore.neighbours import reduce_features
+            from napari_reddino.explore.neighbors import reduce_features
 
             reduced = reduce_features(x, pca_dims, random_state)
             yield Progress(1, 3, f"t-SNE: fitting {x.shape[0]} cells")
@@ -242,7 +242,7 @@ def iter_projection(
             _cache_put(key, coords, cache_path)
     check_cancel(cancel)
     score = None
-    if quality and x.shape[0] >= 4:  # fewer cells have no neighbourhoods to keep
+    if quality and x.shape[0] >= 4:  # fewer cells have no neighborhoods to keep
         yield Progress(2, 3, "measuring trustworthiness")
         score = trustworthiness(x, coords, random_state=random_state or 0)
     yield Progress(3, 3, "map ready")
@@ -269,7 +269,7 @@ def project(vectors, method: str = DEFAULTS.map_method, **kwargs) -> np.ndarray:
 def trustworthiness(
     X, Y, n_neighbors: int = 10, *, max_samples: int = 5000, random_state: int = 0
 ) -> float:
-    """scikit-learn's trustworthiness in [0, 1] (1 = map keeps every neighbourhood).
+    """scikit-learn's trustworthiness in [0, 1] (1 = map keeps every neighborhood).
 
     It needs all pairwise distances, so above ``max_samples`` cells a random subsample is scored.
     """
@@ -287,34 +287,34 @@ def trustworthiness(
     return float(sk_trustworthiness(X, Y, n_neighbors=n_neighbors))
 
 
-def warm_up(neighbours_index: bool = False) -> float:
+def warm_up(neighbors_index: bool = False) -> float:
     """Run a tiny seeded UMAP so its imports are done before the user's first map; with
-    ``neighbours_index`` also compile NN-descent (numba, once per process), which maps of more
-    than ``neighbours.EXACT_MAX`` cells use. Returns the seconds it took; run it off the UI
+    ``neighbors_index`` also compile NN-descent (numba, once per process), which maps of more
+    than ``neighbors.EXACT_MAX`` cells use. Returns the seconds it took; run it off the UI
     thread."""
     import time
 
-    from napari_reddino.explore.neighbours import warm_up_index
+    from napari_reddino.explore.neighbors import warm_up_index
 
     start = time.perf_counter()
     x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
     run_to_completion(iter_projection(x, "umap", n_neighbors=5, quality=False, n_epochs=10))
-    if neighbours_index:
+    if neighbors_index:
         warm_up_index()
     return time.perf_counter() - start
 
 
-def warm_up_in_background(neighbours_index: bool = False) -> None:
+def warm_up_in_background(neighbors_index: bool = False) -> None:
     """:func:`warm_up` once per process in a daemon thread (the explorer dock calls it on open,
-    and with ``neighbours_index`` once it holds many cells), so the user's first map finds
+    and with ``neighbors_index`` once it holds many cells), so the user's first map finds
     UMAP imported and its kernels loaded."""
-    flag = _WARMING[bool(neighbours_index)]
+    flag = _WARMING[bool(neighbors_index)]
     if flag.is_set():
         return
     flag.set()
 
     def warm() -> None:
         with contextlib.suppress(Exception):  # the real map reports problems, not the warm-up
-            warm_up(neighbours_index)
+            warm_up(neighbors_index)
 
     threading.Thread(target=warm, name="reddino-umap-warm-up", daemon=True).start()

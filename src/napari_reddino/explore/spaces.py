@@ -1,9 +1,9 @@
-"""The spaces cells are compared in: backbone embedding, standardised morphology, or both.
+"""The spaces cells are compared in: backbone embedding, standardized morphology, or both.
 
 Why: the embedding sees every cell rescaled to one crop size and misses absolute size and stain
-density, which the morphology keeps. On the 8,300 matched labelled real cells of Chula RBC-12,
+density, which the morphology keeps. On the 8,300 matched labeled real cells of Chula RBC-12,
 scored from a ``napari-reddino run`` folder (``benchmarks/real_cells.py --from-run``, bundled
-backbone) the standardised morphology measures best (linear probe 85.1 / 20-NN 81.2 weighted F1,
+backbone) the standardized morphology measures best (linear probe 85.1 / 20-NN 81.2 weighted F1,
 against 84.8 / 76.0 for both and 64.2 / 54.8 for the embedding), so ``morphology`` is the default
 (``defaults.DEFAULTS.space``) wherever the cells have it. Explorer, propagation, review queue,
 suggestions, ``rd.tl`` and the CLI all get their (N, D) matrix from :func:`space_matrix` and
@@ -30,7 +30,7 @@ MORPHOLOGY_WEIGHT = DEFAULTS.morphology_weight
 _CLIP = 3.0
 
 
-def standardise(matrix) -> np.ndarray:
+def standardize(matrix) -> np.ndarray:
     """Robust z-scores per column (median, 1.4826 MAD; std when MAD is 0), softly saturated at
     +-3 (``3 tanh(z / 3)``).
 
@@ -47,23 +47,23 @@ def standardise(matrix) -> np.ndarray:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            centre = np.nanmedian(x, axis=0)
-            scale = 1.4826 * np.nanmedian(np.abs(x - centre), axis=0)
+            center = np.nanmedian(x, axis=0)
+            scale = 1.4826 * np.nanmedian(np.abs(x - center), axis=0)
             std = np.nanstd(x, axis=0)
     scale = np.where(scale > 1e-12, scale, std)
     scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
-    z = (x - np.nan_to_num(centre)) / scale
+    z = (x - np.nan_to_num(center)) / scale
     z = np.clip(np.nan_to_num(z, nan=0.0), -1e6, 1e6)
     return (_CLIP * np.tanh(z / _CLIP)).astype(np.float32)
 
 
 def combine(morphology_z, embedding, *, morphology_weight: float = MORPHOLOGY_WEIGHT):
-    """Standardised morphology beside the standardised embedding, each block scaled so that it
+    """Standardized morphology beside the standardized embedding, each block scaled so that it
     carries ``morphology_weight`` (resp. the rest) of the total variance, whatever its width."""
     if not 0.0 <= morphology_weight <= 1.0:
         raise ValueError(f"morphology_weight must be in [0, 1], got {morphology_weight}")
     m = np.asarray(morphology_z, np.float32)
-    e = standardise(embedding)
+    e = standardize(embedding)
     if len(m) != len(e):
         raise ValueError(f"{len(m)} morphology rows but {len(e)} embedding rows")
     m = m * np.sqrt(morphology_weight / max(m.shape[1], 1))
@@ -123,7 +123,7 @@ def space_matrix(table: pd.DataFrame, vectors=None, space: str = DEFAULT_SPACE, 
             f"the '{space}' space needs the morphology columns (morph_*): the cell table has "
             "none; re-run segmentation / 'napari-reddino run' with this version"
         )
-    morph = standardise(table[columns].to_numpy(np.float64))
+    morph = standardize(table[columns].to_numpy(np.float64))
     if space == MORPHOLOGY:
         return morph
     return combine(morph, _embedding_rows(table, vectors, row_column),

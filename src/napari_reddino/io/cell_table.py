@@ -69,7 +69,7 @@ def empty_table() -> pd.DataFrame:
 
 def region_features(labels: np.ndarray, image: np.ndarray, *, image_name: str,
                     subject: str) -> pd.DataFrame:
-    """Per-cell geometry and mean colour of an instance label image (one row per label, sorted)."""
+    """Per-cell geometry and mean color of an instance label image (one row per label, sorted)."""
     labels = np.asarray(labels)
     image = np.asarray(image)
     if labels.ndim != 2:

@@ -42,7 +42,7 @@ def _check_layout(shape: tuple, dtype: np.dtype) -> None:
         raise InputError(f"the image looks channels-first {tuple(shape)}; transpose it to "
                          f"(H, W, C) first, e.g. np.moveaxis(image, 0, -1)")
     elif ndim != 3 or shape[2] not in (3, 4):
-        raise InputError(f"expected a 2D gray or (H, W, 3|4) colour image, got shape "
+        raise InputError(f"expected a 2D gray or (H, W, 3|4) color image, got shape "
                          f"{tuple(shape)}; pick one plane of a stack before segmenting")
     if min(shape[:2]) < MIN_SIDE:
         raise InputError(f"the image is {shape[0]}x{shape[1]} pixels; a smear "

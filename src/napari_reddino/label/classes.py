@@ -1,4 +1,4 @@
-"""Class sets: the ordered class names a user labels with, a colour each, keys 1-9.
+"""Class sets: the ordered class names a user labels with, a color each, keys 1-9.
 
 A ``ClassSet`` is immutable (``add`` / ``rename`` / ``remove`` return a new set), so the module's
 ready-made sets can be shared safely between docks. Saved as a small, hand-editable JSON file.
@@ -20,7 +20,7 @@ _N_SHORTCUTS = 9
 
 
 def default_colors(n: int) -> list[str]:
-    """``n`` distinct hex colours: tab10, then tab20's light shades, then tab20b/c."""
+    """``n`` distinct hex colors: tab10, then tab20's light shades, then tab20b/c."""
     palette: list[str] = []
     for name in ("tab10", "tab20", "tab20b", "tab20c"):
         for rgba in colormaps[name].colors:
@@ -36,7 +36,7 @@ class ClassInUseError(ValueError):
 
 @dataclass(frozen=True)
 class ClassSet:
-    """Ordered class names with a colour each; the first nine get keys ``"1"`` to ``"9"``."""
+    """Ordered class names with a color each; the first nine get keys ``"1"`` to ``"9"``."""
 
     names: tuple[str, ...]
     colors: tuple[str, ...] = ()
@@ -51,10 +51,10 @@ class ClassSet:
             raise ValueError(f"class names must be unique; repeated: {duplicates}")
         colors = tuple(self.colors) or tuple(default_colors(len(names)))
         if len(colors) != len(names):
-            raise ValueError(f"{len(names)} class names but {len(colors)} colours")
+            raise ValueError(f"{len(names)} class names but {len(colors)} colors")
         bad = [c for c in colors if not is_color_like(c)]
         if bad:
-            raise ValueError(f"not colours: {bad} (use names like 'red' or hex like '#ff0000')")
+            raise ValueError(f"not colors: {bad} (use names like 'red' or hex like '#ff0000')")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "colors", tuple(to_hex(c) for c in colors))
 
@@ -79,7 +79,7 @@ class ClassSet:
 
     @property
     def color_map(self) -> dict[str, str]:
-        """Class name -> hex colour (for napari's ``face_color`` / label colours)."""
+        """Class name -> hex color (for napari's ``face_color`` / label colors)."""
         return dict(zip(self.names, self.colors))
 
     @property
@@ -92,7 +92,7 @@ class ClassSet:
         return str(i + 1) if i < _N_SHORTCUTS else None
 
     def add(self, name: str, color: str | None = None) -> ClassSet:
-        """A new set with ``name`` appended (next palette colour unless given)."""
+        """A new set with ``name`` appended (next palette color unless given)."""
         name = str(name).strip()
         if name in self.names:
             raise ValueError(f"class {name!r} already exists")

@@ -1,6 +1,6 @@
 """Propagation by a classifier fitted on the labeled cells, and the k-NN / classifier choice.
 
-Why beside k-NN: with 20 labels per class a linear boundary in the feature space generalises
+Why beside k-NN: with 20 labels per class a linear boundary in the feature space generalizes
 past the few nearest labeled cells, while with a handful k-NN is often safer. Which one wins
 depends on the cells, so ``method="auto"`` cross-validates both on the labeled cells only
 (leave-one-out when every class has at most 5 labels: one fold per label of each class).
@@ -19,7 +19,7 @@ _FOLDS = 5
 
 
 def make_logreg(random_state: int = 0):
-    """Standardise, then a class-balanced multinomial logistic regression."""
+    """Standardize, then a class-balanced multinomial logistic regression."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -2,7 +2,7 @@
 
 Why a module of its own: labels are hours of a hematologist's work. Import never overwrites the
 table it is given (it returns a merged copy and says which cells no longer exist or no longer lie
-where they were labelled), exports are written atomically, and the autosave is an append-only
+where they were labeled), exports are written atomically, and the autosave is an append-only
 journal (:mod:`napari_reddino.label.journal`, re-exported here).
 """
 

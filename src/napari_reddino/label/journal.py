@@ -143,10 +143,10 @@ class Autosaver:
                 wanted[_key(image, label, y, x)] = (image, int(label), str(name), y, x)
         changes = [row for key, row in wanted.items() if self._labels.get(key, ())[2:3] !=
                    (row[2],)]
-        relabelled = {key[:2] for key in wanted}
+        relabeled = {key[:2] for key in wanted}
         for key, (image, label, _name, y, x) in self._labels.items():
-            if key in wanted or (len(key) == 2 and key in relabelled):
-                continue  # still labelled (now with its position)
+            if key in wanted or (len(key) == 2 and key in relabeled):
+                continue  # still labeled (now with its position)
             if (image, label) not in present:
                 continue  # its smear (or this cell) is not loaded: keep the label
             py, px = present[(image, label)]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from napari_reddino.defaults import DEFAULTS
-from napari_reddino.explore.neighbours import unit_rows
+from napari_reddino.explore.neighbors import unit_rows
 from napari_reddino.io.cell_table import unlabeled_mask
 from napari_reddino.names import (
     CLASS,
@@ -78,20 +78,20 @@ def _check_inputs(vectors, classes, k, weighting, metric, class_names):
 
 
 def _nearest_labeled(chunk: np.ndarray, labeled_unit: np.ndarray, k: int,
-                     centre: np.ndarray | None = None):
+                     center: np.ndarray | None = None):
     """Cosine similarities and indices of the ``k`` most similar labeled cells per row.
 
     The ranking of a row does not change when the row is scaled, so the selection
     (``argpartition``, faster here than any sort or index) runs on the raw dot products and only
-    the ``k`` winners are divided by the row's norm. With ``centre`` (``labeled_unit`` then holds
-    unit ``labeled - centre`` rows) rows are centred algebraically: (x - c)·l = x·l - c·l and
+    the ``k`` winners are divided by the row's norm. With ``center`` (``labeled_unit`` then holds
+    unit ``labeled - center`` rows) rows are centered algebraically: (x - c)·l = x·l - c·l and
     |x - c|² = |x|² - 2 x·c + |c|², without copying x.
     """
     dots = chunk @ labeled_unit.T
     norms_sq = np.einsum("ij,ij->i", chunk, chunk)
-    if centre is not None:
-        dots -= centre @ labeled_unit.T
-        norms_sq += centre @ centre - 2.0 * (chunk @ centre)
+    if center is not None:
+        dots -= center @ labeled_unit.T
+        norms_sq += center @ center - 2.0 * (chunk @ center)
     if k < dots.shape[1]:
         idx = np.argpartition(dots, dots.shape[1] - k, axis=1)[:, -k:]
     else:
@@ -103,7 +103,7 @@ def _nearest_labeled(chunk: np.ndarray, labeled_unit: np.ndarray, k: int,
     return np.clip(sims, -1.0, 1.0), idx
 
 
-def _vote(sims: np.ndarray, neighbour_class: np.ndarray, n_classes: int, weighting: str):
+def _vote(sims: np.ndarray, neighbor_class: np.ndarray, n_classes: int, weighting: str):
     """Distance-weighted votes as scikit-learn casts them: (winner, vote share, mean sim).
 
     numpy on purpose: the arrays are small (rows x k), where thread start-up costs more than
@@ -120,11 +120,11 @@ def _vote(sims: np.ndarray, neighbour_class: np.ndarray, n_classes: int, weighti
         if has_exact.any():  # an exact duplicate of a labeled cell takes all the weight
             weights[has_exact] = exact[has_exact]
     rows = np.arange(sims.shape[0])[:, None]
-    votes = np.bincount((rows * n_classes + neighbour_class).ravel(), weights.ravel(),
+    votes = np.bincount((rows * n_classes + neighbor_class).ravel(), weights.ravel(),
                         minlength=sims.shape[0] * n_classes).reshape(-1, n_classes)
     winner = votes.argmax(axis=1)
     share = votes[rows[:, 0], winner] / votes.sum(axis=1)
-    for_winner = neighbour_class == winner[:, None]
+    for_winner = neighbor_class == winner[:, None]
     mean_sim = (sims * for_winner).sum(axis=1) / np.maximum(for_winner.sum(axis=1), 1)
     return winner, share.astype(np.float32), np.clip(mean_sim, 0.0, 1.0)
 
@@ -151,7 +151,7 @@ def iter_propagate(
 
     Confidence is the winning class's share of the weighted votes of the ``k`` nearest labeled
     cells; ``scale_by_similarity`` multiplies it by their mean cosine similarity, so a cell far
-    from every labeled cell is flagged even when its few neighbours agree. With ``spreading`` the
+    from every labeled cell is flagged even when its few neighbors agree. With ``spreading`` the
     labels then diffuse over the k-NN graph of all cells (``alpha`` = how far they travel;
     ``graph``: that graph precomputed, e.g. the explorer's, else the shared cached one).
     ``center`` measures cosine around the mean cell instead of the origin: embeddings whose
@@ -183,11 +183,11 @@ def iter_propagate(
                                                      random_state=random_state, cancel=cancel)
         return _result(names, winners, confidence, classes, labeled_rows, "logreg", scores)
     k_eff = min(int(k), labeled_rows.size)
-    centre = x.mean(axis=0, dtype=np.float64).astype(np.float32) if center else None
+    center = x.mean(axis=0, dtype=np.float64).astype(np.float32) if center else None
     labeled_x = x[labeled_rows]
     if not np.all(np.isfinite(labeled_x)):
         raise ValueError("vectors of labeled cells contain NaN / inf; re-run the embedding")
-    labeled_unit = unit_rows(labeled_x if centre is None else labeled_x - centre)
+    labeled_unit = unit_rows(labeled_x if center is None else labeled_x - center)
     labeled_codes = codes.astype(np.int64)
     winners = np.empty(n, dtype=np.int64)
     confidence = np.empty(n, dtype=np.float32)
@@ -197,7 +197,7 @@ def iter_propagate(
         check_cancel(cancel)
         yield Progress(step, steps, "voting among the nearest labeled cells")
         chunk = x[start : start + _CHUNK_ROWS]
-        sims, idx = _nearest_labeled(chunk, labeled_unit, k_eff, centre)
+        sims, idx = _nearest_labeled(chunk, labeled_unit, k_eff, center)
         winner, share, mean_sim = _vote(sims, labeled_codes[idx], len(names), weighting)
         if scale_by_similarity:
             share = share * mean_sim
@@ -235,25 +235,25 @@ def propagate(vectors, classes, **kwargs) -> Propagation:
 def knn_graph(x: np.ndarray, k: int, *, random_state: int = 0, graph=None):
     """Symmetric sparse cosine-similarity k-NN graph of all cells (self excluded).
 
-    From ``graph`` (a :class:`~napari_reddino.explore.neighbours.NeighbourGraph` of these cells) or
-    else the shared graph of ``x`` (:func:`~..explore.neighbours.feature_graph`, cached:
+    From ``graph`` (a :class:`~napari_reddino.explore.neighbors.NeighborGraph` of these cells) or
+    else the shared graph of ``x`` (:func:`~..explore.neighbors.feature_graph`, cached:
     the one the explorer's map, Leiden and batch metrics use for the same cells).
     """
-    from napari_reddino.explore.neighbours import DEFAULT_K, feature_graph
+    from napari_reddino.explore.neighbors import DEFAULT_K, feature_graph
 
     k = min(k, x.shape[0] - 1)
     if graph is None:
         graph = feature_graph(x, max(k, min(DEFAULT_K, x.shape[0] - 1)),
                               random_state=random_state)
     if len(graph.indices) != x.shape[0] or graph.k < k:
-        raise ValueError(f"the neighbour graph ({len(graph.indices)} cells, {graph.k} "
-                         f"neighbours) does not fit {x.shape[0]} cells and k={k}")
+        raise ValueError(f"the neighbor graph ({len(graph.indices)} cells, {graph.k} "
+                         f"neighbors) does not fit {x.shape[0]} cells and k={k}")
     return graph.adjacency(k, weighted=True)
 
 
 def _iter_spread(x, codes, labeled_rows, n_classes, *, k, alpha, max_iter, random_state,
                  cancel, step0, steps, graph=None):
-    """Zhou et al. label spreading F <- alpha S F + (1 - alpha) Y on the normalised graph."""
+    """Zhou et al. label spreading F <- alpha S F + (1 - alpha) Y on the normalized graph."""
     from scipy import sparse
 
     if not 0.0 < alpha < 1.0:

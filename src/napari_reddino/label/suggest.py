@@ -1,7 +1,7 @@
 """Which cells to label first: a handful of diverse, representative cells.
 
 k-means on the chosen feature space splits the cells into as many groups as cells are wanted;
-the suggestion is each group's medoid (the real cell nearest the group's centre), biggest group
+the suggestion is each group's medoid (the real cell nearest the group's center), biggest group
 first. Medoids are typical of many cells (so their label carries far) and the groups cover the
 whole space (so rare shapes get a cell too), which random picks do not guarantee.
 """
@@ -27,7 +27,7 @@ def suggest_cells(vectors, n: int = DEFAULTS.n_suggestions, *, exclude=None,
                   random_state: int = DEFAULTS.random_state) -> np.ndarray:
     """Row indices of ``n`` cells to label, most representative first.
 
-    ``exclude`` (bool mask or row indices, e.g. the cells labelled already) are never suggested,
+    ``exclude`` (bool mask or row indices, e.g. the cells labeled already) are never suggested,
     and groups that already hold such a cell come last: their kind is known.
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -65,7 +65,7 @@ def suggest_cells(vectors, n: int = DEFAULTS.n_suggestions, *, exclude=None,
             picks.append(best)
         if len(picks) == n:
             break
-    if len(picks) < n:  # groups made only of labelled cells: fill with the farthest free cells
+    if len(picks) < n:  # groups made only of labeled cells: fill with the farthest free cells
         rest = np.setdiff1d(free, picks)
         far = rest[np.argsort(-dist[rest] * ~np.isinf(dist[rest]))]
         picks.extend(far[: n - len(picks)])

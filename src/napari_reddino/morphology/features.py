@@ -2,7 +2,7 @@
 
 Why beside the embedding: the backbone sees every cell rescaled to one crop size, so absolute
 size (macro-/microcytes) and stain density leave it; these features keep them. Families follow
-RedTell (marrlab): size and shape, central pallor, colour and stain, texture, inclusions.
+RedTell (marrlab): size and shape, central pallor, color and stain, texture, inclusions.
 :data:`FEATURES` names each one with its family, unit and a one-line definition (the table in
 ``docs/morphology.md`` is generated from it). All cells of a smear are measured together
 (bincount over the cell pixels, skimage region properties): a 4096² smear takes seconds.
@@ -20,7 +20,7 @@ from napari_reddino.morphology import stain as _stain
 
 #: Prefix of the morphology columns in the cell table (``morph_area`` ...).
 COLUMN_PREFIX = "morph_"
-FAMILIES = ("size and shape", "central pallor", "colour and stain", "texture", "inclusions")
+FAMILIES = ("size and shape", "central pallor", "color and stain", "texture", "inclusions")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ FEATURES: tuple[Feature, ...] = tuple(Feature(*row) for row in (
     ("convexity", _S, "", "perimeter of the convex hull / perimeter (low = crenated outline)"),
     ("solidity", _S, "", "area / convex hull area (low = notches, bites, fragments)"),
     ("extent", _S, "", "area / bounding box area"),
-    ("radius_cv", _S, "", "spread of the centre-to-edge radius over angle / its mean"),
+    ("radius_cv", _S, "", "spread of the center-to-edge radius over angle / its mean"),
     ("boundary_curvature", _S, "", "mean absolute bending of the radius profile, per radian"),
     ("spicule_count", _S, "count", "outward spikes of the outline (burr cells, acanthocytes)"),
     ("tail_ratio", _S, "", "longest radius / mean radius (a teardrop's tail)"),
@@ -69,12 +69,12 @@ FEATURES: tuple[Feature, ...] = tuple(Feature(*row) for row in (
     ("ring_2", _P, "", "stain of the 2nd ring from the rim / cell's mean stain"),
     ("ring_3", _P, "", "stain of the middle ring / cell's mean stain"),
     ("ring_4", _P, "", "stain of the 4th ring / cell's mean stain"),
-    ("ring_5", _P, "", "stain of the centre / cell's mean stain"),
-    ("pallor_rim_ratio", _P, "", "centre stain / rim stain (< 1: central pallor; ~1 spherocyte)"),
+    ("ring_5", _P, "", "stain of the center / cell's mean stain"),
+    ("pallor_rim_ratio", _P, "", "center stain / rim stain (< 1: central pallor; ~1 spherocyte)"),
     ("pallor_fraction", _P, "", "share of the cell paler than 0.6 x the rim's stain"),
     ("pallor_elongation", _P, "", "long / short axis of the pale area (a slit: stomatocyte)"),
-    ("pallor_offset", _P, "", "distance of the pale area's centre from the cell's / radius"),
-    ("target_score", _P, "", "(centre stain - palest middle ring) / rim stain (> 0: target)"),
+    ("pallor_offset", _P, "", "distance of the pale area's center from the cell's / radius"),
+    ("target_score", _P, "", "(center stain - palest middle ring) / rim stain (> 0: target)"),
     ("mean_r", _C, "0-255", "mean red value"),
     ("mean_g", _C, "0-255", "mean green value"),
     ("mean_b", _C, "0-255", "mean blue value"),
@@ -87,12 +87,12 @@ FEATURES: tuple[Feature, ...] = tuple(Feature(*row) for row in (
     ("od_mean", _C, "OD", "mean optical density of the cell (stain density, hypochromia: low)"),
     ("od_std", _C, "OD", "spread of optical density inside the cell"),
     ("od_integrated", _C, "OD·px²", "optical density summed over the cell (haemoglobin content)"),
-    ("hue", _C, "°", "hue of the cell's mean colour"),
-    ("saturation", _C, "", "saturation of the cell's mean colour"),
+    ("hue", _C, "°", "hue of the cell's mean color"),
+    ("saturation", _C, "", "saturation of the cell's mean color"),
     ("glcm_contrast", _T, "", "GLCM contrast of 8 stain levels (local stain jumps)"),
     ("glcm_homogeneity", _T, "", "GLCM homogeneity (smooth stain: high)"),
     ("glcm_energy", _T, "", "GLCM energy (few stain levels: high)"),
-    ("glcm_correlation", _T, "", "GLCM correlation of neighbouring stain levels"),
+    ("glcm_correlation", _T, "", "GLCM correlation of neighboring stain levels"),
     ("glcm_entropy", _T, "", "GLCM entropy (mottled stain: high)"),
     ("lbp_entropy", _T, "", "entropy of the local binary pattern histogram"),
     ("lbp_spots", _T, "", "share of pixels that are a local bright or dark spot (LBP)"),
@@ -150,7 +150,7 @@ def morphology_features(labels, image, *, pixel_size: float | None = None,
     od = od3.mean(axis=2)
     values.update(_stain.pallor_features(idx, od[fg], depth, yy, xx, cy, cx,
                                          np.maximum(profile.mean(axis=1), 1.0), n))
-    values.update(_stain.colour_features(idx, image[fg].astype(np.float64), od3[fg],
+    values.update(_stain.color_features(idx, image[fg].astype(np.float64), od3[fg],
                                          values["area"], n, 1.0))
     gray = np.clip(255.0 - od * 255.0, 0, 255).astype(np.uint8)
     values.update(_stain.texture_features(lab, fg, idx, od, gray, n))

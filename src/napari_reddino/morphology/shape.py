@@ -23,7 +23,7 @@ def polar_profile(idx: np.ndarray, yy: np.ndarray, xx: np.ndarray, n: int):
     cy = np.bincount(idx, yy, minlength=n) / counts
     cx = np.bincount(idx, xx, minlength=n) / counts
     dy, dx = yy - cy[idx], xx - cx[idx]
-    radius = np.hypot(dy, dx) + 0.5  # a pixel reaches half a pixel beyond its centre
+    radius = np.hypot(dy, dx) + 0.5  # a pixel reaches half a pixel beyond its center
     angle = ((np.arctan2(dy, dx) + np.pi) * (N_ANGLES / (2 * np.pi))).astype(np.int64)
     key = idx * N_ANGLES + np.minimum(angle, N_ANGLES - 1)
     profile = np.zeros(n * N_ANGLES)

@@ -1,4 +1,4 @@
-"""Stain inside every cell: central pallor, colour, texture and dark inclusions.
+"""Stain inside every cell: central pallor, color, texture and dark inclusions.
 
 Everything works on the flat list of cell pixels (``idx`` = the cell's row) with ``np.bincount``,
 so one pass covers all cells of a smear. Stain is optical density (OD = log10 background /
@@ -45,13 +45,13 @@ def pallor_features(idx, od_px, depth, yy, xx, cy, cx, mean_radius, n):
     rings = _mean(idx * N_RINGS + ring, od_px, n * N_RINGS).reshape(n, N_RINGS)
     cell_od = np.maximum(_mean(idx, od_px, n), 1e-6)
     rim = np.maximum(rings[:, :2].mean(axis=1), 1e-6)
-    centre = _mean(idx, od_px * (depth >= 0.6), n) / np.maximum(_mean(idx, depth >= 0.6, n), 1e-6)
+    center = _mean(idx, od_px * (depth >= 0.6), n) / np.maximum(_mean(idx, depth >= 0.6, n), 1e-6)
     pale = (od_px < PALLOR_FRACTION_OF_RIM * rim[idx]) & (depth >= 0.25)
     out = {f"ring_{i + 1}": rings[:, i] / cell_od for i in range(N_RINGS)}
-    out["pallor_rim_ratio"] = centre / rim
+    out["pallor_rim_ratio"] = center / rim
     out["pallor_fraction"] = _mean(idx, pale, n)
     out["target_score"] = (rings[:, -1] - rings[:, 2:4].min(axis=1)) / rim
-    # the pale area's own shape: a slit (stomatocyte) or a disc, centred or not
+    # the pale area's own shape: a slit (stomatocyte) or a disc, centered or not
     w = pale.astype(np.float64)
     mass = np.maximum(np.bincount(idx, w, minlength=n), 1e-6)
     py = np.bincount(idx, w * yy, minlength=n) / mass
@@ -67,7 +67,7 @@ def pallor_features(idx, od_px, depth, yy, xx, cy, cx, mean_radius, n):
     return out
 
 
-def colour_features(idx, rgb_px, od3_px, area, n, pixel_area):
+def color_features(idx, rgb_px, od3_px, area, n, pixel_area):
     """Per-channel means / spreads, OD per channel, total stain, hue and saturation."""
     out = {}
     for c, name in enumerate("rgb"):
@@ -87,7 +87,7 @@ def colour_features(idx, rgb_px, od3_px, area, n, pixel_area):
     return out
 
 
-def _neighbours(shape, fg):
+def _neighbors(shape, fg):
     """Flat positions of the cell pixels in the image padded by one pixel, and its row stride."""
     yy, xx = np.nonzero(fg)
     stride = shape[1] + 2
@@ -95,28 +95,28 @@ def _neighbours(shape, fg):
 
 
 def lbp_codes(gray, fg):
-    """Rotation-invariant uniform LBP (8 neighbours, radius 1; skimage's ``"uniform"``) codes
-    of the cell pixels: 0-8 = number of neighbours at least as bright, 9 = non-uniform."""
-    pos, stride = _neighbours(gray.shape, fg)
+    """Rotation-invariant uniform LBP (8 neighbors, radius 1; skimage's ``"uniform"``) codes
+    of the cell pixels: 0-8 = number of neighbors at least as bright, 9 = non-uniform."""
+    pos, stride = _neighbors(gray.shape, fg)
     flat = np.pad(gray, 1, mode="edge").ravel()
-    centre = flat[pos]
+    center = flat[pos]
     ring = (-stride - 1, -stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1)
-    bits = np.stack([flat[pos + o] >= centre for o in ring]).astype(np.int8)
+    bits = np.stack([flat[pos + o] >= center for o in ring]).astype(np.int8)
     transitions = (bits != np.roll(bits, 1, axis=0)).sum(axis=0)
     return np.where(transitions <= 2, bits.sum(axis=0), 9).astype(np.int64)
 
 
 def texture_features(lab, fg, idx, od, gray, n):
-    """GLCM statistics (8 OD levels, right + down neighbours, symmetric) and LBP histogram."""
+    """GLCM statistics (8 OD levels, right + down neighbors, symmetric) and LBP histogram."""
     cell_od = np.maximum(_mean(idx, od[fg], n), 1e-6)
     L = GLCM_LEVELS
     level = np.clip((od[fg] / (2.0 * cell_od[idx]) * L).astype(np.int64), 0, L - 1)
-    pos, stride = _neighbours(lab.shape, fg)
+    pos, stride = _neighbors(lab.shape, fg)
     flat_lab = np.pad(lab, 1).ravel()
     flat_level = np.zeros(flat_lab.shape, np.int64)
     flat_level[pos] = level
     hist = np.zeros(n * L * L)
-    for offset in (1, stride):  # right and down neighbours inside the same cell
+    for offset in (1, stride):  # right and down neighbors inside the same cell
         same = flat_lab[pos + offset] == flat_lab[pos]
         cell, la, lb = idx[same], level[same], flat_level[pos[same] + offset]
         hist += np.bincount(cell * L * L + la * L + lb, minlength=n * L * L)

@@ -96,7 +96,7 @@ def overlay_rgb_data(
     translate: Sequence[float] | None = None, backbone: str = "", opacity: float = 0.5,
     visible: bool = True,
 ) -> LayerData:
-    """An overlay already coloured (``rgb`` over a grid placed at ``grid_scale`` /
+    """An overlay already colored (``rgb`` over a grid placed at ``grid_scale`` /
     ``grid_shift`` in image pixels), placed over an image layer shown with ``scale`` /
     ``translate``: the readers' and the embedding dock's overlays land alike."""
     image_scale = np.ones(2) if scale is None else np.asarray(scale, float)[-2:]

@@ -8,7 +8,7 @@
 - **embeddings** ``.npz``: inside a run/smear folder, that folder; ``<stem>.reddino.npz``
   beside ``<stem>_labels.tif`` + ``<stem>_cells.csv`` (``napari-reddino segment``): those.
 - **AnnData** ``.h5ad``: in a run folder, the run with the h5ad's table; elsewhere one Points
-  layer per image at the cell centres, ``features`` = ``.obs``.
+  layer per image at the cell centers, ``features`` = ``.obs``.
 
 No Qt here; layers are built by :mod:`napari_reddino.plugin.layers`.
 """
@@ -215,7 +215,7 @@ def read_npz_layers(path) -> list:
 
 
 def read_h5ad_layers(path) -> list:
-    """AnnData: inside a run folder, the run with its table; else cell centres as Points."""
+    """AnnData: inside a run folder, the run with its table; else cell centers as Points."""
     from napari_reddino.runs.anndata_io import from_anndata, read_h5ad
 
     h5ad = _one_path(path)

@@ -220,7 +220,7 @@ class LayerCells:
 
 
 def _set_rows(table: pd.DataFrame, rows: Any, name: str, values: np.ndarray) -> None:
-    """``table.loc[rows, name] = values``, creating the column and un-categorising it."""
+    """``table.loc[rows, name] = values``, creating the column and un-categorizing it."""
     if name in table.columns and isinstance(table[name].dtype, pd.CategoricalDtype):
         table[name] = table[name].astype(object)
     table.loc[rows, name] = values
@@ -236,7 +236,7 @@ class SharedSession:
     def __init__(self) -> None:
         self.layer_cells: LayerCells | None = None  # the gathered cells of the viewer
         self.selection = np.empty(0, dtype=np.int64)
-        self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to colour plots
+        self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to color plots
 
     def set_layer_cells(self, layer_cells: LayerCells | None) -> None:
         for layer in [] if self.layer_cells is None else self.layer_cells.layers:

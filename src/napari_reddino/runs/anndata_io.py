@@ -9,7 +9,7 @@ Layout (names in :mod:`napari_reddino.names`):
   ``.uns["morphology_features"]`` (the columns stay in ``.obs`` too, to read them by name).
 - ``.obsm["X_<method>"]``: each 2-D map of the table (``X_umap``, ``X_pca``, ``X_tsne``).
 - ``.uns``: ``backbone``, ``pooling``, ``projection`` and ``class_colors`` (scanpy's
-  ``<column>_colors``: one colour per category of ``obs["class"]``).
+  ``<column>_colors``: one color per category of ``obs["class"]``).
 
 ``.X`` stays empty: the cells have several representations and none is *the* data; scanpy takes
 one with ``use_rep="X_embedding"``.
@@ -50,7 +50,7 @@ def morphology_columns(table: pd.DataFrame) -> list[str]:
 
 
 def _class_colors(categories: Sequence[str]) -> list[str]:
-    """A colour per class: from a known class set when it holds them all, else a palette."""
+    """A color per class: from a known class set when it holds them all, else a palette."""
     from napari_reddino.label.classes import CLASS_SETS, default_colors
 
     for class_set in CLASS_SETS.values():

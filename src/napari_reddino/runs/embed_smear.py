@@ -119,7 +119,7 @@ def iter_embed_smear(
         grid = np.asarray(grid, dtype=np.float32) if keep_grid else grid
         done += 1
     overlay = None
-    if overlay_subdivide is not None:  # sub-patch resolution, colours fitted per cell
+    if overlay_subdivide is not None:  # sub-patch resolution, colors fitted per cell
         check_cancel(cancel)
         yield step("PCA overlay")
         overlay = yield from fine_grid.iter_overlay(

@@ -102,7 +102,7 @@ def _figure(width: float, height: float, dpi: int = 100) -> Figure:
 
 def plot_umap(table: pd.DataFrame, color_by: str, path: Path, title: str,
               method: str = "UMAP") -> Path:
-    """Scatter of the table's 2-D map coloured by a categorical column, legend outside."""
+    """Scatter of the table's 2-D map colored by a categorical column, legend outside."""
     _method, columns = nm.find_map(table.columns)
     if not columns:
         raise ValueError("the cell table has no 2-D map columns (umap_0/1, pca_0/1 or tsne_0/1)")
@@ -139,7 +139,7 @@ def plot_overlay(folder: Path, path: Path, max_side: int = 640) -> Path:
     big = np.repeat(np.repeat(rgb, patch, axis=0), patch, axis=1)[:height, :width]
     on_cells = np.repeat(np.repeat(cells, patch, axis=0), patch, axis=1)[:height, :width]
     photo = image.astype(np.float32) / 255
-    blend = photo.copy()  # background stays the photo; cell patches get their PCA colour
+    blend = photo.copy()  # background stays the photo; cell patches get their PCA color
     blend[on_cells] = 0.35 * photo[on_cells] + 0.65 * big[on_cells]
     outlined = image.copy()
     outlined[find_boundaries(labels, mode="inner")] = (0, 0, 0)

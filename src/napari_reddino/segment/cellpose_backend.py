@@ -26,7 +26,7 @@ class WeightsNotFoundError(FileNotFoundError):
 
 
 def cellpose_models_dir() -> Path:
-    """The folder cellpose looks in for built-in models (honours CELLPOSE_LOCAL_MODELS_PATH)."""
+    """The folder cellpose looks in for built-in models (honors CELLPOSE_LOCAL_MODELS_PATH)."""
     env = os.environ.get(MODELS_ENV)
     return Path(env) if env else Path.home() / ".cellpose" / "models"
 

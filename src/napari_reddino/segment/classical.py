@@ -113,7 +113,7 @@ def _complete_fragments(mask: np.ndarray, density: np.ndarray, glass: float,
                         radius: float) -> np.ndarray:
     """Rim crescents and open rings of pale cells become whole discs (convex hull per blob).
 
-    Only where the hull's added pixels are stained on average (a pale cell's centre is still
+    Only where the hull's added pixels are stained on average (a pale cell's center is still
     above the glass): a sickle cell's or a helmet cell's concave side is empty glass and stays out.
     """
     cell_area = np.pi * radius**2

@@ -1,6 +1,6 @@
 """What each segmented object is: ``rbc``, ``wbc``, ``platelet`` or ``other``.
 
-Wright's stain colours haemoglobin pink (it absorbs green and blue, little red) and chromatin purple
+Wright's stain colors haemoglobin pink (it absorbs green and blue, little red) and chromatin purple
 (it absorbs red strongly, blue less). So a pixel is *nuclear* when its red optical density is both
 high for this smear and high relative to its blue density, or very high whatever the hue, judged
 against the smear's own red cells (stains and cameras differ, so every level is relative). An

@@ -5,7 +5,7 @@ and memory-mapped arrays are read here one window at a time: a tile plus a halo 
 Each window is segmented whole; an object belongs to the tile whose core holds its centroid, so a
 cell cut by a tile seam is segmented in one piece from the window that holds it all and pasted
 once, with a globally unique id (the stitching of dask-image's ``label``, without its merge step:
-the halo makes merging unnecessary). The cell table (geometry, colour, kind, border flag) and the
+the halo makes merging unnecessary). The cell table (geometry, color, kind, border flag) and the
 plausibility counts are measured per window too; only the int32 label image is full size (pass
 ``out``, e.g. a zarr array or ``np.memmap``, to keep even that on disk).
 """

@@ -3,7 +3,7 @@
 Each renderer takes cell-frame coordinates ``(u, v)`` in pixels (already rotated) and the nominal
 RBC radius, and returns a :class:`Sprite`: coverage ``alpha`` (the truth mask is ``alpha >= 0.5``)
 and stain thickness maps that the smear composes by Beer-Lambert absorbance. Shapes are polar
-radius functions over an ellipse, so every morphology is a few vectorised numpy lines.
+radius functions over an ellipse, so every morphology is a few vectorized numpy lines.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Sprite:
 
 
 def _polar(u, v, a, b, modulation=None):
-    """Coverage and normalised radius of a (modulated) ellipse with semi-axes a (u) and b (v)."""
+    """Coverage and normalized radius of a (modulated) ellipse with semi-axes a (u) and b (v)."""
     theta = np.arctan2(v, u)
     radius = a * b / np.sqrt((b * np.cos(theta)) ** 2 + (a * np.sin(theta)) ** 2)
     if modulation is not None:
@@ -50,7 +50,7 @@ def _polar(u, v, a, b, modulation=None):
 
 
 def _biconcave(rho, pallor, width=0.45, rim=0.2):
-    """Thickness of a biconcave disc: dense rim, pale flat-bottomed centre (the central pallor)."""
+    """Thickness of a biconcave disc: dense rim, pale flat-bottomed center (the central pallor)."""
     body = 1.0 - pallor * np.exp(-((rho / width) ** 4))
     membrane = rim * np.exp(-(((rho - 0.86) / 0.11) ** 2))
     return body + membrane
@@ -179,7 +179,7 @@ EXTENT = {name: 1.25 for name in RENDERERS} | {
 
 
 def ring_parasite(u, v, r, rng) -> np.ndarray:
-    """Ring-stage parasite inside an RBC: thin purple ring with a chromatin dot, off centre."""
+    """Ring-stage parasite inside an RBC: thin purple ring with a chromatin dot, off center."""
     offset = rng.uniform(0.1, 0.4) * r
     angle = rng.uniform(0, 2 * np.pi)
     pu, pv = u - offset * np.cos(angle), v - offset * np.sin(angle)
@@ -194,7 +194,7 @@ def ring_parasite(u, v, r, rng) -> np.ndarray:
 
 
 def render(kind: str, cy: float, cx: float, r: float, angle: float, rng, parasite=False):
-    """Render one object centred at (cy, cx); returns (top, left, Sprite) for its patch."""
+    """Render one object centered at (cy, cx); returns (top, left, Sprite) for its patch."""
     half = int(np.ceil(EXTENT[kind] * r + 2))
     iy, ix = round(cy), round(cx)
     offsets = np.arange(-half, half + 1, dtype=np.float32)
@@ -213,13 +213,13 @@ def hypochromic(sprite: Sprite, kind: str, strength: float, rng) -> Sprite:
     """The same cell with little haemoglobin: the rim stays, the inside fades by ``strength``.
 
     Thalassemic and iron-deficient cells look like this: a thin ring, darker on one side (so a
-    threshold keeps one or two crescents), around a centre barely darker than the glass; a
+    threshold keeps one or two crescents), around a center barely darker than the glass; a
     target cell keeps a faint ring and its central dot.
     """
     if strength <= 0 or sprite.rbc is None:
         return sprite
     inside = ndimage.distance_transform_edt(sprite.alpha >= 0.5)
-    depth = inside / max(float(inside.max()), 1.0)  # 0 at the edge, 1 at the centre
+    depth = inside / max(float(inside.max()), 1.0)  # 0 at the edge, 1 at the center
     fade = np.clip((depth - 0.18) / 0.2, 0.0, 1.0)
     if kind == "target":  # the central dot survives, a faint ring between
         fade = fade * (1.0 - 0.8 * np.exp(-((depth - 1.0) / 0.25) ** 2))

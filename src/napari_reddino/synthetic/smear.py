@@ -36,7 +36,7 @@ DEFAULT_CLASS_WEIGHTS = {"discocyte": 0.44} | {c: 0.07 for c in RBC_CLASSES[1:]}
 WBC_PER_RBC = 1 / 120
 PLATELETS_PER_RBC = 1 / 12
 PARASITE_RATE = 0.08
-CLUMP_FRACTION = 0.12  # share of cells that get a touching/overlapping neighbour
+CLUMP_FRACTION = 0.12  # share of cells that get a touching/overlapping neighbor
 CHAIN_FRACTION = 0.015  # share of cells that start a short chain (clump) of overlapping cells
 
 
@@ -51,7 +51,7 @@ class Smear:
 
 
 def _place(n: int, shape, spacing: float, rng) -> np.ndarray:
-    """Blue-noise positions: dart throwing with a minimum distance, then clumps of neighbours."""
+    """Blue-noise positions: dart throwing with a minimum distance, then clumps of neighbors."""
     height, width = shape
     candidates = rng.uniform((0, 0), (height, width), size=(max(4 * n, 16), 2))
     tree = cKDTree(candidates)
@@ -211,7 +211,7 @@ def synthetic_smear(
 
 
 def _cell_table(labels, records, forward, subject: str, image_name: str) -> pd.DataFrame:
-    """Per-cell truth from the (relabelled) label image plus each object's class and infection."""
+    """Per-cell truth from the (relabeled) label image plus each object's class and infection."""
     props = regionprops_table(labels, properties=("label", "centroid", "area"))
     info = pd.DataFrame(records, columns=["old_label", "class", "parasitized"])
     info["label"] = forward[info["old_label"].to_numpy(dtype=np.int32, copy=True)]

@@ -23,7 +23,7 @@ class SubjectStyle:
 
     name: str = "subject_0"
     stain_hue: float = 0.9  # HSV hue of a unit-thickness RBC over white (pink-magenta)
-    stain_saturation: float = 0.42  # HSV saturation of that colour: stain strength
+    stain_saturation: float = 0.42  # HSV saturation of that color: stain strength
     stain_value: float = 0.80
     background_hue: float = 0.08  # plasma: pale beige (~0.08) .. lavender (~0.75)
     background_saturation: float = 0.07
@@ -59,7 +59,7 @@ class SubjectStyle:
         return -np.log(np.clip(rgb, 0.05, 1.0)).astype(np.float32)
 
     def background_rgb(self) -> np.ndarray:
-        """Plasma/glass colour in [0, 1]."""
+        """Plasma/glass color in [0, 1]."""
         hsv = [self.background_hue % 1.0, self.background_saturation, self.background_value]
         return hsv2rgb(np.array([[hsv]]))[0, 0].astype(np.float32)
 

@@ -16,11 +16,11 @@ STATE_TEXT = {
 
 def backbone_choices(extra_sources: list[str]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """(label, name) pairs for the combo box, and the offers by name."""
-    from napari_reddino.embed import offers as backbone_offers
+    from napari_reddino.embed import offers
 
-    offers = {o.name: o for o in backbone_offers.backbone_offers()}
-    choices = [(o.label, o.name) for o in offers.values()]
-    return choices + [(source, source) for source in extra_sources], offers
+    by_name = {o.name: o for o in offers.backbone_offers()}
+    choices = [(o.label, o.name) for o in by_name.values()]
+    return choices + [(source, source) for source in extra_sources], by_name
 
 
 def describe(offer: Any) -> tuple[str, str | None]:
@@ -35,10 +35,10 @@ def describe(offer: Any) -> tuple[str, str | None]:
 def start_download(widget: Any, name: str) -> None:
     """Run :func:`~napari_reddino.embed.offers.iter_download` in the dock's task runner
     (napari's progress bar shows the megabytes); select the model once it is cached."""
-    from napari_reddino.embed import offers as backbone_offers
+    from napari_reddino.embed import offers
 
     def job(cancel: Any) -> Any:
-        return (yield from backbone_offers.iter_download(name, cancel=cancel))
+        return (yield from offers.iter_download(name, cancel=cancel))
 
     def on_result(_name: str) -> None:
         widget.backbone.reset_choices()

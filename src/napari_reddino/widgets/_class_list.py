@@ -1,4 +1,4 @@
-"""The class-set editor of the labeling dock: list with colours, add/rename/remove, JSON."""
+"""The class-set editor of the labeling dock: list with colors, add/rename/remove, JSON."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class ClassListEditor(QWidget):
             "Add...": self._ask_add,
             "Rename...": self._ask_rename,
             "Remove": self._remove_current,
-            "Colour...": self._ask_color,
+            "Color...": self._ask_color,
             "Save set...": self._ask_save,
             "Load set...": self._ask_load,
         }

@@ -1,8 +1,8 @@
-"""Per-point colours for a features column: palette + legend, or a colormap + range.
+"""Per-point colors for a features column: palette + legend, or a colormap + range.
 
 Categorical columns (text, category, bool, or integers with few distinct values such as
-``cluster``) get one palette colour per value; numeric columns go through a napari
-colormap between their 2nd and 98th percentile. Vectorised: no loop over cells.
+``cluster``) get one palette color per value; numeric columns go through a napari
+colormap between their 2nd and 98th percentile. Vectorized: no loop over cells.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Coloring:
     """RGBA per point plus what the legend shows."""
 
     rgba: np.ndarray  # (N, 4) float32
-    categories: dict[str, tuple] = field(default_factory=dict)  # value -> colour
+    categories: dict[str, tuple] = field(default_factory=dict)  # value -> color
     value_range: tuple[float, float] | None = None  # numeric columns
     colormap: str = ""
 
@@ -65,7 +65,7 @@ def is_categorical(series: pd.Series) -> bool:
 def color_by(
     series: pd.Series, *, fixed: Mapping[str, object] | None = None, colormap: str = "viridis"
 ) -> Coloring:
-    """Colour one value per point; ``fixed`` pins colours for known values (class colours)."""
+    """Color one value per point; ``fixed`` pins colors for known values (class colors)."""
     n = len(series)
     if n == 0:
         return Coloring(np.zeros((0, 4), np.float32))

@@ -30,7 +30,7 @@ from napari_reddino.morphology.features import describe_cell
 from napari_reddino.widgets._coloring import Coloring
 
 _MAP_TEXT = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
-_CLUSTER_TEXT = {"kmeans": "k-means", "hdbscan": "HDBSCAN", "leiden": "Leiden (neighbour graph)"}
+_CLUSTER_TEXT = {"kmeans": "k-means", "hdbscan": "HDBSCAN", "leiden": "Leiden (neighbor graph)"}
 #: shown text -> method, in the order ``names`` declares the methods
 PROJECTIONS = {_MAP_TEXT[m]: m for m in nm.MAP_METHODS}
 CLUSTERINGS = {_CLUSTER_TEXT[m]: m for m in nm.CLUSTER_METHODS}
@@ -55,7 +55,7 @@ def _hex(color) -> str:
 
 
 def legend_html(coloring: Coloring, column: str) -> str:
-    """A compact legend: coloured squares per category, or the numeric range."""
+    """A compact legend: colored squares per category, or the numeric range."""
     if coloring.categories:
         items = [
             f"<span style='color:{_hex(c)}'>&#9632;</span>&nbsp;{name or '(none)'}"
@@ -193,7 +193,7 @@ class FeatureSpaceChoice(QComboBox):
         super().__init__()
         self.addItems(list(SPACES))
         self.setCurrentText(DEFAULTS.space)
-        self.setToolTip("embedding: the backbone's vector; morphology: the standardised size, "
+        self.setToolTip("embedding: the backbone's vector; morphology: the standardized size, "
                         "shape, pallor and stain numbers; both: the two together")
         self._kept = False  # the user picked a space or the dock computed in it: keep it
         self.activated.connect(lambda _i: setattr(self, "_kept", True))

@@ -1,7 +1,7 @@
 """The labeling dock's file actions: export, import and autosave of labels (a mixin).
 
 Kept apart from ``labeling.py`` so the dock stays one screen of layout and signals; every
-action goes through ``labels_io`` and the dock's :class:`~._review.LabelBook` (undoable).
+action goes through ``label.files`` and the dock's :class:`~._review.LabelBook` (undoable).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
-from napari_reddino.label import files as labels_io
+from napari_reddino.label import files
 from napari_reddino.widgets._review import CLASS_COLUMNS
 
 
@@ -30,7 +30,7 @@ class LabelFilesMixin:
             if not path:
                 return None
         try:
-            return labels_io.export_labels(self.layer_cells.public_table(), path)
+            return files.export_labels(self.layer_cells.public_table(), path)
         except (ValueError, OSError) as err:
             show_error(f"export failed: {err}")
             return None
@@ -47,7 +47,7 @@ class LabelFilesMixin:
             if not path:
                 return False
         try:
-            result = labels_io.import_labels(
+            result = files.import_labels(
                 path, self.layer_cells.public_table(), class_names=self.classes.class_set.names
             )
         except (ValueError, OSError) as err:
@@ -67,13 +67,13 @@ class LabelFilesMixin:
             if not path:
                 return False
         try:
-            saver = labels_io.Autosaver(path)
+            saver = files.Autosaver(path)
         except (ValueError, OSError) as err:
             show_error(f"autosave: {err}")
             return False
         if len(saver) and self.layer_cells is not None:
             try:
-                result = labels_io.merge_labels(
+                result = files.merge_labels(
                     self.layer_cells.public_table(),
                     saver.frame(),
                     class_names=self.classes.class_set.names,

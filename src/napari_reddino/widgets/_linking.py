@@ -2,8 +2,8 @@
 
 Highlighting a selection must not touch pixels: the selected cells get rings in a
 Points layer per smear (O(selected cells) whatever the image size). The class view
-(labeling dock) is a Labels overlay that *shares the source's data array* and colours
-each labelled cell through a ``DirectLabelColormap``.
+(labeling dock) is a Labels overlay that *shares the source's data array* and colors
+each labeled cell through a ``DirectLabelColormap``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ CELLS_IN_VIEW = 7.0  # "go to cell" zooms so about this many cell diameters fit 
 
 
 def label_colormap(colors: Mapping[int, Any]) -> DirectLabelColormap:
-    """Colour exactly the given labels; every other label (and 0) transparent."""
+    """Color exactly the given labels; every other label (and 0) transparent."""
     color_dict: dict[int | None, Any] = {None: TRANSPARENT, 0: TRANSPARENT}
     color_dict.update({int(label): color for label, color in colors.items()})
     return DirectLabelColormap(color_dict=color_dict)
@@ -93,7 +93,7 @@ class SelectionHighlighter:
 
     A ring per selected cell (at its centroid, sized by its area) costs O(selected cells):
     nothing is recomputed over the smear's pixels, so a selection among 250k cells shows up
-    at once, whereas recolouring a Labels layer makes napari re-map every pixel.
+    at once, whereas recoloring a Labels layer makes napari re-map every pixel.
     """
 
     def __init__(self, viewer: Any, color=HIGHLIGHT) -> None:
@@ -104,7 +104,7 @@ class SelectionHighlighter:
         """Ring the cells at pooled ``indices``; returns {layer name: labels shown}."""
         indices = np.asarray(indices, dtype=np.int64)
         layer_of = layer_cells.table["_layer"].to_numpy()[indices]
-        centres, diameters = cell_geometry(layer_cells, indices)
+        centers, diameters = cell_geometry(layer_cells, indices)
         labels = layer_cells.table["label"].to_numpy()[indices]
         shown = {}
         for layer_index, source in enumerate(layer_cells.layers):
@@ -112,7 +112,7 @@ class SelectionHighlighter:
             ring = self._rings(source, create=bool(mine.any()))
             if ring is None:
                 continue
-            ring.data = centres[mine]
+            ring.data = centers[mine]
             ring.features = pd.DataFrame({"label": labels[mine]})
             if mine.any():
                 ring.size = diameters[mine] * 1.25
@@ -156,21 +156,21 @@ def cell_geometry(layer_cells: LayerCells, indices: np.ndarray) -> tuple[np.ndar
     """Data-space (y, x) centroid and diameter of gathered cells (from the cell table)."""
     table = layer_cells.table
     if {"centroid_y", "centroid_x"} <= set(table.columns):
-        centres = table[["centroid_y", "centroid_x"]].to_numpy(dtype=np.float64)[indices]
+        centers = table[["centroid_y", "centroid_x"]].to_numpy(dtype=np.float64)[indices]
     else:  # tables without geometry: measure the selected cells in their label images
-        centres = np.zeros((len(indices), 2))
+        centers = np.zeros((len(indices), 2))
         layer_of = table["_layer"].to_numpy()[indices]
         for layer_index in np.unique(layer_of):
             data = np.asarray(layer_cells.layers[layer_index].data)
             mine = layer_of == layer_index
             wanted = table["label"].to_numpy()[indices[mine]]
-            centres[mine] = ndimage.center_of_mass(data > 0, data, wanted)
+            centers[mine] = ndimage.center_of_mass(data > 0, data, wanted)
     area = (
         table["area"].to_numpy(dtype=np.float64)[indices]
         if "area" in table.columns
         else np.full(len(indices), 400.0)
     )
-    return centres, 2.0 * np.sqrt(np.nan_to_num(area, nan=400.0) / np.pi)
+    return centers, 2.0 * np.sqrt(np.nan_to_num(area, nan=400.0) / np.pi)
 
 
 def selection_to_labels(viewer: Any, layer_cells: LayerCells, indices: np.ndarray) -> list[Labels]:
@@ -201,15 +201,15 @@ def selection_to_labels(viewer: Any, layer_cells: LayerCells, indices: np.ndarra
 
 
 def go_to_cell(viewer: Any, layer_cells: LayerCells, index: int) -> np.ndarray:
-    """Centre the camera on pooled cell ``index`` and zoom to it; returns its world (y, x)."""
+    """Center the camera on pooled cell ``index`` and zoom to it; returns its world (y, x)."""
     row = layer_cells.table.iloc[int(index)]
     layer = layer_cells.layers[int(row["_layer"])]
     show_smear(viewer, layer_cells, int(row["_layer"]))
     if {"centroid_y", "centroid_x"} <= set(row.index) and np.isfinite(row["centroid_y"]):
-        centre = np.array([row["centroid_y"], row["centroid_x"]], dtype=float)
+        center = np.array([row["centroid_y"], row["centroid_x"]], dtype=float)
     else:
-        centre = np.argwhere(np.asarray(layer.data) == int(row["label"])).mean(axis=0)
-    world = np.asarray(layer.data_to_world(centre), dtype=float)
+        center = np.argwhere(np.asarray(layer.data) == int(row["label"])).mean(axis=0)
+    world = np.asarray(layer.data_to_world(center), dtype=float)
     camera = camera_of(viewer)
     camera.center = tuple(world[-2:])
     area = float(row["area"]) if "area" in row.index and np.isfinite(row["area"]) else 400.0

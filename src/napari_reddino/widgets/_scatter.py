@@ -3,8 +3,8 @@
 Every point is one GL point sprite of a minimal shader (:class:`DotsVisual`): vispy's
 ``Markers`` evaluates a symbol's distance field with antialiasing for every pixel of every
 marker, which at 250k points took seconds per frame in software OpenGL (Xvfb, remote
-desktops) and ~10x more than a flat dot on a GPU. Recolouring replaces the colour buffer
-only. The selection is a second, small dots visual on top (a white disc under a coloured
+desktops) and ~10x more than a flat dot on a GPU. Recoloring replaces the color buffer
+only. The selection is a second, small dots visual on top (a white disc under a colored
 one), so selecting never touches the 250k-point buffers. Hover uses a cKDTree on the
 2-D coordinates and is throttled. Modes: ``"pan"`` (drag pans, wheel zooms, click picks
 one point), ``"rectangle"`` and ``"lasso"`` (drag draws the shape; Shift adds to the
@@ -54,7 +54,7 @@ void main() {
 
 
 class DotsVisual(Visual):
-    """Flat round dots of one size, one colour each: the cheapest way GL draws N points."""
+    """Flat round dots of one size, one color each: the cheapest way GL draws N points."""
 
     def __init__(self) -> None:
         super().__init__(vcode=_VERTEX, fcode=_FRAGMENT)
@@ -69,7 +69,7 @@ class DotsVisual(Visual):
         self.set_gl_state("translucent", depth_test=False)
 
     def set_data(self, positions=None, colors=None, size: float | None = None) -> None:
-        """Replace positions (N, 2), colours (N, 4) or the size in pixels, whichever is given."""
+        """Replace positions (N, 2), colors (N, 4) or the size in pixels, whichever is given."""
         if positions is not None:
             positions = np.ascontiguousarray(positions, dtype=np.float32)
             self._positions.set_data(positions)
@@ -167,7 +167,7 @@ class ScatterCanvas:
         self.reset_view()
 
     def set_colors(self, colors: np.ndarray) -> None:
-        """Recolour every point: only the colour buffer changes."""
+        """Recolor every point: only the color buffer changes."""
         self.colors = self._check_colors(colors)
         if len(self.points):
             self.markers.set_data(colors=self.colors)
@@ -180,7 +180,7 @@ class ScatterCanvas:
     def _check_colors(self, colors: np.ndarray) -> np.ndarray:
         colors = np.asarray(colors, dtype=np.float32)
         if colors.shape != (len(self.points), 4):
-            raise ValueError(f"need ({len(self.points)}, 4) RGBA colours, got {colors.shape}")
+            raise ValueError(f"need ({len(self.points)}, 4) RGBA colors, got {colors.shape}")
         return colors
 
     def _draw_points(self) -> None:

@@ -2,7 +2,7 @@
 
 The space (embedding / morphology / both) is what propagation and the suggestions measure
 distances in; suggestions are ``suggest.suggest_cells`` medoids, shown one by one (selected,
-centred, described in words) so the user labels them with the usual keys.
+centered, described in words) so the user labels them with the usual keys.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class SuggestPanel(QGroupBox):
         self.space = QComboBox()
         self.space.addItems(list(SPACES))
         self.space.setCurrentText(DEFAULTS.space)
-        self.space.setToolTip("embedding: the backbone's vector; morphology: the standardised "
+        self.space.setToolTip("embedding: the backbone's vector; morphology: the standardized "
                               "size / shape / pallor / stain numbers; both: the two together")
         self._chosen = False  # the user picked a space: keep it when the cells change
         self.space.activated.connect(lambda _i: setattr(self, "_chosen", True))
@@ -56,7 +56,7 @@ class SuggestPanel(QGroupBox):
         self.suggest_button.clicked.connect(self.suggest)
         self.next_button = QPushButton("Next suggestion")
         self.next_button.clicked.connect(self.next_suggestion)
-        self.info = QLabel("Before labelling: suggest a few diverse, typical cells")
+        self.info = QLabel("Before labeling: suggest a few diverse, typical cells")
         self.info.setWordWrap(True)
         self.picks = np.zeros(0, np.int64)
         self.position = -1
@@ -95,7 +95,7 @@ class SuggestPanel(QGroupBox):
                             row_column=None)
 
     def suggest(self) -> np.ndarray:
-        """Compute the suggestions (skipping labelled cells) and go to the first one."""
+        """Compute the suggestions (skipping labeled cells) and go to the first one."""
         if self.layer_cells is None:
             show_info("segment and embed a smear first")
             return self.picks
@@ -113,7 +113,7 @@ class SuggestPanel(QGroupBox):
         return self.picks
 
     def next_suggestion(self) -> int | None:
-        """Select, centre and describe the next suggested cell."""
+        """Select, center and describe the next suggested cell."""
         if self.layer_cells is None or self.picks.size == 0:
             show_info("press 'Suggest cells to label' first")
             return None

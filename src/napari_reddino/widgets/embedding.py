@@ -66,12 +66,11 @@ class EmbeddingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._extra_sources: list[str] = []
-        from napari_reddino.embed import offers as backbone_offers
-
+        from napari_reddino.embed import offers
         self.backbone = ComboBox(
             label="backbone",
             choices=self._backbone_choices,
-            value=backbone_offers.recommended_backbone(),  # cached RedDino first, else bundled
+            value=offers.recommended_backbone(),  # cached RedDino first, else bundled
         )
         self.backbone_info = Label(value="")
         self.download_button = PushButton(text="Download")

@@ -2,7 +2,7 @@
 
 Thin over the core: ``session.LayerCells`` gathers the Labels layers; :mod:`..explore.analysis`
 maps the embeddings to 2-D (written back as ``umap_0``/``umap_1``), clusters them (``cluster``)
-and measures subject mixing with the settings the command line uses, over one neighbour graph
+and measures subject mixing with the settings the command line uses, over one neighbor graph
 found once per set of cells. Once it holds cells, the dock loads UMAP's cached kernels in a
 background thread, so the first map does not wait for them. Selections flow both ways
 through the viewer's :class:`~napari_reddino.plugin.session.SharedSession`, which the labeling
@@ -31,9 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_reddino.defaults import DEFAULTS
-from napari_reddino.explore import projection as project
+from napari_reddino.explore import projection
 from napari_reddino.explore.analysis import Settings
-from napari_reddino.explore.neighbours import EXACT_MAX
+from napari_reddino.explore.neighbors import EXACT_MAX
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
 from napari_reddino.plugin.session import ORIGIN_COLUMNS, LayerCells, SessionError, session_for
 from napari_reddino.widgets import _explorer_panels as panels
@@ -74,7 +74,7 @@ class ExplorerWidget(QWidget):
         self.n_neighbors = QSpinBox()
         self.n_neighbors.setRange(2, 200)
         self.n_neighbors.setValue(DEFAULTS.n_neighbors)
-        self.n_neighbors.setToolTip("Neighbours per cell for UMAP and Leiden (the CLI's default)")
+        self.n_neighbors.setToolTip("Neighbors per cell for UMAP and Leiden (the CLI's default)")
         self.cluster_runner = TaskRunner("Cluster")
         self.cluster_runner.run_button.clicked.connect(self.run_clustering)
 
@@ -100,7 +100,7 @@ class ExplorerWidget(QWidget):
         mode_row.addWidget(reset)
         self.group_click = QCheckBox("Click selects its whole group")
         self.group_click.setToolTip(
-            "Clicking one point selects every cell with the same value of the colour column "
+            "Clicking one point selects every cell with the same value of the color column "
             "(e.g. a whole cluster)"
         )
 
@@ -136,11 +136,11 @@ class ExplorerWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.cells_label, 1)
         top.addWidget(self.refresh_button)
-        projection = QGroupBox("Projection")
-        form = QFormLayout(projection)
+        projection_box = QGroupBox("Projection")
+        form = QFormLayout(projection_box)
         form.addRow("Method", self.method)
         form.addRow("Compare cells in", self.space)
-        form.addRow("Neighbours (k)", self.n_neighbors)
+        form.addRow("Neighbors (k)", self.n_neighbors)
         form.addRow(self.project_runner)
         clusters = QGroupBox("Clusters")
         cform = QFormLayout(clusters)
@@ -148,7 +148,7 @@ class ExplorerWidget(QWidget):
         cform.addRow("Clusters (k-means)", self.n_clusters)
         cform.addRow(self.cluster_runner)
         color_row = QFormLayout()
-        color_row.addRow("Colour by", self.color_column)
+        color_row.addRow("Color by", self.color_column)
         actions = QHBoxLayout()
         for widget in (self.selection_label, self.goto_button, self.to_layer_button,
                        self.clear_button):
@@ -156,7 +156,7 @@ class ExplorerWidget(QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for part in (top, projection, clusters, color_row, self.legend, mode_row):
+        for part in (top, projection_box, clusters, color_row, self.legend, mode_row):
             (layout.addLayout if isinstance(part, QHBoxLayout | QFormLayout)
              else layout.addWidget)(part)
         layout.addWidget(self.scatter.native, 1)
@@ -201,7 +201,7 @@ class ExplorerWidget(QWidget):
         if layer_cells is None:
             self.scatter.set_points(np.zeros((0, 2), np.float32))
             return
-        project.warm_up_in_background(neighbours_index=len(layer_cells) > EXACT_MAX)  # NN-descent
+        projection.warm_up_in_background(neighbors_index=len(layer_cells) > EXACT_MAX)  # NN-descent
         text = f"{len(layer_cells)} cells in {len(layer_cells.layers)} smear(s)"
         if layer_cells.skipped:
             text += f" ({layer_cells.skipped} without embedding left out)"
@@ -236,7 +236,7 @@ class ExplorerWidget(QWidget):
         self.color_column.blockSignals(False)
 
     def recolor(self) -> None:
-        """Colour points by the chosen features column (class colours come from the labels)."""
+        """Color points by the chosen features column (class colors come from the labels)."""
         layer_cells, column = self.layer_cells, self.color_column.currentText()
         if layer_cells is None or column not in layer_cells.table.columns:
             return
@@ -290,7 +290,7 @@ class ExplorerWidget(QWidget):
         self.session.select(selection)
 
     def go_to_selected(self) -> None:
-        """Centre the viewer on the first selected cell."""
+        """Center the viewer on the first selected cell."""
         if self.layer_cells is None or self.session.selection.size == 0:
             show_info("Select a cell first (click a point or a cell)")
             return
@@ -345,7 +345,7 @@ class ExplorerWidget(QWidget):
         self.project_runner.start(job, on_result, task=f"{self.method.currentText()} projection")
 
     def run_clustering(self) -> None:
-        """Cluster the embeddings in a worker; writes ``cluster`` and colours by it."""
+        """Cluster the embeddings in a worker; writes ``cluster`` and colors by it."""
         from napari_reddino.explore import analysis
 
         layer_cells = self._require_pool()
@@ -366,7 +366,7 @@ class ExplorerWidget(QWidget):
         self.cluster_runner.start(job, on_result, task="clustering")
 
     def run_batch_metrics(self) -> None:
-        """Batch-effect metrics by subject (and class when labelled) in a worker."""
+        """Batch-effect metrics by subject (and class when labeled) in a worker."""
         from napari_reddino.explore import analysis
 
         layer_cells = self._require_pool()

@@ -2,7 +2,7 @@
 
 Labels live in each Labels layer's ``features`` (``class``, ``class_source``,
 ``confidence``) through the viewer's shared :class:`~napari_reddino.plugin.session.SharedSession`,
-so whatever the explorer selects (a lasso, a whole cluster with one click) can be labelled
+so whatever the explorer selects (a lasso, a whole cluster with one click) can be labeled
 here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation runs
 ``propagate.iter_propagate`` in a worker; ``labels_io`` exports, imports and autosaves.
 """
@@ -29,8 +29,7 @@ from qtpy.QtWidgets import (
 from napari_reddino import names as nm
 from napari_reddino._paths import session_autosave_path
 from napari_reddino.defaults import DEFAULTS
-from napari_reddino.label import files as labels_io
-from napari_reddino.label import propagate
+from napari_reddino.label import files, propagate
 from napari_reddino.label.classes import recode
 from napari_reddino.plugin.session import LayerCells, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling
@@ -54,7 +53,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.book = LabelBook(self.session)
-        self.autosaver: labels_io.Autosaver | None = None
+        self.autosaver: files.Autosaver | None = None
         self._bound_keys: list[tuple[Any, str]] = []
         self.review_position = -1
         self.reviewed: int | None = None  # pooled index of the cell under review
@@ -72,7 +71,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.redo_button = QPushButton("Redo")
         self.redo_button.clicked.connect(self.redo)
         self.click_to_label = QCheckBox("Clicking a cell labels it with the active class")
-        self.show_classes = QCheckBox("Show class colours on the smears")
+        self.show_classes = QCheckBox("Show class colors on the smears")
         self.show_classes.toggled.connect(lambda _on: self.update_class_view())
 
         self.k = QSpinBox()
@@ -80,7 +79,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.k.setValue(DEFAULTS.propagation_k)
         self.spreading = QCheckBox("Label spreading along the cell graph")
         self.spreading.setChecked(DEFAULTS.spreading)
-        self.center = QCheckBox("Compare cells around the mean cell (centred cosine)")
+        self.center = QCheckBox("Compare cells around the mean cell (centered cosine)")
         self.center.setToolTip("ViT embeddings share one large common direction; measuring "
                                "cosine around the mean cell separates morphologies better")
         self.center.setChecked(DEFAULTS.center)
@@ -138,7 +137,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         llayout.addWidget(self.status)
         spread = QGroupBox("Propagate to every loaded smear")
         form = QFormLayout(spread)
-        form.addRow("Neighbours k", self.k)
+        form.addRow("Neighbors k", self.k)
         form.addRow(self.spreading)
         form.addRow(self.center)
         form.addRow(self.propagate_runner)
@@ -146,15 +145,15 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         rlayout = QVBoxLayout(review)
         rlayout.addLayout(row(self.next_button, self.accept_button, self.change_button))
         rlayout.addWidget(self.review_label)
-        files = QGroupBox("Files")
-        QVBoxLayout(files).addLayout(
+        files_box = QGroupBox("Files")
+        QVBoxLayout(files_box).addLayout(
             row(self.export_button, self.import_button, self.autosave_button)
         )
 
         content = QWidget()
         layout = QVBoxLayout(content)
         for group in (classes, self.suggest_panel, labeling, spread, review, self.counts_panel,
-                      files):
+                      files_box):
             layout.addWidget(group)
         layout.addStretch(1)
         fill_with_scrolling(self, content, min_width=340)
@@ -181,7 +180,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
     def _on_class_set(self, class_set) -> None:
         self.session.class_colors = class_set.color_map
         self._bind_keys()
-        self.session.columns_changed.emit([nm.CLASS])  # recolour plots and class view
+        self.session.columns_changed.emit([nm.CLASS])  # recolor plots and class view
 
     def _on_pool(self, layer_cells: LayerCells | None) -> None:
         self.book.undo_stack.clear()
@@ -265,7 +264,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             if not (layer_cells.table[nm.CLASS_SOURCE].astype(str) == propagate.MANUAL).any():
                 return
             try:
-                self.autosaver = labels_io.Autosaver(session_autosave_path())
+                self.autosaver = files.Autosaver(session_autosave_path())
             except (ValueError, OSError) as err:
                 show_warning(f"manual labels are not autosaved: {err}")
                 return
@@ -277,7 +276,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             show_warning(f"autosave to {self.autosaver.path} failed: {err}")
 
     def update_class_view(self) -> None:
-        """One overlay per smear colouring each labelled cell with its class colour."""
+        """One overlay per smear coloring each labeled cell with its class color."""
         layer_cells = self.layer_cells
         if layer_cells is None or not self.show_classes.isChecked():
             for layer in [] if layer_cells is None else layer_cells.layers:
@@ -295,7 +294,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         for layer_index, layer in enumerate(layer_cells.layers):
             mine = (layer_of == layer_index) & np.isin(classes, list(colors))
             overlay = _linking.overlay_layer(self.viewer, layer, "classes")
-            if CONTOUR_KEY not in layer.metadata:  # outlines, so class colours read clean
+            if CONTOUR_KEY not in layer.metadata:  # outlines, so class colors read clean
                 layer.metadata[CONTOUR_KEY] = layer.contour
                 layer.contour = max(1, layer.contour)
             overlay.metadata["enabled"] = True

@@ -151,7 +151,7 @@ class SegmentationWidget(QWidget):
         if not isinstance(layer, Image):
             notify_error(TASK, ValueError("choose an image layer (open an image or a sample)"))
             return
-        from napari_reddino.segment import dispatch as segment
+        from napari_reddino.segment import dispatch
 
         method = self.method.value
         params = self.params()
@@ -161,7 +161,7 @@ class SegmentationWidget(QWidget):
 
         def job(cancel: Any) -> Any:
             return (
-                yield from segment.iter_segment(
+                yield from dispatch.iter_segment(
                     pixels,  # a lazy (dask/zarr) smear is segmented tile by tile, never whole
                     method,
                     cancel=cancel,

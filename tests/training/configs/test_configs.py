@@ -75,8 +75,8 @@ def test_unknown_keys_are_refused_saying_where_and_what_was_meant(tmp_path):
     with pytest.raises(ConfigError, match=r"typo\.yaml: unknown key 'optim\.base_lrr' "
                                           r"\(did you mean 'base_lr'\?\); known in optim: \["):
         load_config(path)
-    path.write_text("optimiser:\n  base_lr: 1.0e-3\n")
-    with pytest.raises(ConfigError, match=r"typo\.yaml: unknown section 'optimiser' "
+    path.write_text("optimizer:\n  base_lr: 1.0e-3\n")
+    with pytest.raises(ConfigError, match=r"typo\.yaml: unknown section 'optimizer' "
                                           r"\(did you mean 'optim'\?\)"):
         load_config(path)
     path.write_text("optim: 3\n")

@@ -45,7 +45,7 @@ def test_the_33_pixel_transforms_of_reddino(smear_tile):
     assert changed >= 31  # a channel shuffle may draw the identity; nearly all must act
 
 
-def test_crops_shapes_normalisation_and_seed(smear_tile):
+def test_crops_shapes_normalization_and_seed(smear_tile):
     augment = RedDinoAugmentation(CropSpec(global_size=112, local_number=3, local_size=42))
     out = augment(smear_tile, seed=7)
     assert out["global"].shape == (2, 3, 112, 112)
@@ -57,12 +57,12 @@ def test_crops_shapes_normalisation_and_seed(smear_tile):
     assert not torch.equal(out["global"], augment(smear_tile, seed=8)["global"])
 
 
-def test_no_pixel_transforms_is_plain_normalised_crop(smear_tile):
+def test_no_pixel_transforms_is_plain_normalized_crop(smear_tile):
     augment = RedDinoAugmentation(CropSpec(global_size=160, global_scale=(1.0, 1.0)), 0)
     raw = augment(smear_tile, seed=0)["global"]
     assert raw.dtype == torch.uint8  # crops stay uint8 until the training device
     view = normalize(raw)[0]
-    # full-scale crop of a square tile: the tile itself (up to flips / 90° turns), normalised
+    # full-scale crop of a square tile: the tile itself (up to flips / 90° turns), normalized
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     pixels = (view * std + mean) * 255

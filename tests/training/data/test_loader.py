@@ -1,4 +1,4 @@
-"""The training stream's synthetic sources: smear tiles, or crops centred on one cell."""
+"""The training stream's synthetic sources: smear tiles, or crops centered on one cell."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _stream(mode: str, **kw) -> SmearCropStream:
                            tile_size=64, **kw)
 
 
-def test_cell_mode_centres_a_stained_cell_and_tiles_mostly_do_not():
+def test_cell_mode_centers_a_stained_cell_and_tiles_mostly_do_not():
     """A cell crop holds a stained cell in its middle: darker there than at its corners."""
     def darker_middle(stream):
         hits = []

@@ -1,4 +1,4 @@
-"""Smear -> training patches: background tiles skipped, cell crops centred on their cell."""
+"""Smear -> training patches: background tiles skipped, cell crops centered on their cell."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_background_tiles_are_skipped(half_empty_smear):
         np.testing.assert_array_equal(tile, image[y:y + 64, x:x + 64])
 
 
-def test_cell_crops_are_centred_on_each_cell(half_empty_smear):
+def test_cell_crops_are_centered_on_each_cell(half_empty_smear):
     image, labels = half_empty_smear
     crops = list(cell_crops(image, labels, size=48))
     assert {label for label, _ in crops} == set(np.unique(labels[labels > 0]).tolist())
@@ -99,13 +99,13 @@ def test_cell_crops_of_a_segmented_smear_match_the_plugins_cls_crop(tmp_path):
         extract_cell_crops([tmp_path / "smear.png"], tmp_path / "bad", margin=0.5)
 
 
-def _painted_cell(mask: np.ndarray, pale_centre: bool) -> np.ndarray:
-    """A pink cell on bright glass; optionally with a pale centre (central pallor)."""
+def _painted_cell(mask: np.ndarray, pale_center: bool) -> np.ndarray:
+    """A pink cell on bright glass; optionally with a pale center (central pallor)."""
     from scipy import ndimage
 
     image = np.full((*mask.shape, 3), 230, np.uint8)
     image[mask] = (180, 110, 140)
-    if pale_centre:
+    if pale_center:
         depth = ndimage.distance_transform_edt(mask)
         image[depth > 0.6 * depth.max()] = (215, 190, 200)
     return image
@@ -133,8 +133,8 @@ def test_bank_targets_are_the_plugins_morphology_of_each_cell():
     assert solid_f[index["elongation"]] == pytest.approx(1.0, abs=0.05)
     assert long_f[index["elongation"]] == pytest.approx(3.0, rel=0.1)
     assert pale_f[index["pallor_rim_ratio"]] < 0.6 < solid_f[index["pallor_rim_ratio"]]
-    np.testing.assert_array_equal(crops[0], image[18:82, 18:82])  # centred on the cell
-    kept = target_columns(np.asarray(FEATURE_NAMES), ["colour and stain", "area"])
+    np.testing.assert_array_equal(crops[0], image[18:82, 18:82])  # centered on the cell
+    kept = target_columns(np.asarray(FEATURE_NAMES), ["color and stain", "area"])
     assert index["area"] not in kept and index["od_mean"] not in kept
     assert index["elongation"] in kept and len(kept) == len(FEATURE_NAMES) - 15
 
@@ -153,7 +153,7 @@ def test_cell_bank_streams_views_with_their_targets(tmp_path):
         assert bank["crops"].shape == (count, 64, 64, 3) and count >= 5
         assert bank["features"].shape == (count, len(FEATURE_NAMES))
     assert n_bank_targets([tmp_path / "bank.npz"]) == len(FEATURE_NAMES)
-    assert n_bank_targets([tmp_path / "bank.npz"], ["colour and stain"]) == len(FEATURE_NAMES) - 14
+    assert n_bank_targets([tmp_path / "bank.npz"], ["color and stain"]) == len(FEATURE_NAMES) - 14
     cfg = load_config("tiny_cpu", [f"data.cell_bank=[{tmp_path / 'bank.npz'}]",
                                    "data.batch_size_per_gpu=3"])
     stream = bank_stream_from_config(cfg.data, cfg.mask, patch_size=cfg.model.patch_size,

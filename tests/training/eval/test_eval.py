@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.eval.datasets import load_labelled_cells, make_synthetic_cell_folder, read_cell_image
+from training.eval.datasets import load_labeled_cells, make_synthetic_cell_folder, read_cell_image
 from training.eval.harness import main
 from training.eval.probe import evaluate_split, make_splits, score
 
@@ -25,7 +25,7 @@ def cell_folder(tmp_path_factory):
     return folder
 
 
-def test_synthetic_crops_are_centred_on_the_generator_cells(cell_folder):
+def test_synthetic_crops_are_centered_on_the_generator_cells(cell_folder):
     from napari_reddino.synthetic.smear import RBC_CLASSES, synthetic_dataset
 
     table = pd.read_csv(cell_folder / "cells.csv")
@@ -47,8 +47,8 @@ def test_synthetic_crops_are_centred_on_the_generator_cells(cell_folder):
         assert crop.shape == (48, 48, 3)
         center = images[row.image][round(cell["centroid_y"]), round(cell["centroid_x"])]
         np.testing.assert_array_equal(crop[24, 24], center)
-    from_folder = load_labelled_cells(cell_folder)
-    from_table = load_labelled_cells(cell_folder / "cells.csv")
+    from_folder = load_labeled_cells(cell_folder)
+    from_table = load_labeled_cells(cell_folder / "cells.csv")
     assert from_folder.paths == from_table.paths
     assert list(from_folder.labels) == list(from_table.labels)
     assert sorted(from_folder.sources) == sorted(table["source"])
@@ -95,7 +95,7 @@ def test_cli_end_to_end_with_check(cell_folder, tiny_backbone_dir, tmp_path, cap
     printed = capsys.readouterr().out
     assert "linear probe" in printed and "20-NN" in printed and "±" in printed
     results = json.loads(out.read_text())
-    cells = load_labelled_cells(cell_folder)
+    cells = load_labeled_cells(cell_folder)
     assert results["dataset"]["n_cells"] == len(cells)
     assert results["features"]["shape"] == [len(cells), 192]
     loso = results["protocols"]["loso"]
@@ -150,7 +150,7 @@ def test_features_keep_row_order_across_mixed_sizes_and_gray(tmp_path, tiny_back
     import imageio.v3 as iio
 
     from napari_reddino.progress import run_to_completion
-    from training.eval.datasets import load_labelled_cells
+    from training.eval.datasets import load_labeled_cells
     from training.eval.harness import iter_cls_features
 
     rng = np.random.default_rng(0)
@@ -160,7 +160,7 @@ def test_features_keep_row_order_across_mixed_sizes_and_gray(tmp_path, tiny_back
         iio.imwrite(tmp_path / f"c{i}.png", rng.integers(0, 255, shape, dtype=np.uint8))
         rows.append({"path": f"c{i}.png", "label": "ab"[i % 2], "source": "s"})
     pd.DataFrame(rows).to_csv(tmp_path / "cells.csv", index=False)
-    cells = load_labelled_cells(tmp_path / "cells.csv")
+    cells = load_labeled_cells(tmp_path / "cells.csv")
     features = run_to_completion(iter_cls_features(cells, tiny_backbone, batch_size=2))
     assert features.shape == (4, tiny_backbone.embed_dim)
     for row, path in enumerate(cells.paths):
@@ -180,7 +180,7 @@ def test_bccd_crops_are_the_annotated_real_cells(tmp_path):
     assert set(boxes["source"]) <= {"train", "val", "test", "unsplit"}
     table = make_bccd_cell_folder(BCCD, tmp_path / "bccd", crop=32, max_per_class=4, seed=0)
     assert table.groupby("label").size().to_dict() == {"Platelets": 4, "RBC": 4, "WBC": 4}
-    cells = load_labelled_cells(tmp_path / "bccd")
+    cells = load_labeled_cells(tmp_path / "bccd")
     assert len(cells) == 12
     # WBC crops hold a stained nucleus: much bluer than RBC crops.
     blueness = {
@@ -208,21 +208,21 @@ def test_harness_runs_on_the_bundled_default_and_reproduces_itself(cell_folder, 
     assert main(["--check", str(out)]) == 0
 
 
-def test_chula_crops_sit_on_the_labelled_centres(tmp_path):
+def test_chula_crops_sit_on_the_labeled_centers(tmp_path):
     from training.eval.chula import generic_descriptor, make_chula_cell_folder
 
     root = tmp_path / "chula"
     (root / "images").mkdir(parents=True)
     image = np.full((120, 160, 3), 200, np.uint8)
-    image[40:50, 60:70] = (255, 0, 0)  # a red square centred at (x=65, y=45)
+    image[40:50, 60:70] = (255, 0, 0)  # a red square centered at (x=65, y=45)
     iio.imwrite(root / "images" / "1.png", image)
     pd.DataFrame({"image": ["1.png", "1.png", "1.png"], "x": [65, 20, 100], "y": [45, 20, 90],
                   "class_id": [0, 3, 10],
-                  "class_name": ["Normal cell", "Spherocyte", "uncategorised"]}).to_csv(
+                  "class_name": ["Normal cell", "Spherocyte", "uncategorized"]}).to_csv(
         root / "labels.csv", index=False)
     table = make_chula_cell_folder(root, tmp_path / "out", crop=16)
-    assert sorted(table["label"]) == ["Normal_cell", "Spherocyte"]  # uncategorised dropped
-    cells = load_labelled_cells(tmp_path / "out")
+    assert sorted(table["label"]) == ["Normal_cell", "Spherocyte"]  # uncategorized dropped
+    cells = load_labeled_cells(tmp_path / "out")
     crop = read_cell_image(cells.paths[list(cells.labels).index("Normal_cell")])
     assert crop.shape == (16, 16, 3)
     assert (crop[3:13, 3:13] == (255, 0, 0)).all() and (crop[0] == 200).all()

@@ -90,9 +90,9 @@ def test_ibot_full_grid_form_matches_masked_form():
 
 
 def test_koleo_four_points_by_hand():
-    # Directions at 0, 90, 45 and 180 degrees (unnormalised on purpose).
+    # Directions at 0, 90, 45 and 180 degrees (unnormalized on purpose).
     features = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [-1.0, 0.0]])
-    chord_45 = 2 * math.sin(math.pi / 8)  # nearest neighbour of the first three points
+    chord_45 = 2 * math.sin(math.pi / 8)  # nearest neighbor of the first three points
     expected = -(3 * math.log(chord_45) + math.log(math.sqrt(2.0))) / 4
     assert KoLeoLoss()(features).item() == pytest.approx(expected, abs=1e-6)
 

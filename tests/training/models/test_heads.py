@@ -49,8 +49,8 @@ def test_last_layer_frozen_until_the_given_step():
 
 
 def test_batchnorm_head_uses_batch_statistics_in_teacher_and_per_token_kind():
-    """use_bn: the teacher normalises with its batch's statistics (its running buffers are never
-    EMA-updated), and a shared head normalises CLS and patch tokens separately."""
+    """use_bn: the teacher normalizes with its batch's statistics (its running buffers are never
+    EMA-updated), and a shared head normalizes CLS and patch tokens separately."""
     from training.configs import HeadConfig, ModelConfig
     from training.models.student_teacher import StudentTeacher
 

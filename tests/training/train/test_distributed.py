@@ -116,7 +116,7 @@ def test_two_gloo_processes_match_one_process(one_process_run, tmp_path, strateg
 
 @pytest.mark.slow
 def test_batchnorm_head_is_synchronised_across_processes(tmp_path):
-    """head.use_bn: 2 ranks x 4 normalise, back-propagate and step like one process with 8.
+    """head.use_bn: 2 ranks x 4 normalize, back-propagate and step like one process with 8.
 
     Per-rank statistics would already change step 0. Only the first two steps are compared:
     from the third on, Adam's sign-like early updates amplify float rounding through BatchNorm.

@@ -1,4 +1,4 @@
-"""One k-nearest-neighbour graph per feature matrix, shared by the map, clusters, batch metrics
+"""One k-nearest-neighbor graph per feature matrix, shared by the map, clusters, batch metrics
 and label spreading.
 
 Why not let each library search on its own: UMAP, Leiden, the batch metrics and label spreading
@@ -13,7 +13,7 @@ waited for it. Here:
   explorer does in a background thread when it opens), chosen by measurement
   (``benchmarks/explorer.py``, ``docs/benchmarks.md``).
 
-Column 0 of every row is the cell itself (UMAP's convention, distance 0), so ``k`` neighbours
+Column 0 of every row is the cell itself (UMAP's convention, distance 0), so ``k`` neighbors
 means ``k`` other cells and ``indices`` has ``k + 1`` columns.
 """
 
@@ -31,17 +31,17 @@ from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 
 METRICS = ("cosine", "euclidean")
-DEFAULT_K = DEFAULTS.batch_k  # neighbours per cell in the shared graph: batch metrics' k, > UMAP's
+DEFAULT_K = DEFAULTS.batch_k  # neighbors per cell in the shared graph: batch metrics' k, > UMAP's
 EXACT_MAX = 20_000  # cells; above, the exact search's N^2 selection loses to NN-descent
 _CHUNK_ELEMENTS = 1 << 24  # distances held per chunk: 64 MiB of float32
-_CACHE: OrderedDict[tuple, NeighbourGraph] = OrderedDict()
+_CACHE: OrderedDict[tuple, NeighborGraph] = OrderedDict()
 _REDUCED: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _CACHE_SIZE = 4
 BUILDS = [0]  # graphs searched (not served from the cache) in this process; tests read it
 
 
 @dataclass(frozen=True, eq=False)
-class NeighbourGraph:
+class NeighborGraph:
     """``indices`` (N, k + 1) int64 and ``distances`` (N, k + 1) float32, nearest first,
     column 0 = the cell itself; ``method`` says how it was found ("exact" or "nndescent")."""
 
@@ -52,14 +52,14 @@ class NeighbourGraph:
 
     @property
     def k(self) -> int:
-        """Neighbours per cell, the cell itself not counted."""
+        """Neighbors per cell, the cell itself not counted."""
         return self.indices.shape[1] - 1
 
     def others(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indices, distances) of the ``k`` nearest other cells, (N, k) each."""
         k = self.k if k is None else int(k)
         if not 1 <= k <= self.k:
-            raise ValueError(f"this graph holds {self.k} neighbours per cell, asked for {k}")
+            raise ValueError(f"this graph holds {self.k} neighbors per cell, asked for {k}")
         return self.indices[:, 1 : k + 1], self.distances[:, 1 : k + 1]
 
     def umap_knn(self, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +67,7 @@ class NeighbourGraph:
         columns, the cell itself first, as umap-learn counts them."""
         if not 2 <= n_neighbors <= self.k + 1:
             raise ValueError(f"this graph holds {self.k + 1} columns, asked for {n_neighbors}")
-        # copies: umap-learn writes -1 / inf into them for "disconnected" neighbours
+        # copies: umap-learn writes -1 / inf into them for "disconnected" neighbors
         return (np.array(self.indices[:, :n_neighbors], order="C"),
                 np.array(self.distances[:, :n_neighbors], order="C"))
 
@@ -131,7 +131,7 @@ def _iter_exact(x, k, metric, cancel) -> ProgressGen[tuple[np.ndarray, np.ndarra
     starts = range(0, n, rows)
     for step, start in enumerate(starts):
         check_cancel(cancel)
-        yield Progress(step, len(starts), f"nearest neighbours: cells {start}/{n}")
+        yield Progress(step, len(starts), f"nearest neighbors: cells {start}/{n}")
         chunk = x[start : start + rows]
         score = chunk @ x.T  # larger = nearer for cosine; for euclidean turned into |y|^2 - 2xy
         if metric == "euclidean":
@@ -204,8 +204,8 @@ def reduce_features(vectors, pca_dims: int = 50, random_state: int | None = 0) -
     """The top ``pca_dims`` principal components (float32), cached by content; ``vectors``
     as float32 when they have no more columns (or rows) than that.
 
-    Why: neighbours, clusters and the map all look at the same reduced cells, and a 384-d
-    search costs ~8x a 50-d one for nearly the same neighbours.
+    Why: neighbors, clusters and the map all look at the same reduced cells, and a 384-d
+    search costs ~8x a 50-d one for nearly the same neighbors.
     """
     x = _as_matrix(vectors)
     if x.shape[1] <= pca_dims or x.shape[0] <= pca_dims:
@@ -227,19 +227,19 @@ def reduce_features(vectors, pca_dims: int = 50, random_state: int | None = 0) -
 def iter_feature_graph(vectors, k: int = DEFAULT_K, *, metric: str = DEFAULTS.metric,
                        pca_dims: int = DEFAULTS.pca_dims, random_state: int = DEFAULTS.random_state,
                        cancel: threading.Event | None = None
-                       ) -> ProgressGen[tuple[np.ndarray, NeighbourGraph]]:
-    """(reduced matrix, its neighbour graph): the one graph the map, Leiden, the batch metrics
+                       ) -> ProgressGen[tuple[np.ndarray, NeighborGraph]]:
+    """(reduced matrix, its neighbor graph): the one graph the map, Leiden, the batch metrics
     and label spreading share for the same cells and settings."""
     check_cancel(cancel)
     yield Progress(0, 1, f"reducing {len(vectors)} cells to {pca_dims} dimensions")
     reduced = reduce_features(vectors, pca_dims, random_state)
-    graph = yield from iter_neighbour_graph(reduced, k, metric=metric,
+    graph = yield from iter_neighbor_graph(reduced, k, metric=metric,
                                             random_state=random_state, cancel=cancel)
     return reduced, graph
 
 
-def cached_graph(x: np.ndarray, k: int, metric: str = "cosine") -> NeighbourGraph | None:
-    """The cached graph of ``x`` with at least ``k`` neighbours, if any (no search)."""
+def cached_graph(x: np.ndarray, k: int, metric: str = "cosine") -> NeighborGraph | None:
+    """The cached graph of ``x`` with at least ``k`` neighbors, if any (no search)."""
     graph = _CACHE.get(graph_key(_as_matrix(x), metric))
     return graph if graph is not None and graph.k >= min(k, len(graph.indices) - 1) else None
 
@@ -247,13 +247,13 @@ def cached_graph(x: np.ndarray, k: int, metric: str = "cosine") -> NeighbourGrap
 def _as_matrix(x) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"neighbours need an (N, D) matrix of at least 2 cells, got {x.shape}")
+        raise ValueError(f"neighbors need an (N, D) matrix of at least 2 cells, got {x.shape}")
     if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
         raise ValueError("vectors contain NaN / inf or are not numeric; re-run the embedding")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def iter_neighbour_graph(
+def iter_neighbor_graph(
     vectors,
     k: int = DEFAULTS.n_neighbors,
     *,
@@ -261,11 +261,11 @@ def iter_neighbour_graph(
     exact: bool | None = None,
     random_state: int = DEFAULTS.random_state,
     cancel: threading.Event | None = None,
-) -> ProgressGen[NeighbourGraph]:
+) -> ProgressGen[NeighborGraph]:
     """The ``k`` nearest other cells of every row of ``vectors`` (N, D), cached by content.
 
     ``exact=None`` picks the exact search up to :data:`EXACT_MAX` cells, an index above.
-    A cached graph with more neighbours serves a smaller ``k`` (columns are nearest first).
+    A cached graph with more neighbors serves a smaller ``k`` (columns are nearest first).
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -286,30 +286,30 @@ def iter_neighbour_graph(
         method = "exact"
     else:
         check_cancel(cancel)
-        yield Progress(0, 1, f"nearest neighbours of {x.shape[0]} cells (approximate index)")
+        yield Progress(0, 1, f"nearest neighbors of {x.shape[0]} cells (approximate index)")
         idx, dist, method = _approximate(prepared, k, metric, random_state)
     check_cancel(cancel)
     BUILDS[0] += 1
     idx, dist = _self_first(idx, dist)
-    graph = NeighbourGraph(idx, dist, metric, method)
+    graph = NeighborGraph(idx, dist, metric, method)
     _CACHE[key] = graph
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return graph
 
 
-def feature_graph(vectors, k: int = DEFAULT_K, **kwargs) -> NeighbourGraph:
+def feature_graph(vectors, k: int = DEFAULT_K, **kwargs) -> NeighborGraph:
     """Synchronous :func:`iter_feature_graph`, the graph only."""
     return run_to_completion(iter_feature_graph(vectors, k, **kwargs))[1]
 
 
-def _sliced(graph: NeighbourGraph, k: int) -> NeighbourGraph:
+def _sliced(graph: NeighborGraph, k: int) -> NeighborGraph:
     if graph.k == k:
         return graph
-    return NeighbourGraph(graph.indices[:, : k + 1], graph.distances[:, : k + 1], graph.metric,
+    return NeighborGraph(graph.indices[:, : k + 1], graph.distances[:, : k + 1], graph.metric,
                           graph.method)
 
 
-def neighbour_graph(vectors, k: int = DEFAULTS.n_neighbors, **kwargs) -> NeighbourGraph:
-    """Synchronous :func:`iter_neighbour_graph`."""
-    return run_to_completion(iter_neighbour_graph(vectors, k, **kwargs))
+def neighbor_graph(vectors, k: int = DEFAULTS.n_neighbors, **kwargs) -> NeighborGraph:
+    """Synchronous :func:`iter_neighbor_graph`."""
+    return run_to_completion(iter_neighbor_graph(vectors, k, **kwargs))
