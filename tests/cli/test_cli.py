@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_reddino.cli import demo as cli_demo
+from napari_reddino.cli import demo
 from napari_reddino.cli.demo import DOCKS, has_display, populate_viewer, write_demo_smears
 from napari_reddino.cli.main import main
 from napari_reddino.io.cell_table import CellEmbeddings, load_table, save_table
@@ -166,8 +166,8 @@ def test_has_display_follows_the_environment(monkeypatch):
 
 
 def test_headless_demo_writes_a_report(backbone, tmp_path, capsys, monkeypatch):
-    small = functools.partial(cli_demo.write_demo_smears, images_per_subject=1, shape=(256, 256))
-    monkeypatch.setattr(cli_demo, "write_demo_smears", small)  # 3 small smears: a fast test
+    small = functools.partial(demo.write_demo_smears, images_per_subject=1, shape=(256, 256))
+    monkeypatch.setattr(demo, "write_demo_smears", small)  # 3 small smears: a fast test
     out = tmp_path / "demo"
     assert main(["-q", "demo", "--headless", "--out", str(out), "--backbone", backbone,
                  "--workers", "1"]) == 0

@@ -238,25 +238,24 @@ def test_cached_reddino_is_offered_first_and_loads_offline(tmp_path, monkeypatch
     """RedDino weights in the HF cache: listed first, recommended, described, loadable offline."""
     from huggingface_hub import constants as hf_constants
 
-    from napari_reddino.embed import offers as backbone_offers
-
+    from napari_reddino.embed import offers
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
-    assert backbone_offers.cached_backbones() == []
-    assert backbone_offers.recommended_backbone() == DEFAULT_BACKBONE
-    offers = backbone_offers.backbone_offers()
-    assert [o.state for o in offers[:2]] == ["bundled", "download"]
-    assert "bundled" in backbone_offers.describe_default()
+    assert offers.cached_backbones() == []
+    assert offers.recommended_backbone() == DEFAULT_BACKBONE
+    found = offers.backbone_offers()
+    assert [o.state for o in found[:2]] == ["bundled", "download"]
+    assert "bundled" in offers.describe_default()
 
     source = small_hub_model(tmp_path)
-    assert backbone_offers.cached_backbones() == ["reddino-small"]
-    assert backbone_offers.recommended_backbone() == "reddino-small"
-    offers = backbone_offers.backbone_offers()
-    assert (offers[0].name, offers[0].state) == ("reddino-small", "cached")
-    assert (offers[1].name, offers[1].state) == (DEFAULT_BACKBONE, "bundled")
-    assert "reddino-small" not in [o.name for o in offers[2:]]  # listed once
-    assert "Hugging Face cache" in offers[0].label
-    assert "reddino-small" in backbone_offers.describe_default()
+    assert offers.cached_backbones() == ["reddino-small"]
+    assert offers.recommended_backbone() == "reddino-small"
+    found = offers.backbone_offers()
+    assert (found[0].name, found[0].state) == ("reddino-small", "cached")
+    assert (found[1].name, found[1].state) == (DEFAULT_BACKBONE, "bundled")
+    assert "reddino-small" not in [o.name for o in found[2:]]  # listed once
+    assert "Hugging Face cache" in found[0].label
+    assert "reddino-small" in offers.describe_default()
     backbone = load_backbone("reddino-small", device="cpu", dtype="float32")
     cls, _ = backbone.forward(TILES)
     with torch.inference_mode():
@@ -266,25 +265,23 @@ def test_cached_reddino_is_offered_first_and_loads_offline(tmp_path, monkeypatch
 
 def test_config_without_weights_is_not_cached_and_downloads_refuse_offline(tmp_path,
                                                                          monkeypatch):
-    from napari_reddino.embed import offers as backbone_offers
-
+    from napari_reddino.embed import offers
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     snapshot = hub_cache_entry(tmp_path, "Snarcy/RedDino-base")
     (snapshot / "config.json").write_text("{}")  # an interrupted download: no weights
-    assert not backbone_offers.is_cached("reddino-base", tmp_path)
-    offer = next(o for o in backbone_offers.backbone_offers(tmp_path) if o.name == "reddino-base")
+    assert not offers.is_cached("reddino-base", tmp_path)
+    offer = next(o for o in offers.backbone_offers(tmp_path) if o.name == "reddino-base")
     assert offer.state == "download" and offer.size_mb == 346
     assert "~346 MB" in offer.label
     with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE"):
-        list(backbone_offers.iter_download("reddino-base", tmp_path))
+        list(offers.iter_download("reddino-base", tmp_path))
     with pytest.raises(ValueError, match="not a Hugging Face hub backbone"):
-        list(backbone_offers.iter_download(DEFAULT_BACKBONE, tmp_path))
+        list(offers.iter_download(DEFAULT_BACKBONE, tmp_path))
 
 
 def test_cli_note_names_the_cached_reddino(tmp_path):
-    from napari_reddino.embed import offers as backbone_offers
-
-    assert "bundled" in backbone_offers.cli_note(tmp_path)
+    from napari_reddino.embed import offers
+    assert "bundled" in offers.cli_note(tmp_path)
     small_hub_model(tmp_path)
-    note = backbone_offers.cli_note(tmp_path)
+    note = offers.cli_note(tmp_path)
     assert "--backbone reddino-small" in note and "in your Hugging Face cache" in note

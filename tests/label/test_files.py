@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_reddino.label import files as labels_io
+from napari_reddino.label import files
 from napari_reddino.label.files import (
     LABEL_COLUMNS,
     Autosaver,
@@ -67,7 +67,7 @@ def test_import_refuses_a_file_that_is_not_a_label_table(features, tmp_path):
 
 
 def test_merge_reports_cells_that_no_longer_exist(features):
-    labels = labels_io.label_table(features).iloc[[0, 3]].copy()
+    labels = files.label_table(features).iloc[[0, 3]].copy()
     labels.loc[labels.index[1], "image"] = "deleted_image"
     result = merge_labels(features.assign(**{"class": None, "class_source": None}), labels)
     assert result.n_matched == 1
@@ -77,7 +77,7 @@ def test_merge_reports_cells_that_no_longer_exist(features):
 
 
 def test_merge_refuses_unknown_classes_and_can_take_manual_only(features):
-    labels = labels_io.label_table(features)
+    labels = files.label_table(features)
     with pytest.raises(ValueError, match=r"not in the current class set: \['sickle'\]"):
         merge_labels(features, labels, class_names=["discocyte", "target"])
     manual = merge_labels(features.drop(columns=["class", "class_source", "confidence"]),

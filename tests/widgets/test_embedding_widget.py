@@ -194,8 +194,7 @@ def test_official_pth_checkpoint_is_converted_and_used(
 ):
     import torch
 
-    from napari_reddino.embed import grid as embed
-
+    from napari_reddino.embed import grid
     teacher = {f"backbone.{k}": v.clone() for k, v in tiny_backbone.model.state_dict().items()}
     teacher["backbone.mask_token"] = torch.zeros(1, DIM)
     checkpoint = tmp_path / "dinobloom-like.pth"
@@ -218,7 +217,7 @@ def test_official_pth_checkpoint_is_converted_and_used(
     wait_idle(widget.runner)
 
     assert (tmp_path / "dinobloom-like-timm" / "config.json").is_file()  # converted once
-    expected = embed.pca_rgb(embed.patch_grid(smear.image, tiny_backbone))
+    expected = grid.pca_rgb(grid.patch_grid(smear.image, tiny_backbone))
     np.testing.assert_allclose(viewer.layers["smear RedDino PCA"].data, expected, atol=1e-3)
 
 
