@@ -19,7 +19,7 @@ from napari_reddino.label.files import (
 
 @pytest.fixture
 def features():
-    """A pooled cell table of two images, two cells labeled by hand and one propagated."""
+    """A combined cell table of two images, two cells labeled by hand and one propagated."""
     return pd.DataFrame({
         "label": [1, 2, 3, 1, 2],
         "image": ["a", "a", "a", "b", "b"],

@@ -158,19 +158,19 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     write_run_h5ad(args.run_dir)  # cells.h5ad beside cells.parquet, for scanpy
     _warn(combined.warnings)
-    _say(f"pooled {len(combined.table)} cells of {combined.summary['n_images']} images "
+    _say(f"combined {len(combined.table)} cells of {combined.summary['n_images']} images "
          f"-> {Path(args.run_dir) / 'cells.parquet'}")
     return 0
 
 
-def _load_pooled(folder_or_table: str | Path, embeddings_path: str | None = None):
-    """A pooled cell table and the vector of each of its rows."""
+def _load_combined(folder_or_table: str | Path, embeddings_path: str | None = None):
+    """A combined cell table and the vector of each of its rows."""
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
 
     path = Path(folder_or_table)
     table_path = path / "cells.parquet" if path.is_dir() else path
     if not table_path.is_file():
-        raise FileNotFoundError(f"{path}: no pooled cell table (run `napari-reddino project`)")
+        raise FileNotFoundError(f"{path}: no combined cell table (run `napari-reddino project`)")
     npz = Path(embeddings_path) if embeddings_path else table_path.parent / "embeddings.npz"
     if not npz.is_file():
         raise FileNotFoundError(f"{npz}: embeddings not found (pass --reference-embeddings)")
@@ -204,7 +204,7 @@ def _reference(args: argparse.Namespace, backbone: str, width: int):
     """``(table, vectors, classes)`` of a separate reference: all its classed cells vote."""
     from napari_reddino.label.propagate import unlabeled_mask
 
-    ref_table, ref_vectors, ref_backbone = _load_pooled(args.reference, args.reference_embeddings)
+    ref_table, ref_vectors, ref_backbone = _load_combined(args.reference, args.reference_embeddings)
     if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
         raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
     if ref_backbone != backbone or ref_vectors.shape[1] != width:
@@ -221,7 +221,7 @@ def cmd_propagate(args: argparse.Namespace) -> int:
     from napari_reddino.io.cell_table import save_table
     from napari_reddino.label.propagate import MANUAL, PROPAGATED, iter_propagate, unlabeled_mask
 
-    table, vectors, backbone = _load_pooled(args.run_dir)
+    table, vectors, backbone = _load_combined(args.run_dir)
     own = np.full(len(table), None, dtype=object)
     if {nm.CLASS, nm.CLASS_SOURCE} <= set(table.columns):  # keep this run's own manual labels
         manual = table[nm.CLASS_SOURCE].astype(str).to_numpy() == MANUAL

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "column, plus its embeddings) vote the class of every cell of RUN_DIR; "
                        "adds class, class_source, confidence. With the defaults it gives the "
                        "classes rd.tl.propagate and the labeling dock give.")
-    p.add_argument("run_dir", help="run folder whose pooled cells get classes")
+    p.add_argument("run_dir", help="run folder whose combined cells get classes")
     p.add_argument("--reference",
                    help="labeled reference: a run folder, or a .parquet/.csv cell table with "
                    "'class' and 'embedding_row' columns (default: RUN_DIR's own manual labels)")
@@ -141,14 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="HTML report of a run folder",
                        description="Write an HTML report (index.html + PNGs + CSV tables).")
-    p.add_argument("run_dir", help="run folder with a pooled cells.parquet")
+    p.add_argument("run_dir", help="run folder with a combined cells.parquet")
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     p.add_argument("--max-overlays", type=_count(0), default=DEFAULTS.max_overlays,
                    help="PCA overlay figures for at most this many images (default: %(default)s)")
 
     p = sub.add_parser("run", help="whole pipeline over many smears with dask, then a report",
                        description="Segment + embed every smear as one dask task (LocalCluster "
-                       "or --scheduler), pool, project, cluster, batch metrics and HTML report. "
+                       "or --scheduler), combine, project, cluster, batch metrics and HTML report. "
                        "Rerunning skips finished smears; failed smears go to failures.csv.")
     p.add_argument("inputs", nargs="+", metavar="IMAGES", help="image files, folders or globs")
     p.add_argument("--out", required=True, help="run folder")

@@ -104,7 +104,7 @@ def _apply(state: dict[Key, tuple], row: tuple) -> None:
 class Autosaver:
     """Appends every manual-label change to a CSV journal (see the module docstring).
 
-    :meth:`record` one click, or :meth:`sync` with the pooled table: only the smears in that
+    :meth:`record` one click, or :meth:`sync` with the combined table: only the smears in that
     table are compared, and a saved label is cleared only when its very cell (same label at the
     same place) is there without it. :meth:`restore` gives the labels for ``merge_labels``.
     """

@@ -34,7 +34,7 @@ def overlay_name(image_layer: str) -> str:
 
 
 def smear_cells(table: pd.DataFrame, embeddings=None, image_name: str | None = None):
-    """One smear's rows of a (pooled) table, and its own embeddings with ``embedding_row``
+    """One smear's rows of a (combined) table, and its own embeddings with ``embedding_row``
     renumbered to point into them; ``(table, None)`` without embeddings."""
     from napari_reddino.io.cell_table import CellEmbeddings
 
@@ -62,7 +62,7 @@ def labels_layer_data(
     translate: Sequence[float] | None = None, metadata: dict | None = None,
 ) -> LayerData:
     """The Labels layer of one smear: features = its cells (``index`` first), embeddings
-    attached. ``table`` and ``embeddings`` may be pooled over many smears."""
+    attached. ``table`` and ``embeddings`` may span many smears."""
     table, own = smear_cells(table, embeddings, image_name)
     features = table.drop(columns=[nm.NAPARI_INDEX], errors="ignore")
     features.insert(0, nm.NAPARI_INDEX, features[nm.LABEL].to_numpy(dtype=np.int64))

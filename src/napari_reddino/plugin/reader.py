@@ -1,8 +1,8 @@
 """npe2 readers: what ``napari-reddino run`` (or the folder writer) leaves, opened in napari.
 
-- a **run folder** (``RUN/smears/<image>/_SUCCESS`` ...; the pooled ``cells.parquet`` and
+- a **run folder** (``RUN/smears/<image>/_SUCCESS`` ...; the combined ``cells.parquet`` and
   ``embeddings.npz`` when present): per smear the image (when its file is still where the run
-  read it), the PCA overlay (hidden) and a Labels layer whose ``features`` are the pooled rows of
+  read it), the PCA overlay (hidden) and a Labels layer whose ``features`` are the combined rows of
   that smear (map, clusters, classes) with the embeddings attached: where the docks left off.
 - a **smear folder** (``RUN/smears/<image>``): the same for one smear, from its own table.
 - **embeddings** ``.npz``: inside a run/smear folder, that folder; ``<stem>.reddino.npz``
@@ -146,7 +146,7 @@ def _smear_folders(run_dir: Path) -> list[Path]:
 
 
 def read_run_layers(path, table: pd.DataFrame | None = None, embeddings=None) -> list:
-    """Every finished smear of a run folder; cells from the pooled table when there is one."""
+    """Every finished smear of a run folder; cells from the combined table when there is one."""
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
 
     run_dir = _one_path(path)

@@ -3,7 +3,7 @@
 - ``.h5ad`` (one Labels layer): its cell table and embeddings as AnnData (:mod:`anndata_io`).
 - a **run folder** (Labels layers, with their images when selected too): one smear folder per
   Labels layer (``smears/<image>/``: labels in ``grid.zarr``, ``cells.parquet``,
-  ``embeddings.npz``, ``_SUCCESS``), the images under ``images/``, and the pooled
+  ``embeddings.npz``, ``_SUCCESS``), the images under ``images/``, and the combined
   ``cells.parquet``, ``embeddings.npz`` and ``cells.h5ad``: ``viewer.open(folder)`` brings back
   the same layers, ``napari-reddino report/propagate`` work on it.
 """
