@@ -23,17 +23,17 @@ CACHE = Path("/tmp/reddino_real_cells")
 #: False: reuse a smear's newest cached result even if made by older segmentation code (the
 #: segmentation moves fast while it is being improved); ``--fresh`` in real_cells.py sets True.
 FRESH = False
-_SOURCES = ("segment.py", "segment_kind.py", "morphology.py", "morphology_shape.py",
-            "morphology_stain.py")
+_SOURCES = ("segment/dispatch.py", "segment/classical.py", "segment/kind.py",
+            "segment/check.py", "morphology/features.py", "morphology/shape.py",
+            "morphology/stain.py")
 
 
 def code_version() -> str:
     """Hash of the sources that decide segmentation and morphology (the cache key)."""
     digest = hashlib.md5()
     for name in _SOURCES:
-        path = REPO / "src" / "napari_reddino" / name
-        if path.is_file():
-            digest.update(path.read_bytes())
+        # a moved source must fail here, not silently drop out of the key and keep stale cells
+        digest.update((REPO / "src" / "napari_reddino" / name).read_bytes())
     return digest.hexdigest()[:10]
 
 

@@ -9,7 +9,7 @@ platelets ignored), for ``segment.dispatch.classical_segment`` and for the basel
     python benchmarks/segmentation.py [--sizes 1024 4096] [--seed 0]
 
 ``--lazy 20000`` adds the large-smear line instead: a lazy (dask) smear of that side, tiled from one
-2048² synthetic smear, segmented tile by tile (``segment_tiled``) against the in-memory path on
+2048² synthetic smear, segmented tile by tile (``segment.tiled``) against the in-memory path on
 the same pixels when they fit (side <= 4096), else against its extrapolated peak.
 """
 

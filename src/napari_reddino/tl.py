@@ -112,15 +112,12 @@ def propagate(data, classes=None, *, use_rep: str = DEFAULTS.space, key: str = n
     ``.obs["confidence"]`` and is returned too.
     """
     from napari_reddino.label.propagate import propagate as _propagate
+    from napari_reddino.label.propagate import voting_classes
 
     if _is_anndata(data) and classes is None:
         if key not in data.obs:
             raise KeyError(f"no .obs[{key!r}] with labeled cells")
-        column = data.obs[key]
-        classes = column.astype(object).where(column.notna(), None).to_numpy()
-        if key == nm.CLASS and nm.CLASS_SOURCE in data.obs:  # propagated classes do not vote
-            manual = data.obs[nm.CLASS_SOURCE].astype(str).to_numpy() == nm.MANUAL
-            classes = np.where(manual, classes, None)
+        classes = voting_classes(data.obs, key)
     result = _propagate(_rep(data, use_rep), classes, **kwargs)
     if _is_anndata(data):
         data.obs[key] = pd.Categorical(result.classes.astype(str))

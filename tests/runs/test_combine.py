@@ -103,7 +103,7 @@ def test_batch_report_needs_two_subjects():
 
 
 def test_previous_labels_only_when_the_old_table_has_classes(tmp_path):
-    path = tmp_path / cb.COMBINED_TABLE
+    path = tmp_path / nm.CELLS_TABLE_FILE
     assert cb.previous_labels(path) is None  # no table yet
     table = _table("a.png", [1, 2], rows=[0, 1])
     save_table(table, path)
@@ -136,11 +136,11 @@ def test_write_combined_writes_the_four_files(tmp_path):
     embeddings = _embeddings("a.png", [1, 2], first=0.0)
     summary = {"n_cells": np.int64(2), "silhouette": np.float32(0.5), "warnings": []}
     cb.write_combined(tmp_path, cb.Combined(table, embeddings, pd.DataFrame({"x": [1]}), summary))
-    pd.testing.assert_frame_equal(load_table(tmp_path / cb.COMBINED_TABLE), table)
-    loaded = CellEmbeddings.load(tmp_path / cb.COMBINED_EMBEDDINGS)
+    pd.testing.assert_frame_equal(load_table(tmp_path / nm.CELLS_TABLE_FILE), table)
+    loaded = CellEmbeddings.load(tmp_path / nm.EMBEDDINGS_FILE)
     np.testing.assert_array_equal(loaded.vectors, embeddings.vectors)
     assert pd.read_csv(tmp_path / cb.METRICS_TABLE)["x"].tolist() == [1]
-    assert json.loads((tmp_path / cb.SUMMARY_FILE).read_text()) == {
+    assert json.loads((tmp_path / nm.SUMMARY_FILE).read_text()) == {
         "n_cells": 2, "silhouette": 0.5, "warnings": []}
 
 
@@ -153,7 +153,7 @@ def test_combine_runs_the_steps_in_order_and_keeps_the_summary_keys(tmp_path):
                                       "n_clusters", "feature_space", "n_subjects", "warnings"]
     assert combined.summary["projection"] == "umap" and combined.summary["n_clusters"] == 3
     assert combined.warnings == [cb.cluster_note(8, 3, 18)]
-    written = json.loads((tmp_path / cb.SUMMARY_FILE).read_text())
+    written = json.loads((tmp_path / nm.SUMMARY_FILE).read_text())
     assert written["warnings"] == combined.warnings
     rows = combined.table[nm.EMBEDDING_ROW].to_numpy()
     np.testing.assert_array_equal(combined.embeddings.label[rows], combined.table["label"])

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_options(p)
 
     p = sub.add_parser("project", help="combine embedded smears: UMAP + clusters + batch metrics",
-                       description="Pool the finished smears of a run folder into cells.parquet "
+                       description="Combine the finished smears of a run folder into cells.parquet "
                        "+ embeddings.npz with umap_0/umap_1 and cluster columns, and compute "
                        "batch-effect metrics across subjects.")
     p.add_argument("run_dir", help="run folder written by `embed` or `run`")
@@ -179,13 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from napari_reddino.cli import commands, demo
 
-    commands = {
+    handlers = {
         "segment": commands.cmd_segment, "embed": commands.cmd_embed,
         "project": commands.cmd_project, "propagate": commands.cmd_propagate,
         "report": commands.cmd_report, "run": commands.cmd_run, "demo": demo.cmd_demo,
     }
     try:
-        return commands[args.command](args)
+        return handlers[args.command](args)
     except (KeyboardInterrupt, Cancelled):
         print("napari-reddino: interrupted", file=sys.stderr)
         return 130

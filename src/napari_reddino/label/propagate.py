@@ -324,16 +324,23 @@ def iter_propagate_features(
                 "re-run the embedding for these images"
             )
     x = space_matrix(features, vectors, space, row_column=row_column)
-    classes = features[CLASS].astype(object).to_numpy()
-    if CLASS_SOURCE in features.columns:
-        is_manual = features[CLASS_SOURCE].astype(str).to_numpy() == MANUAL
-        classes = np.where(is_manual, classes, None)
-    result = yield from iter_propagate(x, classes, **kwargs)
+    result = yield from iter_propagate(x, voting_classes(features), **kwargs)
     table = features.copy()
     table[CLASS] = result.classes
     table[CLASS_SOURCE] = result.source
     table[CONFIDENCE] = result.confidence
     return table
+
+
+def voting_classes(table: pd.DataFrame, key: str = CLASS) -> np.ndarray:
+    """The classes that vote: ``table[key]`` (None where empty), and for ``"class"`` only the
+    manual ones once a propagation has written ``class_source`` (its guesses never vote)."""
+    column = table[key]
+    classes = column.astype(object).where(column.notna(), None).to_numpy()
+    if key == CLASS and CLASS_SOURCE in table.columns:
+        is_manual = table[CLASS_SOURCE].astype(str).to_numpy() == MANUAL
+        classes = np.where(is_manual, classes, None)
+    return classes
 
 
 def propagate_features(features: pd.DataFrame, vectors, **kwargs) -> pd.DataFrame:

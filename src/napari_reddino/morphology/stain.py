@@ -4,7 +4,7 @@ Everything works on the flat list of cell pixels (``idx`` = the cell's row) with
 so one pass covers all cells of a smear. Stain is optical density (OD = log10 background /
 pixel, per channel), which does not depend on the lamp's brightness. ``depth`` is each pixel's
 relative position between its cell's outline (0) and centroid (1) along its ray (see
-``morphology_shape.polar_profile``); the five rings split it in equal steps.
+``shape.polar_profile``); the five rings split it in equal steps.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ one with ``use_rep="X_embedding"``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -163,6 +162,7 @@ def read_h5ad(path: str | Path):
 def run_anndata(run_dir: str | Path):
     """The AnnData of a run folder's combined cells (``cells.parquet`` + ``embeddings.npz``)."""
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
+    from napari_reddino.runs.combine import read_summary
 
     run_dir = Path(run_dir)
     table = load_table(run_dir / nm.CELLS_TABLE_FILE)
@@ -172,8 +172,7 @@ def run_anndata(run_dir: str | Path):
     else:
         rows = embeddings.rows_for(table[nm.IMAGE].to_numpy(), table[nm.LABEL].to_numpy(),
                                    strict=True)
-    summary_path = run_dir / nm.SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_summary(run_dir)
     return to_anndata(table, embeddings.vectors[rows], backbone=embeddings.backbone,
                       pooling=embeddings.pooling, projection=str(summary.get("projection", "")))
 

@@ -24,14 +24,12 @@ from napari_reddino.runs.pipeline import (
     DONE_MARKER,
     check_smear_outputs,
     invalidate,
-    load_smear_outputs,
+    load_smear_cells,
     smear_dir,
 )
 
-COMBINED_TABLE = "cells.parquet"
-COMBINED_EMBEDDINGS = "embeddings.npz"
+# the combined table, matrix and summary are nm.CELLS_TABLE_FILE, EMBEDDINGS_FILE, SUMMARY_FILE
 METRICS_TABLE = "batch_metrics.csv"
-SUMMARY_FILE = "summary.json"
 NOT_CARRIED_FILE = "labels_not_carried.csv"
 
 
@@ -123,7 +121,7 @@ def batch_report(vectors: np.ndarray, table: pd.DataFrame) -> tuple[pd.DataFrame
     if len(set(subjects)) < 2:
         return pd.DataFrame(), {"batch_metrics": "needs at least 2 subjects"}
     classes = table[nm.CLASS].astype(str).to_numpy() if nm.CLASS in table.columns else None
-    k = int(min(30, len(subjects) - 1))
+    k = int(min(DEFAULTS.batch_k, len(subjects) - 1))
     report = batch_metrics(vectors, subjects, classes, k=k)
     return report.per_subject.reset_index(names="subject"), dict(report.summary)
 
@@ -159,7 +157,7 @@ def carry_labels(table: pd.DataFrame, previous: pd.DataFrame, out_dir: Path):
     if not len(left):
         return result.table, ""
     path = export_labels(left, out_dir / NOT_CARRIED_FILE)
-    return result.table, (f"{len(left)} labeled cell(s) of the previous {COMBINED_TABLE} are "
+    return result.table, (f"{len(left)} labeled cell(s) of the previous {nm.CELLS_TABLE_FILE} are "
                           f"not in the new combined table (smear redone or left out); kept in "
                           f"{path}")
 
@@ -168,11 +166,17 @@ def write_combined(out_dir: Path, combined: Combined) -> None:
     """Write the table, the matrix, the metrics and the summary of a combined run."""
     from napari_reddino.io.cell_table import save_table
 
-    save_table(combined.table, out_dir / COMBINED_TABLE)
-    combined.embeddings.save(out_dir / COMBINED_EMBEDDINGS)
+    save_table(combined.table, out_dir / nm.CELLS_TABLE_FILE)
+    combined.embeddings.save(out_dir / nm.EMBEDDINGS_FILE)
     combined.metrics.to_csv(out_dir / METRICS_TABLE, index=False)
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(combined.summary, indent=1,
-                                                   default=_json_default))
+    (out_dir / nm.SUMMARY_FILE).write_text(json.dumps(combined.summary, indent=1,
+                                                      default=_json_default))
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict:
+    """A run's ``summary.json`` (how its map and clusters were made); ``{}`` if it has none."""
+    path = Path(run_dir) / nm.SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _json_default(value):
@@ -192,20 +196,19 @@ def iter_combine(
     """Combine finished smears, add ``umap_0/umap_1`` and ``cluster``, compute batch metrics.
 
     Writes ``cells.parquet``, ``embeddings.npz``, ``batch_metrics.csv`` and ``summary.json``.
-    ``features`` is the space map and clusters are made in (``feature_spaces``; default: the
-    best the cells allow).
+    ``features`` is the space map and clusters are made in (``explore.spaces``; the default
+    space falls back to the embedding for cells without morphology).
     """
     from napari_reddino.explore.analysis import Settings, iter_clusters, iter_map
 
     out_dir = Path(out_dir)
-    previous = previous_labels(out_dir / COMBINED_TABLE)  # unreadable: stop before any work
+    previous = previous_labels(out_dir / nm.CELLS_TABLE_FILE)  # unreadable: stop before any work
     folders, warnings = usable_smears(out_dir, images)
     total = len(folders) + 3
     parts = []
     for i, folder in enumerate(folders):
         check_cancel(cancel)
-        table, embeddings, _grid, _labels, _marker = load_smear_outputs(folder)
-        parts.append((table, embeddings))
+        parts.append(load_smear_cells(folder))  # the grids and labels stay on disk
         yield Progress(i + 1, total, f"read {folder.name}")
     table, embeddings = stack_smears(parts)
     space, vectors = feature_matrix(table, embeddings, features)
@@ -223,7 +226,8 @@ def iter_combine(
     k = settings.n_clusters  # at most one cluster per 5 cells, as in the explorer
     note = cluster_note(n_clusters, k, n)
     warnings += [note] if note else []
-    table[nm.CLUSTER] = yield from iter_clusters(vectors, "kmeans", settings, cancel)
+    table[nm.CLUSTER] = yield from iter_clusters(vectors, DEFAULTS.cluster_method, settings,
+                                                 cancel)
     check_cancel(cancel)
     yield Progress(len(folders) + 2, total, "batch-effect metrics")
     metrics, summary = batch_report(vectors, table)

@@ -38,9 +38,9 @@ from napari_reddino.runs.embed_smear import (  # cached_backbone: importable fro
 )
 
 DONE_MARKER = "_SUCCESS"
-TABLE_FILE = "cells.parquet"
-EMBEDDINGS_FILE = "embeddings.npz"
 GRID_FILE = "grid.zarr"
+# a smear folder holds its cells under the run folder's names (names.py)
+TABLE_FILE, EMBEDDINGS_FILE = nm.CELLS_TABLE_FILE, nm.EMBEDDINGS_FILE
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class SmearResult:
     grid: np.ndarray
     patch_size: int
     seconds: float = 0.0
-    warning: str = ""  # the segmentation looks implausible (segment_check), else empty
+    warning: str = ""  # the segmentation looks implausible (segment.check), else empty
 
 
 def iter_process_smear(
@@ -90,8 +90,8 @@ def iter_process_smear(
     *,
     image_name: str,
     subject: str = "unknown",
-    method: str = "classical",
-    pooling: str = "cls_crop",
+    method: str = DEFAULTS.segment_method,
+    pooling: str = DEFAULTS.pooling,
     segment_params: dict | None = None,
     pixel_size: float | None = None,
     cancel: threading.Event | None = None,
@@ -162,12 +162,8 @@ def is_done(out_dir: str | os.PathLike, image_name: str, config: PipelineConfig,
 
 def check_smear_outputs(folder: str | os.PathLike) -> str | None:
     """Why a finished smear folder cannot be used (damaged file, rows out of range), or None."""
-    from napari_reddino.io.cell_table import CellEmbeddings, load_table
-
-    folder = Path(folder)
     try:
-        table = load_table(folder / TABLE_FILE)
-        emb = CellEmbeddings.load(folder / EMBEDDINGS_FILE)
+        table, emb = load_smear_cells(folder)
     except Exception as exc:  # zip/parquet/npz decoders raise many types: all mean "damaged"
         return f"damaged output ({type(exc).__name__}: {exc})"
     rows = pd.to_numeric(table.get(nm.EMBEDDING_ROW, pd.Series(dtype=float)), errors="coerce")
@@ -226,7 +222,7 @@ def write_smear_outputs(
         group.create_array("grid", data=result.grid, chunks=(grid_h, grid_w, min(dim, 256)))
         group.create_array("labels", data=result.labels, chunks=(1024, 1024))
         group.attrs.update({"patch_size": result.patch_size, "image": result.image_name})
-        table = result.table  # the image's content hash keys its labels too (labels_io)
+        table = result.table  # the image's content hash keys its labels too (label.files)
         if source_sha256:
             table = table.assign(**{nm.IMAGE_SHA256: source_sha256})
         save_table(table, staging / TABLE_FILE)
@@ -253,11 +249,17 @@ def write_smear_outputs(
     return final
 
 
+def load_smear_cells(folder: str | os.PathLike):
+    """``(table, CellEmbeddings)`` of one smear folder: its cells without the grid and labels."""
+    from napari_reddino.io.cell_table import CellEmbeddings, load_table
+
+    folder = Path(folder)
+    return load_table(folder / TABLE_FILE), CellEmbeddings.load(folder / EMBEDDINGS_FILE)
+
+
 def load_smear_outputs(folder: str | os.PathLike):
     """Read back one finished smear folder: ``(table, CellEmbeddings, grid, labels, marker)``."""
     import zarr
-
-    from napari_reddino.io.cell_table import CellEmbeddings, load_table
 
     folder = Path(folder)
     marker_path = folder / DONE_MARKER
@@ -265,8 +267,7 @@ def load_smear_outputs(folder: str | os.PathLike):
         raise PipelineInputError(f"{folder}: not a finished smear folder (no {DONE_MARKER})")
     group = zarr.open_group(str(folder / GRID_FILE), mode="r")
     return (
-        load_table(folder / TABLE_FILE),
-        CellEmbeddings.load(folder / EMBEDDINGS_FILE),
+        *load_smear_cells(folder),
         np.asarray(group["grid"][:]),
         np.asarray(group["labels"][:]),
         json.loads(marker_path.read_text()),
@@ -323,10 +324,8 @@ def iter_run_smear_file(
                                warning=marker.get("warning") or "")
         invalidate(folder)
         note = f"redone: its finished folder was unusable ({problem})"
-    elif read_marker(out_dir, name) is not None:
-        marker = read_marker(out_dir, name)
-        if marker.get("config") == config.fingerprint():
-            note = "redone: the image file changed since it was processed"
+    elif (read_marker(out_dir, name) or {}).get("config") == config.fingerprint():
+        note = "redone: the image file changed since it was processed"
     if threads:
         import torch
 

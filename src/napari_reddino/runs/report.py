@@ -10,7 +10,6 @@ with autoescape, so image or subject names can never inject markup.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -26,7 +25,7 @@ from matplotlib.figure import Figure
 from napari_reddino import names as nm
 from napari_reddino.defaults import DEFAULTS
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
-from napari_reddino.runs.combine import COMBINED_TABLE, METRICS_TABLE, SUMMARY_FILE, finished_smears
+from napari_reddino.runs.combine import METRICS_TABLE, finished_smears, read_summary
 from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
 from napari_reddino.runs.pipeline import PipelineInputError, load_smear_outputs, read_image
 
@@ -171,10 +170,10 @@ def iter_write_report(
 ) -> ProgressGen[Path]:
     """Write the report folder for a combined run; return the path of its ``index.html``."""
     run_dir = Path(run_dir)
-    pooled = run_dir / COMBINED_TABLE
+    pooled = run_dir / nm.CELLS_TABLE_FILE
     if not pooled.is_file():
         raise FileNotFoundError(
-            f"{run_dir}: no {COMBINED_TABLE}; run `napari-reddino run` (or `napari-reddino "
+            f"{run_dir}: no {nm.CELLS_TABLE_FILE}; run `napari-reddino run` (or `napari-reddino "
             "project`) there first"
         )
     from napari_reddino.io.cell_table import load_table
@@ -192,8 +191,7 @@ def iter_write_report(
     morphology = morphology_table(table, column)
     metrics = _read_csv(run_dir / METRICS_TABLE)
     failures = _read_csv(run_dir / FAILURES_TABLE)
-    summary_path = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_summary(run_dir)
     for name, df in (("counts_by_subject", by_subject), ("counts_by_image", by_image),
                      ("batch_metrics", metrics), ("failures", failures),
                      (f"morphology_by_{column}", morphology)):

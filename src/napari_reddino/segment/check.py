@@ -25,8 +25,9 @@ MIN_STAINED_CELLS = 8  # ... checked only when the stained area is worth this ma
 class SegmentationResult:
     """Instance labels (H, W) int32, their cell table and a warning when the result looks wrong.
 
-    The table is ``cells.region_features`` plus ``kind`` (rbc/wbc/platelet/other) and
-    ``touches_border``; ``warning`` is None or a sentence for the user (see ``segment_check``).
+    The table is ``io.cell_table.region_features`` plus ``kind`` (rbc/wbc/platelet/other) and
+    ``touches_border``; ``warning`` is None or a sentence for the user
+    (:func:`plausibility_warning`).
     """
 
     labels: np.ndarray

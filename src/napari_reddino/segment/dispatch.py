@@ -1,9 +1,9 @@
 """Cell segmentation of smears: input checking, a classical RBC backend, and the shared entry point.
 
-The classical backend needs no weights (the steps and why: ``segment_classical``). Large smears
+The classical backend needs no weights (the steps and why: ``segment.classical``). Large smears
 run tile by tile (bounded memory, one progress unit per tile). The cellpose backend lives in
-``segment_cellpose`` and shares :func:`iter_segment`, which measures the cells, adds each
-object's ``kind`` and ``touches_border`` and checks the result is plausible (``segment_check``).
+``segment.cellpose_backend`` and shares :func:`iter_segment`, which measures the cells, adds each
+object's ``kind`` and ``touches_border`` and checks the result is plausible (``segment.check``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def iter_classical_segment(
     image border are kept (the cell table flags them, ``touches_border``) unless
     ``exclude_border``.
     """
-    if is_lazy(image):  # dask, zarr, memmap: never loaded whole (segment_tiled)
+    if is_lazy(image):  # dask, zarr, memmap: never loaded whole (segment.tiled)
         result = yield from iter_tiled_segment(
             image, min_area=min_area, max_area=max_area, exclude_border=exclude_border,
             cell_radius=cell_radius, tile=tile, cancel=cancel)
@@ -140,7 +140,7 @@ def iter_segment(
     if unknown:
         raise InputError(f"the {method} method takes no parameter(s) {unknown}; "
                          f"it takes {sorted(accepted)}")
-    if method == "classical" and is_lazy(image):  # never loaded whole (segment_tiled)
+    if method == "classical" and is_lazy(image):  # never loaded whole (segment.tiled)
         return (yield from iter_tiled_segment(image, cancel=cancel, image_name=image_name,
                                               subject=subject, **params))
     rgb = validate_image(image)  # cellpose sees the whole smear

@@ -1,6 +1,6 @@
 """Synthetic Wright-stained blood smears with ground truth, for tests, demos and benchmarks.
 
-A smear is composed in optical-density space: each cell sprite (``synthetic_cells``) adds stain
+A smear is composed in optical-density space: each cell sprite (``synthetic.cells``) adds stain
 thickness, the image is ``background * illumination * exp(-sum(thickness * absorbance))``, then
 blurred and noised per :class:`SubjectStyle`. Truth is the instance label image (the top-most
 cell owns overlaps), a per-cell table and the subject metadata. Deterministic per seed.
@@ -237,7 +237,7 @@ def synthetic_dataset(
     batch_strength: float = 1.0,
     **kw,
 ) -> list[Smear]:
-    """Smears of several subjects whose styles differ by ``batch_strength`` (synthetic_style)."""
+    """Smears of several subjects whose styles differ by ``batch_strength`` (synthetic.style)."""
     if images_per_subject < 1:
         raise ValueError(f"images_per_subject must be >= 1, got {images_per_subject}")
     styles = make_subject_styles(n_subjects, seed=seed, batch_strength=batch_strength)

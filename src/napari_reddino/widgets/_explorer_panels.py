@@ -3,7 +3,6 @@ its choices (map and cluster methods from ``names``, initial values from ``defau
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -171,10 +170,12 @@ def recorded_space(layer_cells) -> str | None:
     """The space the cells' map was made in, as their run folder records it (``summary.json``)."""
     if layer_cells is None or not set(nm.UMAP) <= set(layer_cells.table.columns):
         return None
+    from napari_reddino.runs.combine import read_summary
+
     for layer in layer_cells.layers:
         run = layer.metadata.get(nm.META_RUN)
         try:
-            summary = json.loads((Path(run) / nm.SUMMARY_FILE).read_text()) if run else {}
+            summary = read_summary(run) if run else {}
         except (OSError, ValueError):
             continue
         if summary.get("feature_space") in SPACES:

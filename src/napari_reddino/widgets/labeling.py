@@ -4,7 +4,7 @@ Labels live in each Labels layer's ``features`` (``class``, ``class_source``,
 ``confidence``) through the viewer's shared :class:`~napari_reddino.plugin.session.SharedSession`,
 so whatever the explorer selects (a lasso, a whole cluster with one click) can be labeled
 here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation runs
-``propagate.iter_propagate`` in a worker; ``labels_io`` exports, imports and autosaves.
+``propagate.iter_propagate`` in a worker; ``label.files`` exports, imports and autosaves.
 """
 
 from __future__ import annotations
