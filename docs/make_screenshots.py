@@ -22,6 +22,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
+from napari_reddino._triton_guard import keep_triton_away_from_mesa_llvm
 from napari_reddino.widgets._linking import camera_of
 
 IMAGES = Path(__file__).parent / "images"
@@ -57,6 +58,7 @@ def main() -> None:
 
     viewer = napari.Viewer(title="napari-reddino")
     viewer.window.resize(1500, 950)
+    keep_triton_away_from_mesa_llvm()  # the docks were imported above, before the canvas
     viewer.open_sample("napari-reddino", "synthetic_smear")
     image = next(layer for layer in viewer.layers if isinstance(layer, napari.layers.Image))
     camera = camera_of(viewer)
