@@ -52,6 +52,12 @@ class Defaults:
     segment_method: str = _entry("classical", "fast on a CPU and needs no downloaded weights")
     exclude_border: bool = _entry(False, "cells cut by the border are kept and flagged "
                                   "(touches_border), so nothing is lost that a user may want")
+    counted_only: bool = _entry(True, "counts, propagation, review, suggestions, the map and "
+                                "exports are about intact red cells: objects cut by the "
+                                "border, white cells, platelets, debris, marks and clumps stay "
+                                "on screen but do not count (segment.counted)")
+    max_area_ratio: float = _entry(3.0, "an object over 3x its smear's median red cell is "
+                                   "merged cells or a clump, not one cell")
     cellpose_model: str = _entry("cpsam", "Cellpose 4's general model")
     flow_threshold: float = _entry(0.4, "Cellpose's own default")
     cellprob_threshold: float = _entry(0.0, "Cellpose's own default")

@@ -33,6 +33,9 @@ CLUSTER = "cluster"
 CLASS = "class"  # the user's (or propagated) class name
 CLASS_SOURCE = "class_source"  # MANUAL or PROPAGATED
 CONFIDENCE = "confidence"
+COUNTED = "counted"  # an intact, plausible red cell that counts (segment.counted)
+NOT_COUNTED_REASON = "not_counted_reason"  # "" for counted cells, else why not, in words
+EXCLUDED = "excluded"  # the user excluded this object from counts by hand
 IMAGE_SHA256 = "image_sha256"  # content hash of the smear's image file, where known
 #: napari's own ``features`` column: row -> label value, added by napari on Labels layers.
 NAPARI_INDEX = "index"
