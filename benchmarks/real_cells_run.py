@@ -1,7 +1,7 @@
 """The labeled cells of Chula RBC-12 read back from a ``napari-reddino run`` output folder.
 
 Why: held-out data is scored from what the CLI writes, not from in-process features. Reads
-``RUN/cells.h5ad`` (the cell table in ``.obs`` with its ``morph_*`` columns, the embedding in
+``RUN/cells.h5ad`` (the cell table in ``.obs``, its ``morph_*`` features in ``.X``, the embedding in
 ``.obsm["X_embedding"]``) and each smear's label image (``RUN/smears/NAME/grid.zarr``), matches
 every labeled center to the segmented cell whose mask contains it, and builds each feature space
 the way the CLI does (``space_matrix`` on all cells of the run, then the matched rows). The
@@ -71,11 +71,11 @@ def load_run(run_dir, labels_csv, *, morphology_weight: float | None = None, gen
     run's, from ``summary.json``) and ``n_cells`` (segmented objects in the run).
     """
     from napari_reddino.explore.spaces import MORPHOLOGY_WEIGHT, space_matrix, standardize
-    from napari_reddino.runs.anndata_io import read_run
+    from napari_reddino.runs.anndata_io import obs_with_features, read_run
 
     run = Path(run_dir)
     adata = read_run(run)
-    table = adata.obs.reset_index(drop=True)
+    table = obs_with_features(adata)  # the morphology features live in .X
     vectors = np.asarray(adata.obsm[nm.X_EMBEDDING], np.float32)
     row_of = {(str(i), int(lab)): r for r, (i, lab) in
               enumerate(zip(table[nm.IMAGE].astype(str), table[nm.LABEL].astype(np.int64)))}

@@ -36,6 +36,8 @@ CONFIDENCE = "confidence"
 COUNTED = "counted"  # an intact, plausible red cell that counts (segment.counted)
 NOT_COUNTED_REASON = "not_counted_reason"  # "" for counted cells, else why not, in words
 EXCLUDED = "excluded"  # the user excluded this object from counts by hand
+EDITED = "edited"  # the cell's outline was corrected by hand (runs.corrections)
+NEEDS_REVIEW = "needs_review"  # its class was given before its outline changed a lot
 IMAGE_SHA256 = "image_sha256"  # content hash of the smear's image file, where known
 #: napari's own ``features`` column: row -> label value, added by napari on Labels layers.
 NAPARI_INDEX = "index"
@@ -43,6 +45,12 @@ NAPARI_INDEX = "index"
 #: values of ``class_source``
 MANUAL = "manual"
 PROPAGATED = "propagated"
+PREDICTED = "predicted"  # by a reference model (label.reference), for the user to correct
+
+#: columns a reference model writes beside class / class_source / confidence (label.annotate)
+PREDICTED_CLASS = "predicted_class"  # its best guess, also where it leaves the cell unassigned
+ASSIGNED = "assigned"  # the guess is sure enough to be the cell's class
+UNASSIGNED_REASON = "unassigned_reason"  # "" when assigned, else why not, in words
 
 #: Columns whose values repeat a few times (categoricals in AnnData and pandas).
 CATEGORICAL_COLUMNS = (IMAGE, SUBJECT, CLASS, CLASS_SOURCE, KIND)
@@ -55,6 +63,7 @@ META_SUBJECT = "subject"
 META_IMAGE_LAYER = "image_layer"  # name of the Image layer a Labels layer was segmented from
 META_METHOD = "method"  # segmentation backend
 META_BACKBONE = "backbone"
+META_CORRECTED = "corrected_by_hand"  # its labels differ from what the segmenter made
 META_RUN = "reddino_run"  # run folder a layer was read from
 
 # -- feature spaces (what the explorer, propagation and the CLI measure distances in) ---------
@@ -105,7 +114,9 @@ def find_map(columns: Iterable[str], prefer: str | None = None) -> tuple[str, tu
 
 # -- AnnData keys -------------------------------------------------------------------------------
 X_EMBEDDING = obsm_key(EMBEDDING)
-X_MORPHOLOGY = obsm_key(MORPHOLOGY)
+X_MORPHOLOGY = obsm_key(MORPHOLOGY)  # the standardized morphology (raw values are .X)
+OBSM_SPATIAL = "spatial"  # squidpy's key: centroid (x, y) in pixels of the cell's smear
+UNS_REDDINO = "reddino"  # how the stored space, neighbors, map and clusters were made
 UNS_MORPHOLOGY_FEATURES = "morphology_features"
 UNS_BACKBONE = "backbone"
 UNS_POOLING = "pooling"
@@ -117,3 +128,8 @@ CELLS_TABLE_FILE = "cells.parquet"
 EMBEDDINGS_FILE = "embeddings.npz"
 ANNDATA_FILE = "cells.h5ad"
 SUMMARY_FILE = "summary.json"
+DONE_MARKER = "_SUCCESS"  # a smear folder is finished once this is written (last)
+GRID_FILE = "grid.zarr"  # a smear folder's patch grid and labels
+# the id of one writing of a run's cells, in each file written with it (parquet schema metadata,
+# .npz array, .uns key): files carrying different ids were not written together
+RUN_STAMP = "reddino_run_stamp"

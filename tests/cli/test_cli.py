@@ -64,7 +64,8 @@ def test_run_outputs_and_report(runs, smears):
     assert set(table["image"]) == {f.name for f in files}
     assert (table["subject"].to_numpy() == truth[table["image"]].to_numpy()).all()
     assert {"umap_0", "umap_1", "cluster", "embedding_row"} <= set(table.columns)
-    assert table["cluster"].nunique() == 3
+    assert table.loc[table["counted"], "cluster"].nunique() == 3  # the rest: cluster -1
+    assert (table.loc[~table["counted"], "cluster"] == -1).all()
     assert (run_dir / "report" / "index.html").is_file()
     assert (run_dir / "report" / "images" / "umap_cluster.png").is_file()
     assert pd.read_csv(run_dir / "runs.csv")["status"].eq("done").all()
@@ -98,7 +99,10 @@ def test_propagate_from_a_labeled_reference(runs, tmp_path, capsys):
                  "--classifier", "knn"]) == 0
     assert "mean confidence" in capsys.readouterr().out
     out = load_table(embed_dir / "cells.parquet")
-    assert set(out["class_source"]) == {"propagated"}
+    counted = out["counted"].to_numpy()  # only counted cells vote and get classes
+    assert set(out.loc[counted, "class_source"]) == {"propagated"}
+    assert out.loc[~counted, "class_source"].isna().all()
+    out = out[counted]
     # the same cells were embedded identically: each cell's nearest labeled cell is itself
     merged = out.merge(reference, on=["image", "label"], suffixes=("", "_ref"))
     labeled = merged["class_ref"].notna()

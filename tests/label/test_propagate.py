@@ -73,9 +73,11 @@ def test_exact_duplicate_of_a_labeled_cell_takes_its_class_fully():
 
 
 def test_similarity_scaling_flags_a_cell_far_from_every_label():
-    vectors = np.array([_unit(0), _unit(5), _unit(2), _unit(70)], dtype=np.float32)
-    plain = propagate(vectors, ["A", "A", None, None], k=2)
-    scaled = propagate(vectors, ["A", "A", None, None], k=2, scale_by_similarity=True)
+    # a second class far away: with one class there is no confidence at all (#23)
+    vectors = np.array([_unit(0), _unit(5), _unit(2), _unit(70), _unit(200)], dtype=np.float32)
+    classes = ["A", "A", None, None, "B"]
+    plain = propagate(vectors, classes, k=2, center=False)
+    scaled = propagate(vectors, classes, k=2, center=False, scale_by_similarity=True)
     assert plain.confidence[2] == plain.confidence[3] == pytest.approx(1.0)
     assert scaled.confidence[3] < 0.5 < scaled.confidence[2]
 

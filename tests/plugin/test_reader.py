@@ -109,31 +109,40 @@ def test_h5ad_outside_a_run_opens_cell_centers(small_run, tmp_path):
 def test_public_api_writes_under_documented_keys(small_run, tmp_path):
     from napari_reddino.explore.clusters import cluster
     from napari_reddino.explore.spaces import space_matrix
+    from napari_reddino.runs.anndata_io import obs_with_features
+    from napari_reddino.segment.counted import counted_mask
 
     assert {"tl", "read_run", "write_run", "names"} <= set(dir(rd))
     adata = rd.read_run(small_run)
     rd.tl.project(adata, "pca")
     assert adata.obsm["X_pca"].shape == (adata.n_obs, 2)
     rd.tl.cluster(adata, n_clusters=3, random_state=0)  # in the default space, as the CLI
-    morphology = space_matrix(adata.obs, None, "morphology", row_column=None)
-    expected = cluster(morphology, n_clusters=3, random_state=0)
+    morphology = space_matrix(obs_with_features(adata), None, "morphology", row_column=None)
+    np.testing.assert_allclose(morphology, adata.obsm[nm.X_MORPHOLOGY], atol=1e-6)
+    counted = counted_mask(obs_with_features(adata))  # only intact red cells are clustered
+    assert 0 < counted.sum() < adata.n_obs
+    expected = np.full(adata.n_obs, -1)
+    expected[counted] = cluster(morphology[counted], n_clusters=3, random_state=0)
     assert list(adata.obs[nm.CLUSTER].astype(int)) == list(expected)
     rd.tl.cluster(adata, use_rep=nm.X_EMBEDDING, key_added="by_embedding", n_clusters=3)
-    expected = cluster(adata.obsm[nm.X_EMBEDDING], n_clusters=3, random_state=0)
+    expected[counted] = cluster(adata.obsm[nm.X_EMBEDDING][counted], n_clusters=3,
+                                random_state=0)
     assert list(adata.obs["by_embedding"].astype(int)) == list(expected)
     first = adata.obs[nm.CLUSTER].astype(int).to_numpy()
     seeds = [np.flatnonzero(first == c)[0] for c in range(3)]
     labels = np.full(adata.n_obs, None, dtype=object)
     labels[seeds] = ["a", "b", "c"]
     result = rd.tl.propagate(adata, labels, k=3)
-    assert adata.obs[nm.CLASS].notna().all()
+    assert adata.obs[nm.CLASS].notna().to_numpy()[counted].all()  # intact red cells only
+    assert adata.obs[nm.CLASS].isna().to_numpy()[~counted].all()
     assert (adata.obs[nm.CLASS_SOURCE] == nm.MANUAL).sum() == 3
     assert result.confidence.shape == (adata.n_obs,)
     report = rd.tl.batch_metrics(adata, k=5)
     assert adata.uns["batch_metrics"] and len(report.per_subject) == 2
     folder = rd.write_run(adata, tmp_path / "api")
+    classes = adata.obs[nm.CLASS]
     assert list(load_table(folder / nm.CELLS_TABLE_FILE)[nm.CLASS]) == list(
-        adata.obs[nm.CLASS].astype(str))
+        classes.astype(object).where(classes.notna(), None))
     with pytest.raises(KeyError, match="X_nothing"):
         rd.tl.project(adata, use_rep="X_nothing")
 

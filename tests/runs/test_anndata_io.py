@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from napari_reddino import names as nm
+from napari_reddino.explore.spaces import standardize
 from napari_reddino.io.cell_table import CellEmbeddings, load_table
 from napari_reddino.runs import anndata_io
+from napari_reddino.runs.anndata_io import obs_with_features
 
 anndata = pytest.importorskip("anndata")
 
@@ -34,12 +36,15 @@ def test_cli_writes_h5ad_matching_the_parquet_table(run_dir):
     np.testing.assert_allclose(adata.obsm["X_pca"], table[list(nm.UMAP)].to_numpy(), rtol=1e-6)
     features = list(adata.uns[nm.UNS_MORPHOLOGY_FEATURES])
     assert features == anndata_io.morphology_columns(table) and len(features) >= 7
-    for i, name in enumerate(features):
-        np.testing.assert_allclose(adata.obsm[nm.X_MORPHOLOGY][:, i], table[name].to_numpy(),
-                                   rtol=1e-5, atol=1e-6)
+    for i, name in enumerate(features):  # .X holds the raw values, obsm the standardized
+        np.testing.assert_allclose(adata.X[:, i], table[name].to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(adata.obsm[nm.X_MORPHOLOGY],
+                               standardize(table[features].to_numpy()), rtol=1e-5, atol=1e-6)
     assert adata.uns[nm.UNS_BACKBONE] == embeddings.backbone
     assert adata.uns[nm.UNS_POOLING] == "patch_mean"
-    np.testing.assert_array_equal(adata.obs[nm.CLUSTER].to_numpy(), table[nm.CLUSTER].to_numpy())
+    assert isinstance(adata.obs[nm.CLUSTER].dtype, pd.CategoricalDtype)
+    np.testing.assert_array_equal(adata.obs[nm.CLUSTER].astype(int).to_numpy(),
+                                  table[nm.CLUSTER].to_numpy())
 
 
 @pytest.mark.slow  # scanpy's UMAP compiles numba kernels (~25 s on 2 cores)
@@ -106,7 +111,7 @@ def test_benchmark_scores_labeled_centers_from_a_run_folder(run_dir, tmp_path):
         list(zip(centers["image"], centers["x"], centers["y"]))]
     assert list(cells["cell"]) == [*chosen, 0, 0] and (cells["row"].to_numpy()[5:] == -1).all()
     adata = anndata.read_h5ad(run_dir / nm.ANNDATA_FILE)
-    obs = adata.obs.reset_index(drop=True)
+    obs = obs_with_features(adata)  # the morphology features live in .X
     matched = cells["row"].to_numpy()[:5]
     assert list(obs[nm.LABEL].to_numpy()[matched]) == chosen
     assert (obs[nm.IMAGE].astype(str).to_numpy()[matched] == image).all()

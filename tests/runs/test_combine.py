@@ -149,8 +149,10 @@ def test_combine_runs_the_steps_in_order_and_keeps_the_summary_keys(tmp_path):
         _finished(tmp_path, name, list(range(1 + 10 * i, 7 + 10 * i)), seed=i)
     combined = cb.combine(tmp_path, n_clusters=8)
     assert len(combined.table) == 18
-    assert list(combined.summary) == ["batch_metrics", "n_cells", "n_images", "projection",
-                                      "n_clusters", "feature_space", "n_subjects", "warnings"]
+    assert list(combined.summary) == ["batch_metrics", "n_cells", "n_counted", "n_images",
+                                      "projection", "n_clusters", "feature_space", "n_neighbors",
+                                      "metric", "random_state", "cluster_method",
+                                      "weights_identity", "n_subjects", "warnings"]
     assert combined.summary["projection"] == "umap" and combined.summary["n_clusters"] == 3
     assert combined.warnings == [cb.cluster_note(8, 3, 18)]
     written = json.loads((tmp_path / nm.SUMMARY_FILE).read_text())

@@ -98,8 +98,10 @@ def test_batch_matches_in_process_and_skips_corrupt(client, smears, config, tmp_
     n_cells = sum(len(load_smear_outputs(f)[0]) for f in finished_smears(out))
     assert len(combined.table) == n_cells == len(combined.embeddings.vectors)
     assert set(combined.table["image"]) == {f.name for f in files}
-    assert combined.table["cluster"].nunique() == 3
-    assert np.isfinite(combined.table[["umap_0", "umap_1"]].to_numpy()).all()
+    counted = combined.table["counted"].to_numpy()  # only intact red cells are mapped
+    assert set(combined.table.loc[counted, "cluster"]) == {0, 1, 2}
+    assert (combined.table.loc[~counted, "cluster"] == -1).all()
+    assert np.isfinite(combined.table.loc[counted, ["umap_0", "umap_1"]].to_numpy()).all()
     assert set(combined.metrics["subject"]) == set(subjects.values())
     # pooled embedding_row points at each cell's own vector
     rows = combined.table["embedding_row"].to_numpy()

@@ -22,6 +22,7 @@ from napari_reddino.runs.pipeline import (
     smear_dir,
     write_smear_outputs,
 )
+from napari_reddino.segment.counted import add_counted
 from napari_reddino.synthetic.smear import synthetic_smear
 
 
@@ -66,8 +67,8 @@ def test_outputs_round_trip_and_done_marker(result, backbone_name, tmp_path):
     assert folder == smear_dir(tmp_path, "s3.png") and (folder / DONE_MARKER).is_file()
     assert not any(p.name.startswith(".") for p in folder.parent.iterdir())  # no staging left
     table, emb, grid, labels, marker = load_smear_outputs(folder)
-    pd.testing.assert_frame_equal(table.reset_index(drop=True), result.table, check_dtype=False,
-                                  check_categorical=False)
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), add_counted(result.table),
+                                  check_dtype=False, check_categorical=False)
     np.testing.assert_array_equal(emb.vectors, result.embeddings.vectors)
     np.testing.assert_array_equal(grid, result.grid)
     np.testing.assert_array_equal(labels, result.labels)

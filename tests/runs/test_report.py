@@ -52,6 +52,7 @@ def _check_images(index: Path, expected: int) -> None:
 def test_report_counts_per_cluster(run_dir, tmp_path):
     index = write_report(run_dir, tmp_path / "rep")
     table = load_table(run_dir / "cells.parquet")
+    table = table[table["counted"]]  # the report counts the counted cells only
     truth = pd.crosstab(table["subject"], table["cluster"])
     by_subject = pd.read_csv(tmp_path / "rep" / "counts_by_subject.csv").set_index("subject")
     for cluster_id in truth.columns:
@@ -83,6 +84,7 @@ def test_report_counts_per_class_when_labeled(run_dir, tmp_path):
     save_table(table, labeled / "cells.parquet")
     index = write_report(labeled, max_overlays=1)
     shown = _html_tables(index)[0].set_index("subject")
+    table = table[table["counted"]]  # the report counts the counted cells only
     truth = pd.crosstab(table["subject"], table["class"])
     assert shown["large"].to_dict() == truth["large"].to_dict()
     assert shown["small"].to_dict() == truth["small"].to_dict()
@@ -104,3 +106,20 @@ def test_report_command_and_missing_run(run_dir, tmp_path, capsys):
     assert main(["-q", "report", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "no cells.parquet" in err and "Traceback" not in err
+
+
+def test_report_says_what_marks_each_cluster(run_dir, tmp_path):
+    """#25: each cluster against the rest, by the same rank test the explorer uses."""
+    from napari_reddino.explore.markers import rank_features
+
+    index = write_report(run_dir, tmp_path / "rep")
+    markers = pd.read_csv(tmp_path / "rep" / "cluster_markers.csv")
+    table = load_table(run_dir / "cells.parquet")
+    table = table[table["cluster"] >= 0]
+    assert sorted(markers["group"]) == sorted(table["cluster"].unique())
+    first = markers.iloc[0]
+    ranked = rank_features(table, (table["cluster"] == first["group"]).to_numpy())
+    top = ranked.iloc[0]
+    assert first["top_features"].startswith(f"{top['feature']} {top['effect']:+.2f}")
+    assert "What marks each cluster" in index.read_text()
+    assert first["description"] in index.read_text()

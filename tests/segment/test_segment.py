@@ -247,34 +247,6 @@ def test_real_bccd_cells_agree_with_annotated_boxes():
     assert np.median(detected_size) == pytest.approx(np.median(box_size), rel=0.35)
 
 
-@pytest.fixture
-def tiny_cellpose(monkeypatch, tmp_path):
-    """A real cellpose 4 CPSAM network with a one-block SAM encoder, saved by its own method.
-
-    CPSAM always builds its encoder through segment_anything's registry entry "vit_l" (300 M
-    parameters); pointing that entry at segment_anything's own builder with a small config
-    gives the same architecture in miniature, so weights are created locally in a second.
-    """
-    vit = pytest.importorskip("cellpose.vit")
-    torch = pytest.importorskip("torch")
-    from segment_anything.build_sam import _build_sam
-
-    def one_block_encoder(checkpoint=None):
-        return _build_sam(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2,
-                          encoder_global_attn_indexes=[0], checkpoint=None)
-
-    monkeypatch.setitem(vit.sam_model_registry, "vit_l", one_block_encoder)
-    torch.manual_seed(0)
-    folder = tmp_path / "cellpose_models"
-    folder.mkdir()
-    net = vit.CPSAM()
-    net.save_model(folder / "cpsam")
-    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(folder))
-    cellpose_backend._load_model.cache_clear()
-    yield folder / "cpsam", net
-    cellpose_backend._load_model.cache_clear()
-
-
 @pytest.mark.slow
 def test_cellpose_backend_runs_a_real_model_from_local_weights(tiny_cellpose, one_smear):
     path, saved_net = tiny_cellpose

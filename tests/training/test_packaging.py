@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # only what the build reads, copied so the build leaves no build/ or egg-info in the checkout
-BUILD_INPUTS = ("pyproject.toml", "README.md", "src", "training")
+BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "src", "training")
 
 
 def _clean_env() -> dict[str, str]:
@@ -46,6 +46,15 @@ def test_the_built_wheel_holds_the_plugin_and_no_training_package(tmp_path):
     assert top_level == {"napari_reddino", wheel.name.split("-py")[0] + ".dist-info"}, top_level
     assert "napari_reddino/napari.yaml" in names
     assert not [name for name in names if name.startswith("training")]
+    # the code's licence and the bundled data's travel in the wheel, declared as SPDX
+    licenses = [name for name in names if "/licenses/" in name]
+    assert any(name.endswith("/licenses/LICENSE") for name in licenses), licenses
+    assert any(name.endswith("LICENSE-chula-rbc.txt") for name in licenses), licenses
+    metadata = zipfile.ZipFile(wheel).read(
+        next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata
+    assert "Project-URL:" in metadata and "Operating System :: OS Independent" in metadata
+    assert "Requires-Dist: umap-learn<0.6,>=0.5.6" in metadata
 
 
 def test_training_is_importable_from_the_checkout_only(tmp_path):

@@ -252,3 +252,43 @@ def test_the_dock_and_the_pipeline_give_the_same_vectors_and_morphology(
     mine = labels.features.set_index("label")[morph]
     theirs = expected.table.set_index("label")[morph]
     np.testing.assert_allclose(mine.loc[theirs.index].to_numpy(), theirs.to_numpy(), rtol=1e-9)
+
+
+def test_saved_cells_reopen_in_a_new_viewer_with_every_column(
+    make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, monkeypatch, tmp_path
+):
+    """#25: Save writes the layer's cells as .h5ad; Load in a new viewer (segmented again the
+    same way) brings back the morphology, the classes and the vectors, so the default
+    (morphology) space works at once."""
+    viewer = make_napari_viewer()
+    _image, labels = _segmented_smear(viewer, (200, 200), seed=3)
+    widget = _open_dock(viewer)
+    _choose_local_folder(qtbot, widget, tiny_backbone_dir, monkeypatch)
+    widget.device.value = "cpu"
+    _click(qtbot, widget.runner.run_button)
+    wait_idle(widget.runner)
+    features = labels.features.copy()
+    features["class"] = ["target"] + [None] * (len(features) - 1)
+    labels.features = features
+    saved = tmp_path / "smear.reddino.h5ad"
+    monkeypatch.setattr(embedding_module.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(saved), ""))
+    _click(qtbot, widget.save_button)
+    assert saved.is_file()
+
+    other = make_napari_viewer()
+    _image2, labels2 = _segmented_smear(other, (200, 200), seed=3)
+    assert not [c for c in labels2.features.columns if c.startswith("morph_")]
+    widget2 = _open_dock(other)
+    monkeypatch.setattr(embedding_module.QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (str(saved), ""))
+    _click(qtbot, widget2.load_button)
+    back = labels2.features
+    morph = [c for c in features.columns if c.startswith("morph_")]
+    assert len(morph) == 56
+    np.testing.assert_allclose(back[morph].to_numpy(), features[morph].to_numpy())
+    assert back["class"].iloc[0] == "target"
+    cells = labels.metadata["reddino_embeddings"]
+    np.testing.assert_allclose(
+        labels2.metadata["reddino_embeddings"].vectors[back["embedding_row"]],
+        cells.vectors[features["embedding_row"]])

@@ -124,6 +124,7 @@ class DataConfig:
     pixel_transform_p: float = 1.0  # each drawn transform acts with this probability (RedDino 0.85)
     flip_p: float = 0.5  # horizontal / vertical flip and 90-degree turn probability (RedDino 0.85)
     transform_params: str = "tuned"  # "tuned" (milder) or "library" defaults (RedDino)
+    transform_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> kwargs
     resize_before_crop: int | None = None  # square side images are resized to first (RedDino 224)
     cell_bank: list[str] = field(default_factory=list)  # .npz banks (training/data/cell_bank.py)
     morph_exclude: list[str] = field(default_factory=list)  # families/features not regressed
@@ -210,6 +211,10 @@ def _coerce(section: str, name: str, value: Any, template: Any, annotation: str 
         raise ConfigError(f"{section}.{name} must be true/false, got {value!r}")
     if isinstance(template, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(template, dict) and not (
+        isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+    ):
+        raise ConfigError(f"{section}.{name} must map names to mappings of arguments")
     if isinstance(template, list) and isinstance(value, str):
         return [value]
     return value

@@ -10,6 +10,7 @@ the model's float input on the training device.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import albumentations as A
@@ -51,14 +52,35 @@ PIXEL_TRANSFORM_NAMES = (
 _FAST = {"RandomFog": FastRandomFog, "GlassBlur": FastGlassBlur}
 
 
-def pixel_transforms(p: float = 1.0, params: str = "tuned", fast: bool = True) -> list:
-    """RedDino's 33 pixel-level transforms; each acts with probability ``p`` once drawn.
+def _transform_kwargs(params: str, args: dict | None) -> dict[str, dict]:
+    """The style's keyword arguments with ``args`` (``data.transform_args``) on top.
 
-    ``fast=False`` gives the library's own classes (the benchmark's baseline).
+    YAML lists become tuples, the form albumentations' range arguments take.
     """
     if params not in PARAM_STYLES:
         raise ValueError(f"data.transform_params must be one of {PARAM_STYLES}, got {params!r}")
-    kwargs = _TUNED if params == "tuned" else {}
+    unknown = sorted(set(args or {}) - set(PIXEL_TRANSFORM_NAMES))
+    if unknown:
+        raise ValueError(f"data.transform_args names unknown transforms {unknown}; "
+                         f"known: {list(PIXEL_TRANSFORM_NAMES)}")  # fmt: skip
+    kwargs = {name: dict(values) for name, values in (_TUNED if params == "tuned" else {}).items()}
+    for name, values in (args or {}).items():
+        kwargs.setdefault(name, {}).update(
+            {key: tuple(value) if isinstance(value, list) else value
+             for key, value in values.items()}
+        )  # fmt: skip
+    return kwargs
+
+
+def pixel_transforms(p: float = 1.0, params: str = "tuned", fast: bool = True,
+                     args: dict | None = None) -> list:  # fmt: skip
+    """RedDino's 33 pixel-level transforms; each acts with probability ``p`` once drawn.
+
+    ``args`` maps a transform name to keyword arguments over the ``params`` style (the
+    reddino configs give there the albumentations 1.x defaults RedDino ran with).
+    ``fast=False`` gives the library's own classes (the benchmark's baseline).
+    """
+    kwargs = _transform_kwargs(params, args)
     return [
         ((_FAST.get(name) if fast else None) or getattr(A, name))(**kwargs.get(name, {}), p=p)
         for name in PIXEL_TRANSFORM_NAMES
@@ -88,6 +110,7 @@ class PixelSpec:
     params: str = "tuned"
     fast: bool = True  # faster identical versions of slow library transforms
     second_n: int | None = None  # pixel transforms of the 2nd global view (DINOv2-style asymmetry)
+    args: dict | None = None  # per-transform keyword arguments over ``params``
 
 
 class RedDinoAugmentation:
@@ -96,8 +119,7 @@ class RedDinoAugmentation:
     def __init__(self, crops: CropSpec = CropSpec(), n_pixel_transforms: int | None = None,
                  pixel: PixelSpec = PixelSpec()):  # fmt: skip
         if n_pixel_transforms is not None:
-            pixel = PixelSpec(n_pixel_transforms, pixel.p, pixel.flip_p, pixel.params, pixel.fast,
-                              pixel.second_n)
+            pixel = dataclasses.replace(pixel, n=n_pixel_transforms)
         for n in (pixel.n, pixel.second_n if pixel.second_n is not None else pixel.n):
             if not 0 <= n <= 33:
                 raise ValueError(f"n_pixel_transforms must be in 0..33, got {n}")
@@ -123,7 +145,7 @@ class RedDinoAugmentation:
     def _pixel_pipeline(pixel: PixelSpec, n: int) -> A.Compose:
         return A.Compose(
             [
-                A.SomeOf(pixel_transforms(pixel.p, pixel.params, pixel.fast), n=n,
+                A.SomeOf(pixel_transforms(pixel.p, pixel.params, pixel.fast, pixel.args), n=n,
                          replace=False, p=1.0),
                 A.HorizontalFlip(p=pixel.flip_p),
                 A.VerticalFlip(p=pixel.flip_p),

@@ -138,3 +138,33 @@ def sample_masks(
     masks_weight = per_image_weight.unsqueeze(-1).expand_as(masks)[masks]
     mask_indices = masks.flatten().nonzero().flatten()
     return MaskBatch(masks, masks_weight, mask_indices)
+
+
+def sample_mask_rows(batch_size: int, rows: np.ndarray | list[int], grid: tuple[int, int],
+                     mask_probability: float, ratio_range: tuple[float, float],
+                     seed: list[int]) -> torch.Tensor:  # fmt: skip
+    """Rows ``rows`` of a DINOv2 mask batch of ``batch_size``, drawing only those rows' blocks.
+
+    The batch-level draws (which images are masked, their stratified ratios, the shuffle) are
+    cheap vectors over the whole batch; the costly block masks are drawn for ``rows`` alone,
+    image i from its own ``seed + [i]`` stream. So a rank asks for its local rows in O(local
+    batch), and the rows of all ranks together are the batch one process would draw.
+    """
+    low, high = ratio_range
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"ratio_range must satisfy 0 <= low <= high <= 1, got {ratio_range}")
+    if not 0.0 <= mask_probability <= 1.0:
+        raise ValueError(f"mask_probability must be in [0, 1], got {mask_probability}")
+    rng = np.random.default_rng(seed)
+    n_masked_images = int(batch_size * mask_probability)
+    edges = np.linspace(low, high, n_masked_images + 1)
+    ratios = rng.uniform(edges[:-1], edges[1:])
+    order = rng.permutation(batch_size)
+    generator = BlockMaskGenerator(grid, max_num_patches=int(0.5 * grid[0] * grid[1]))
+    masks = np.zeros((len(rows), generator.num_patches), dtype=bool)
+    for out, row in enumerate(rows):
+        image = int(order[row])
+        if image < n_masked_images:
+            n_masked = int(generator.num_patches * ratios[image])
+            masks[out] = generator(n_masked, np.random.default_rng([*seed, image])).reshape(-1)
+    return torch.from_numpy(masks)

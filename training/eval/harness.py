@@ -34,7 +34,14 @@ from training.eval.datasets import (
     make_synthetic_cell_folder,
     read_cell_image,
 )
-from training.eval.probe import PROTOCOLS, evaluate_split, format_table, make_splits, summarize
+from training.eval.probe import (
+    PROTOCOLS,
+    evaluate_split,
+    format_table,
+    make_splits,
+    summarize,
+    unit_rows,
+)
 
 RESULTS_FORMAT = "napari-reddino-eval/1"
 CHECK_TOLERANCE = 1e-9
@@ -130,7 +137,7 @@ def iter_evaluate(
         "protocols": {},
     }
     n_total = sum(len(s) for s in splits.values())
-    done = 0
+    done, unit = 0, unit_rows(features)
     for protocol, protocol_splits in splits.items():
         folds = []
         for name, train, test in protocol_splits:
@@ -140,7 +147,8 @@ def iter_evaluate(
                     "name": name,
                     "n_train": len(train),
                     "n_test": len(test),
-                    "results": evaluate_split(features, cells.labels, train, test, seed=seed),
+                    "results": evaluate_split(features, cells.labels, train, test, seed=seed,
+                                              unit=unit),
                 }
             )
             done += 1
@@ -234,7 +242,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.eval",
         description="Linear probe and k-NN evaluation of a backbone on labeled cell crops "
-        "(also: `python -m training.eval make-synthetic|make-bccd --out DIR`).",
+        "(also: `python -m training.eval make-synthetic|make-bccd --out DIR` and "
+        "`python -m training.eval make-chula --chula CHULA_DEV --out DIR`).",
     )
     parser.add_argument("--backbone", help="registry name, hf-hub:..., local-dir:... or folder")
     parser.add_argument("--data", help="<source>/<class>/*.png folder or path,label,source table")

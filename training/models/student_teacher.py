@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import timm
 import torch
@@ -49,11 +50,77 @@ def build_vit(cfg: ModelConfig, img_size: int) -> nn.Module:
     return model
 
 
-def load_init_weights(model: nn.Module, source: str) -> None:
+# DINOv2's own torch.hub checkpoints (what RedDino's torch.hub.load read): unlike timm's copies
+# of the same weights they still hold the trained iBOT mask token
+_DINOV2_HUB = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{0}14/dinov2_vit{0}14_pretrain.pth"
+_DINOV2_SIZES = {"small": "s", "base": "b", "large": "l", "giant": "g"}
+
+
+def _weight_files(source: str) -> list[Path]:
+    """The weight files ``source`` was loaded from that are on disk (local or hub cache)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from napari_reddino.embed.backbones import BACKBONES
+
+    source = BACKBONES[source].source if source in BACKBONES else source
+    if source.startswith("local-dir:"):
+        folder = Path(source[len("local-dir:"):]).expanduser()
+        return [f for f in (folder / "model.safetensors", folder / "pytorch_model.bin")
+                if f.is_file()]  # fmt: skip
+    if source.startswith("hf-hub:"):
+        repo = source[len("hf-hub:"):].split("@")[0]
+    else:
+        cfg = timm.models.get_pretrained_cfg(source)
+        repo = getattr(cfg, "hf_hub_id", None)
+    cached = try_to_load_from_cache(repo, "model.safetensors") if repo else None
+    return [Path(cached)] if isinstance(cached, str) else []
+
+
+def _token_in(path: Path, dim: int) -> torch.Tensor | None:
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            names = f.keys()
+            token = f.get_tensor("mask_token") if "mask_token" in names else None
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        token = state.get("mask_token") if isinstance(state, dict) else None
+    if token is None or token.numel() != dim:
+        return None
+    return token.detach().float().reshape(1, dim)
+
+
+def pretrained_mask_token(source: str, dim: int) -> torch.Tensor | None:
+    """The trained iBOT mask token of ``source``'s checkpoint, or None if it has none.
+
+    timm drops it when loading, so it is read from the weight file itself; for the ``dinov2-*``
+    names from DINOv2's torch.hub checkpoint (downloaded once into torch.hub's cache).
+    """
+    for path in _weight_files(source):
+        if (token := _token_in(path, dim)) is not None:
+            return token
+    size = _DINOV2_SIZES.get(source.removeprefix("dinov2-")) if source.startswith("dinov2-") \
+        else None
+    if size is None:
+        return None
+    url = _DINOV2_HUB.format(size)
+    try:
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as err:  # offline: the token starts at zero as before
+        print(f"[training] mask token of {source!r} not loaded ({url}: {err}); starting at 0",
+              flush=True)
+        return None
+    token = state.get("mask_token")
+    return None if token is None or token.numel() != dim else token.float().reshape(1, dim)
+
+
+def load_init_weights(model: nn.Module, source: str) -> torch.Tensor | None:
     """Continue pretraining: copy DINOv2 / RedDino (or any registry backbone) weights in.
 
     The position embedding is resampled to this model's grid, as DINOv2 does between its 518 px
-    checkpoints and 224 px training crops.
+    checkpoints and 224 px training crops. Returns the checkpoint's trained mask token (None if
+    it has none), which the student keeps instead of a zero one.
     """
     from napari_reddino.embed.backbones import load_backbone
 
@@ -71,6 +138,7 @@ def load_init_weights(model: nn.Module, source: str) -> None:
             f"weights of {source!r} do not fit model {type(model).__name__}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    return pretrained_mask_token(source, model.embed_dim)
 
 
 @dataclass
@@ -163,9 +231,11 @@ class StudentTeacher(nn.Module):
     def __init__(self, model_cfg: ModelConfig, head_cfg: HeadConfig, img_size: int):
         super().__init__()
         backbone = build_vit(model_cfg, img_size)
-        if model_cfg.init_from:
-            load_init_weights(backbone, model_cfg.init_from)
+        token = load_init_weights(backbone, model_cfg.init_from) if model_cfg.init_from else None
         self.student = DinoModel(backbone, head_cfg)
+        if token is not None:  # DINOv2 / RedDino trained it: a zero token would be relearnt
+            with torch.no_grad():
+                self.student.mask_token.copy_(token)
         self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)
         # no stochastic depth in the teacher: its targets must be deterministic

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy._core.multiarray import _reconstruct
 
+# What a checkpoint holds beyond tensors and plain values: numpy's RNG state (an ndarray).
+# Only these are unpickled (weights_only=True): a crafted checkpoint cannot run code.
+_SAFE_GLOBALS = [
+    _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+    *(type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64, np.float32, np.bool_)),
+]
 _NAME = re.compile(r"^checkpoint_(\d{7})\.(pt|dcp)$")  # .dcp: a sharded (DCP) folder
 META = "meta.pt"  # a sharded checkpoint's small, rank-0 part (everything but model / optimizer)
 
@@ -129,8 +136,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # never pass on torch's hint to set weights_only=False: the file could run code
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found is None:  # garbage or cut short, not a foreign object
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            raise ValueError(f"{path} is not a readable training checkpoint (damaged, or not a "
+                             f"torch file: {detail.group(1) if detail else 'unpickling failed'})"
+                             ) from err
+        raise ValueError(
+            f"{path} was refused: it holds objects other than tensors, numbers, text and numpy "
+            f"arrays (it asks for {found.group(1)}), which a checkpoint written by training "
+            "never does; a crafted file "
+            "could run code when loaded, so it was not loaded. Use a checkpoint from "
+            "`python -m training train`") from err
+    except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(f"{path} is not a readable training checkpoint: {err}") from err
     if not isinstance(state, dict) or "step" not in state or not (sharded or "models" in state):
         raise ValueError(f"{path} is not a training checkpoint (no 'step'/'models')")

@@ -1,13 +1,17 @@
-"""torchrun environment -> process group, device, and the DDP / FSDP wrapping of the student.
+"""torchrun / srun environment -> process group, device, and the DDP / FSDP student wrapping.
 
-``torchrun`` exports RANK / WORLD_SIZE / LOCAL_RANK; NCCL is used on CUDA and Gloo on CPU, so the
-same command trains on a laptop, a CPU box with several processes, or a GPU node.
+``torchrun`` exports RANK / WORLD_SIZE / LOCAL_RANK; under ``srun`` (one task per GPU) the same
+come from SLURM_PROCID / SLURM_STEP_NUM_TASKS / SLURM_LOCALID, with the step's first node as the
+rendezvous. NCCL is used on CUDA and Gloo on CPU, so the same command trains on a laptop, a CPU
+box with several processes, a GPU node or several.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -44,8 +48,38 @@ def _pick_device(local_rank: int, device: str) -> torch.device:
     return torch.device(device)
 
 
+def _first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: ``gpu[03-05,9],cpu1`` -> ``gpu03``."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if match is None:
+        raise ValueError(f"cannot read the SLURM node list {nodelist!r}")
+    prefix, ranges = match.groups()
+    return prefix + (ranges.split(",")[0].split("-")[0] if ranges else "")
+
+
+def slurm_environment(environ=os.environ) -> dict[str, str]:
+    """torchrun's variables from an ``srun`` task's SLURM ones; {} outside an srun step.
+
+    Only a step launched by srun counts (SLURM_STEP_NUM_TASKS): a batch script run by plain
+    ``python`` is one process even when sbatch reserved several tasks, as RedDino's were.
+    Variables already set (torchrun inside an allocation) win.
+    """
+    if "WORLD_SIZE" in environ or "SLURM_STEP_NUM_TASKS" not in environ:
+        return {}
+    nodelist = environ.get("SLURM_STEP_NODELIST") or environ["SLURM_JOB_NODELIST"]
+    return {
+        "RANK": environ["SLURM_PROCID"],
+        "WORLD_SIZE": environ["SLURM_STEP_NUM_TASKS"],
+        "LOCAL_RANK": environ.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": environ.get("MASTER_ADDR") or _first_host(nodelist),
+        "MASTER_PORT": environ.get("MASTER_PORT")
+        or str(20000 + int(environ.get("SLURM_JOB_ID", "0")) % 20000),
+    }
+
+
 def init_distributed(device: str = "auto") -> DistEnv:
-    """Join the torchrun process group if there is one; a single plain process otherwise."""
+    """Join the torchrun (or srun) process group if there is one; a single process otherwise."""
+    os.environ.update(slurm_environment())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -100,11 +134,28 @@ def wrap_student(module: nn.Module, env: DistEnv, strategy: str = "ddp", run=Non
         return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
     from torch.distributed.fsdp import fully_shard
 
+    warn_view_outputs_once(env)
     options = fsdp_kwargs(run)
     for block in module.backbone.blocks:
         fully_shard(block, **options)
     fully_shard(module, **options)
     return module
+
+
+def warn_view_outputs_once(env: DistEnv) -> None:
+    """FSDP2's "returned a view tensor" warning, said once by rank 0 instead of each step.
+
+    The student's outputs are slices (CLS tokens, DINO/iBOT logits) never modified in place, so
+    its hazard does not apply. A "once" filter is not enough: every ``catch_warnings`` block (the
+    libraries run several per step) resets Python's memory of what was shown.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning,
+                            message=r"FSDP2-wrapped module .* returned a view tensor")  # fmt: skip
+    if env.is_main:
+        warnings.warn(
+            "FSDP2-wrapped student returns view tensors (CLS / logit slices, never modified in "
+            "place); FSDP2's per-step warning about them is silenced", UserWarning, stacklevel=2,
+        )
 
 
 def broadcast_flag(flag: bool, env: DistEnv) -> bool:

@@ -87,10 +87,17 @@ def export_teacher(
     """
     from napari_reddino.embed.backbones import IMAGENET_MEAN, IMAGENET_STD, export_backbone
 
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():  # checked before the slow work, not after
+        raise ValueError(f"--out {folder} is an existing file; the export is a folder "
+                         "(config.json, model.safetensors): give a new folder name, or remove "
+                         "the file first")
+    if state_dict_path is not None and Path(state_dict_path).is_dir():
+        raise ValueError(f"--state-dict {state_dict_path} is a folder; give a file name "
+                         "such as teacher.pth")
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     model, args = teacher_backbone(state, img_size)
-    folder = Path(folder)
     export_backbone(
         model, folder, img_size=img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         tag=tag or f"step{state['step']}", model_args=args,

@@ -21,6 +21,7 @@ from training.models.student_teacher import StudentTeacher
 from training.train import checkpoint as ckpt
 from training.train.distributed import (
     DistEnv,
+    any_rank,
     broadcast_flag,
     broadcast_object,
     cleanup,
@@ -35,6 +36,7 @@ from training.train.distributed import (
 )
 from training.train.logging import JsonlLogger, peak_memory_mb
 from training.train.param_groups import build_param_groups
+from training.train.preemption import StopSignal
 from training.train.schedules import CosineSchedule, scaled_lr
 from training.train.step import Objective, StepValues, autocast_dtype, train_step
 
@@ -172,7 +174,8 @@ class Trainer:
             raise ConfigError(
                 f"{self.out} holds a checkpoint of a run with other settings ({'; '.join(changed)})"
                 "; resuming would silently drop them. Resume with the run's own settings (only "
-                "run length, logging, checkpointing and data.num_workers may change) or give a "
+                "run.stop_after / run.max_minutes, logging, checkpointing and data.num_workers "
+                "may change; run.iters is the schedules' length, fixed for a run) or give a "
                 "new run.output_dir"
             )
         if state.get("format") == "dcp":
@@ -242,7 +245,19 @@ class Trainer:
         loader = build_loader(stream, num_workers=cfg.data.num_workers,
                               pin_memory=env.device.type == "cuda", seed=cfg.run.seed)
         self.models.train()
-        started = last_ckpt_time = time.monotonic()
+        started = time.monotonic()
+        with StopSignal() as stop_signal:
+            last_step = self._steps(loader, stop, started, stop_signal)
+        if last_step >= self.start_step:
+            self.save(last_step)
+        self.logger.log({"event": "end", "step": last_step, "signal": stop_signal.received,
+                         "minutes": (time.monotonic() - started) / 60})
+        return last_step
+
+    def _steps(self, loader, stop: int, started: float, stop_signal: StopSignal) -> int:
+        """The training steps, until ``stop``, the time limit or a stop signal; the last one."""
+        cfg, env = self.cfg, self.env
+        last_ckpt_time = started
         tick, last_step, bad_steps = time.monotonic(), self.start_step - 1, 0
         for batch in loader if self.start_step < stop else []:
             step = int(batch["step"])
@@ -269,15 +284,12 @@ class Trainer:
                 minutes is not None and now - last_ckpt_time > minutes * 60
             )
             out_of_time, due = broadcast_flag(out_of_time, env), broadcast_flag(due, env)
-            if step + 1 >= stop or out_of_time:
+            signaled = any_rank(stop_signal.received is not None, env)
+            if step + 1 >= stop or out_of_time or signaled:
                 break
             if due:
                 self.save(step)
                 last_ckpt_time = time.monotonic()
-        if last_step >= self.start_step:
-            self.save(last_step)
-        self.logger.log({"event": "end", "step": last_step,
-                         "minutes": (time.monotonic() - started) / 60})
         return last_step
 
 

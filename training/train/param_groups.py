@@ -1,4 +1,4 @@
-"""Optimizer parameter groups for a ViT: no decay on norms/biases/tokens, layer-wise lr decay.
+"""Optimizer parameter groups for a ViT: no decay on norms/biases/gammas, layer-wise lr decay.
 
 Each group carries ``lr_multiplier`` and ``wd_multiplier``; every step the loop sets
 ``lr = lr_schedule[it] * lr_multiplier`` and ``weight_decay = wd_schedule[it] * wd_multiplier``
@@ -22,7 +22,6 @@ _EMBEDDING_NAMES = (
     "register_tokens",
     "mask_token",
 )
-_NO_DECAY_TOKENS = ("pos_embed", "cls_token", "reg_token", "register_tokens", "mask_token")
 
 
 def _leaf(name: str) -> str:
@@ -40,14 +39,10 @@ def layer_id(name: str, num_layers: int) -> int:
 
 
 def no_weight_decay(name: str) -> bool:
-    """Biases, norms, LayerScale gammas, learned tokens and position embedding: no decay."""
+    """Biases, norms and LayerScale gammas: no decay. As DINOv2 (get_params_groups_with_decay),
+    the position embedding and the learnt tokens (CLS, registers, mask) are decayed."""
     parts = name.split(".")
-    return (
-        name.endswith(".bias")
-        or any("norm" in part for part in parts)
-        or _leaf(name) == "gamma"
-        or any(token in parts for token in _NO_DECAY_TOKENS)
-    )
+    return name.endswith(".bias") or any("norm" in part for part in parts) or _leaf(name) == "gamma"
 
 
 def _count_blocks(model: nn.Module) -> int:

@@ -50,6 +50,7 @@ def _config(args: argparse.Namespace) -> PipelineConfig:
         method=args.method,
         pooling=getattr(args, "pooling", DEFAULTS.pooling),
         device=getattr(args, "device", DEFAULTS.device),
+        redo_corrected=bool(getattr(args, "redo_corrected", False)),
     )
 
 
@@ -72,13 +73,18 @@ def _print_statuses(statuses: pd.DataFrame, out_dir: Path) -> int:
 
 
 def _iter_segment_files(images, out_dir: Path, method: str, subjects: dict,
-                        cancel: threading.Event | None = None) -> ProgressGen[list[SmearStatus]]:
+                        cancel: threading.Event | None = None,
+                        tables: list | None = None) -> ProgressGen[list[SmearStatus]]:
     import tifffile
 
+    from napari_reddino.io.atomic import replacing
     from napari_reddino.io.cell_table import save_table
+    from napari_reddino.io.smear_files import output_stems
+    from napari_reddino.segment.counted import add_counted
     from napari_reddino.segment.dispatch import iter_segment
 
     statuses = []
+    stems = output_stems(images)  # y.png and y.tif must not share y_cells.csv
     for i, path in enumerate(images):
         yield Progress(i, len(images), path.name)
         subject = subjects[path.name]
@@ -87,12 +93,16 @@ def _iter_segment_files(images, out_dir: Path, method: str, subjects: dict,
             result = yield from _relabel(iter_segment(
                 image, method=method, image_name=path.name, subject=subject, cancel=cancel,
             ), i, len(images), path.name)
+            stem = stems[path.name]
+            with replacing(out_dir / f"{stem}_labels.tif", "labels") as tmp:
+                tifffile.imwrite(tmp, result.labels.astype(np.int32), compression="zlib")
+            features = add_counted(result.features)  # counted / not_counted_reason
+            save_table(features, out_dir / f"{stem}_cells.csv")
+            if tables is not None:  # for the "N of M objects counted" line
+                tables.append(features)
         except (ValueError, OSError) as exc:
             statuses.append(SmearStatus(path.name, subject, str(path), "failed", error=str(exc)))
             continue
-        tifffile.imwrite(out_dir / f"{path.stem}_labels.tif", result.labels.astype(np.int32),
-                         compression="zlib")
-        save_table(result.features, out_dir / f"{path.stem}_cells.csv")
         statuses.append(SmearStatus(path.name, subject, str(path), "done", len(result.features)))
     yield Progress(len(images), len(images), "done")
     return statuses
@@ -113,8 +123,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     subjects = read_subject_map(args.subjects, images)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    statuses = drive(_iter_segment_files(images, out_dir, args.method, subjects), "segment",
-                     quiet=args.quiet)
+    tables: list[pd.DataFrame] = []
+    statuses = drive(_iter_segment_files(images, out_dir, args.method, subjects, tables=tables),
+                     "segment", quiet=args.quiet)
+    if tables:
+        _say(_counted_line(pd.concat(tables, ignore_index=True), True))
     return _print_statuses(pd.DataFrame([s.as_row() for s in statuses]), out_dir)
 
 
@@ -130,11 +143,12 @@ def _iter_embed_files(images, out_dir: Path, config: PipelineConfig, subjects: d
 
 
 def _write_statuses(statuses: list[SmearStatus], out_dir: Path) -> pd.DataFrame:
+    from napari_reddino.io.atomic import write_csv
     from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
 
     runs = pd.DataFrame([s.as_row() for s in statuses])
-    runs.to_csv(out_dir / RUNS_TABLE, index=False)
-    runs[runs["status"] == "failed"].to_csv(out_dir / FAILURES_TABLE, index=False)
+    write_csv(runs, out_dir / RUNS_TABLE, "run table")
+    write_csv(runs[runs["status"] == "failed"], out_dir / FAILURES_TABLE, "failure table")
     return runs
 
 
@@ -152,20 +166,22 @@ def cmd_project(args: argparse.Namespace) -> int:
     from napari_reddino.runs.combine import iter_combine
 
     combined = drive(iter_combine(args.run_dir, projection=args.projection,
-                                  n_clusters=args.clusters, features=args.features),
-                     "project", quiet=args.quiet)
-    from napari_reddino.runs.anndata_io import write_run_h5ad
-
-    write_run_h5ad(args.run_dir)  # cells.h5ad beside cells.parquet, for scanpy
+                                  n_clusters=args.clusters, features=args.features,
+                                  counted_only=args.counted_only),
+                     "project", quiet=args.quiet)  # cells.h5ad too, for scanpy
     _warn(combined.warnings)
-    _say(f"combined {len(combined.table)} cells of {combined.summary['n_images']} images "
+    _say(f"combined {len(combined.table)} objects of {combined.summary['n_images']} images "
+         f"({_counted_line(combined.table, args.counted_only)}) "
          f"-> {Path(args.run_dir) / 'cells.parquet'}")
     return 0
 
 
 def _load_combined(folder_or_table: str | Path, embeddings_path: str | None = None):
-    """A combined cell table and the vector of each of its rows."""
+    """A combined cell table, the vector of each of its rows and the embeddings; a run
+    folder's files must have been written together."""
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
+    from napari_reddino.runs.anndata_io import aligned_vectors
+    from napari_reddino.runs.run_files import check_run_files
 
     path = Path(folder_or_table)
     table_path = path / "cells.parquet" if path.is_dir() else path
@@ -174,22 +190,11 @@ def _load_combined(folder_or_table: str | Path, embeddings_path: str | None = No
     npz = Path(embeddings_path) if embeddings_path else table_path.parent / "embeddings.npz"
     if not npz.is_file():
         raise FileNotFoundError(f"{npz}: embeddings not found (pass --reference-embeddings)")
+    if not embeddings_path:  # a table saved by another tool is checked cell by cell below
+        check_run_files(table_path.parent, strict=False)
     table = load_table(table_path)
     emb = CellEmbeddings.load(npz)
-    if nm.EMBEDDING_ROW in table.columns:
-        rows = table[nm.EMBEDDING_ROW].to_numpy(dtype=np.int64)
-    else:
-        rows = np.asarray(emb.rows_for(table["image"].to_numpy(), table["label"].to_numpy()))
-    if len(rows) and (rows.min() < 0 or rows.max() >= len(emb.vectors)):
-        raise ValueError(f"{table_path}: embedding_row points outside {npz}")
-    wrong = (emb.image[rows] != table["image"].astype(str).to_numpy()) | (
-        emb.label[rows] != table["label"].to_numpy(dtype=np.int64))
-    if wrong.any():
-        example = table.loc[wrong, ["image", "label"]].head(3).to_records(index=False).tolist()
-        raise ValueError(f"{npz} does not hold the embeddings of {table_path}: {int(wrong.sum())} "
-                         f"of {len(rows)} cells (e.g. {example}) have another (image, label) "
-                         "there; pass the embeddings.npz written with that table")
-    return table, np.asarray(emb.vectors, dtype=np.float32)[rows], emb.backbone
+    return table, aligned_vectors(table, emb, table_path, npz), emb
 
 
 def _own_reference(run_dir: str | Path, reference: str | None) -> bool:
@@ -204,7 +209,9 @@ def _reference(args: argparse.Namespace, backbone: str, width: int):
     """``(table, vectors, classes)`` of a separate reference: all its classed cells vote."""
     from napari_reddino.label.propagate import unlabeled_mask
 
-    ref_table, ref_vectors, ref_backbone = _load_combined(args.reference, args.reference_embeddings)
+    ref_table, ref_vectors, ref_embeddings = _load_combined(args.reference,
+                                                            args.reference_embeddings)
+    ref_backbone = ref_embeddings.backbone
     if nm.CLASS not in ref_table.columns or unlabeled_mask(ref_table[nm.CLASS]).all():
         raise ValueError(f"{args.reference}: the reference has no labeled cells ('class' column)")
     if ref_backbone != backbone or ref_vectors.shape[1] != width:
@@ -218,10 +225,13 @@ def _reference(args: argparse.Namespace, backbone: str, width: int):
 
 def cmd_propagate(args: argparse.Namespace) -> int:
     from napari_reddino.explore.spaces import resolve_space, space_matrix
-    from napari_reddino.io.cell_table import save_table
-    from napari_reddino.label.propagate import MANUAL, PROPAGATED, iter_propagate, unlabeled_mask
+    from napari_reddino.label.counting import counted_rows
+    from napari_reddino.label.propagate import MANUAL, iter_propagate, unlabeled_mask
+    from napari_reddino.runs.anndata_io import write_run_cells
+    from napari_reddino.runs.run_files import read_summary
 
-    table, vectors, backbone = _load_combined(args.run_dir)
+    table, vectors, embeddings = _load_combined(args.run_dir)
+    backbone = embeddings.backbone
     own = np.full(len(table), None, dtype=object)
     if {nm.CLASS, nm.CLASS_SOURCE} <= set(table.columns):  # keep this run's own manual labels
         manual = table[nm.CLASS_SOURCE].astype(str).to_numpy() == MANUAL
@@ -231,32 +241,77 @@ def cmd_propagate(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.run_dir}: no manual labels ('class_source' manual); label "
                              "some cells first, or pass --reference")
         stacked, all_vectors, classes, n_ref = table, vectors, own, 0
+        counted = counted_rows(table, args.counted_only)
     else:
         ref_table, ref_vectors, ref_classes = _reference(args, backbone, vectors.shape[1])
         stacked = pd.concat([ref_table, table], ignore_index=True)
         all_vectors = np.vstack([ref_vectors, vectors])
         classes, n_ref = np.concatenate([ref_classes, own]), len(ref_table)
+        counted = np.concatenate([counted_rows(ref_table, args.counted_only),
+                                  counted_rows(table, args.counted_only)])
     space = resolve_space(args.features, stacked, all_vectors)
     x = space_matrix(stacked, all_vectors, space, row_column=None)  # vectors: one per row
     result = drive(iter_propagate(x, classes, k=args.k,
                                   spreading=args.spreading, center=args.center,
-                                  method=args.classifier),
+                                  method=args.classifier, counted=counted),
                    "propagate", quiet=args.quiet)
-    table[nm.CLASS] = result.classes[n_ref:].astype(str)
-    table[nm.CLASS_SOURCE] = np.where(pd.isna(own), PROPAGATED, MANUAL)
+    table[nm.CLASS] = result.classes[n_ref:].astype(object)  # None: not counted, unlabeled
+    table[nm.CLASS_SOURCE] = result.source[n_ref:].astype(object)
     table[nm.CONFIDENCE] = result.confidence[n_ref:]
-    save_table(table, Path(args.run_dir) / "cells.parquet")
-    counts = table[nm.CLASS].value_counts().to_dict()
-    _say(f"{len(table)} cells classified from {int((~unlabeled_mask(classes)).sum())} "
-         f"labeled cells ({space} space, {result.method}): {counts}; "
-         f"mean confidence {table['confidence'].mean():.2f}")
+    # the table, matrix and AnnData together: no stale cells.h5ad beside the new classes
+    write_run_cells(args.run_dir, table, embeddings,
+                    projection=str(read_summary(args.run_dir).get("projection", "")))
+    rows = counted_rows(table, args.counted_only)
+    counts = table.loc[rows, nm.CLASS].value_counts().to_dict()
+    _say(f"{_counted_line(table, args.counted_only)}; {int(rows.sum())} cells classified from "
+         f"{int((~unlabeled_mask(classes[counted])).sum())} labeled cells ({space} space, "
+         f"{result.method}): {counts}; mean confidence "
+         f"{table.loc[rows, nm.CONFIDENCE].mean():.2f}")
+    _write_differential(table, args.run_dir, args.counted_only)
+    return 0
+
+
+def _counted_line(table: pd.DataFrame, counted_only: bool) -> str:
+    """``"N of M objects counted"``, or that every object is used (``--all-objects``)."""
+    from napari_reddino.segment.counted import counted_summary
+
+    return counted_summary(table) + ("" if counted_only else "; --all-objects: all used")
+
+
+def _write_differential(table: pd.DataFrame, run_dir, counted_only: bool, grades=None) -> None:
+    """``differential.csv`` of the classified cells, and one line per subject."""
+    from napari_reddino.io.atomic import write_csv
+    from napari_reddino.label.differential import DIFFERENTIAL_FILE, differential, summary_line
+
+    diff = differential(table, counted_only=counted_only, grades=grades)
+    path = write_csv(diff, Path(run_dir) / DIFFERENTIAL_FILE, "differential")
+    _say(summary_line(diff) or "no classified red cells to count")
+    _say(f"differential (counts, %, 95 % Wilson intervals, ICSH grades) -> {path}")
+
+
+def cmd_differential(args: argparse.Namespace) -> int:
+    from napari_reddino.io.cell_table import load_table
+
+    path = Path(args.run_dir) / nm.CELLS_TABLE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{args.run_dir}: no {nm.CELLS_TABLE_FILE} (run `napari-reddino "
+                                "project`, then label and `propagate`)")
+    table = load_table(path)
+    if nm.CLASS not in table.columns:
+        raise ValueError(f"{path}: no classes yet; label some cells and run `napari-reddino "
+                         "propagate` first")
+    _say(_counted_line(table, args.counted_only))
+    _write_differential(table, args.run_dir, args.counted_only, args.grades)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from napari_reddino.runs.report import iter_write_report
+    from napari_reddino.runs.run_files import check_run_files
 
-    index = drive(iter_write_report(args.run_dir, args.out, max_overlays=args.max_overlays),
+    check_run_files(args.run_dir)  # not a report of files that disagree
+    index = drive(iter_write_report(args.run_dir, args.out, max_overlays=args.max_overlays,
+                                    counted_only=args.counted_only),
                   "report", quiet=args.quiet)
     _say(f"report: {index.resolve()}")
     return 0
@@ -265,7 +320,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subjects: dict,
                  *, workers=None, scheduler=None, retries=1,
                  projection=DEFAULTS.map_method, clusters=DEFAULTS.n_clusters,
-                 report=True, quiet=False, features=DEFAULTS.space) -> int:
+                 report=True, quiet=False, features=DEFAULTS.space,
+                 counted_only=DEFAULTS.counted_only) -> int:
     """Batch (dask) -> combine/project/cluster/metrics -> HTML report; returns the exit code."""
     from napari_reddino.runs.combine import iter_combine
     from napari_reddino.runs.distributed import iter_run_batch
@@ -281,13 +337,16 @@ def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subj
         _say("no smear could be processed", style="red")
         return 1
     combined = drive(iter_combine(out_dir, images=finished, projection=projection,
-                                  n_clusters=clusters, features=features), "combine", quiet=quiet)
+                                  n_clusters=clusters, features=features,
+                                  counted_only=counted_only), "combine", quiet=quiet)
     _warn(combined.warnings)
+    _say(_counted_line(combined.table, counted_only))
     from napari_reddino.runs.anndata_io import write_run_h5ad
 
     write_run_h5ad(out_dir)  # cells.h5ad beside cells.parquet, for scanpy
     if report:
-        index = drive(iter_write_report(out_dir), "report", quiet=quiet)
+        index = drive(iter_write_report(out_dir, counted_only=counted_only), "report",
+                      quiet=quiet)
         _say(f"report: {index.resolve()}")
     return code
 
@@ -298,6 +357,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_pipeline(images, Path(args.out), _config(args), subjects, workers=args.workers,
                         scheduler=args.scheduler, retries=args.retries,
                         projection=args.projection, clusters=args.clusters,
-                        features=args.features,
+                        features=args.features, counted_only=args.counted_only,
                         report=not args.no_report, quiet=args.quiet)
 

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 
+from napari_reddino import __version__
 from napari_reddino import names as nm
 from napari_reddino.cli.console import drive  # noqa: F401  (re-exported: `from napari_reddino.cli.main import drive`)
 from napari_reddino.defaults import DEFAULTS
@@ -54,6 +55,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser, *, embed: bool = True) -> 
                    help="CSV with columns image,subject mapping image file names to subjects "
                    "(default: each image's parent folder name)")
     if embed:
+        p.add_argument("--redo-corrected", action="store_true",
+                       help="segment again smears whose cells were corrected by hand in "
+                       "napari (default: they are kept as corrected)")
         p.add_argument("--backbone", default=None, help=BACKBONE_HELP)
         p.add_argument("--pooling", choices=nm.POOLINGS, default=DEFAULTS.pooling,
                        help="per-cell vector: CLS token of a crop around the cell, or the mean "
@@ -72,8 +76,18 @@ def _add_features_option(p: argparse.ArgumentParser) -> None:
                    help=FEATURES_HELP)
 
 
+def _add_counted_option(p: argparse.ArgumentParser) -> None:
+    """``--all-objects``: count, map and classify every object, not only the counted cells."""
+    p.add_argument("--all-objects", dest="counted_only", action="store_false",
+                   default=DEFAULTS.counted_only,
+                   help="use every segmented object; by default only counted cells (intact red "
+                   "cells: not cut by the border, no white cells, platelets, debris, clumps or "
+                   "objects excluded by hand) are counted, mapped and classified")
+
+
 def _add_combine_options(p: argparse.ArgumentParser) -> None:
     _add_features_option(p)
+    _add_counted_option(p)
     p.add_argument("--projection", choices=nm.MAP_METHODS, default=DEFAULTS.map_method,
                    help="2-D map of the cells (default: %(default)s)")
     p.add_argument("--clusters", type=_count(2), default=DEFAULTS.n_clusters, metavar="K",
@@ -87,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explore red-blood-cell smears through a RedDino / DINOv2 foundation model. "
         "Each subcommand has its own --help.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -138,6 +153,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--center", action=argparse.BooleanOptionalAction, default=DEFAULTS.center,
                    help="cosine around the mean cell; --no-center: around the origin "
                    f"(centering separates ViT embeddings better; default: {_on(DEFAULTS.center)})")
+    _add_counted_option(p)
+
+    p = sub.add_parser("differential",
+                       help="red-cell differential of a run: %%, 95 %% interval, ICSH grade",
+                       description="Counts and percentages of the counted red cells per class, "
+                       "per subject and per smear, with 95 % Wilson intervals and ICSH 2015 "
+                       "grades; writes RUN_DIR/differential.csv (`propagate` writes it too).")
+    p.add_argument("run_dir", help="run folder whose combined cells have classes")
+    p.add_argument("--grades", metavar="CSV",
+                   help="grading table (default: the ICSH 2015 table shipped with the plugin, "
+                   "napari_reddino/label/icsh_grades.csv; copy and edit it for your lab)")
+    _add_counted_option(p)
+
+    p = sub.add_parser("train-cellpose", help="fine-tune Cellpose on smears corrected in napari",
+                       description="Train cellpose (its own train_seg) on the smears of RUN "
+                       "whose cells were corrected by hand and saved from napari; some are held "
+                       "back and both models are scored on them (F1 at IoU 0.5). On a CPU this "
+                       "takes long: the progress says how long.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder with smears corrected in napari")
+    p.add_argument("--base-model", default=DEFAULTS.cellpose_model,
+                   help="cellpose model to start from: a name or a weights file "
+                   "(default: %(default)s)")
+    p.add_argument("--epochs", type=_count(1), default=100, help="epochs (default: 100)")
+    p.add_argument("--learning-rate", type=float, default=1e-5,
+                   help="AdamW learning rate, cellpose's default (default: %(default)s)")
+    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda")
+    p.add_argument("--out", default=None, help="folder for the model (default: RUN/models)")
+
+    p = sub.add_parser("annotate", help="classify every counted cell with a reference model",
+                       description="Cells arrive classified: a reference model of red-cell "
+                       "morphology gives every counted cell of RUN_DIR a class (class_source "
+                       "'predicted', calibrated probability in 'confidence') or leaves it "
+                       "unassigned (low probability, or unlike its training cells); manual "
+                       "labels are kept. Writes the run's cells and differential.csv.")
+    p.add_argument("run_dir", help="run folder with a combined cells.parquet (morph_* columns)")
+    p.add_argument("--model", metavar="NAME|PATH", default=None,
+                   help="a bundled model's name or a saved model folder (default: the bundled "
+                   "reference-rbc12)")
+    p.add_argument("--update-model", metavar="FOLDER",
+                   help="first refit the model on its training cells plus RUN_DIR's manual "
+                   "labels, cross-validate it, save it to FOLDER and annotate with it")
+    p.add_argument("--vote-clusters", action="store_true",
+                   help="predicted cells take their cluster's majority class")
+    _add_counted_option(p)
 
     p = sub.add_parser("report", help="HTML report of a run folder",
                        description="Write an HTML report (index.html + PNGs + CSV tables).")
@@ -145,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default: RUN_DIR/report)")
     p.add_argument("--max-overlays", type=_count(0), default=DEFAULTS.max_overlays,
                    help="PCA overlay figures for at most this many images (default: %(default)s)")
+    _add_counted_option(p)
 
     p = sub.add_parser("run", help="whole pipeline over many smears with dask, then a report",
                        description="Segment + embed every smear as one dask task (LocalCluster "
@@ -171,18 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--backbone", default=None, help=BACKBONE_HELP)
     p.add_argument("--workers", type=_count(1), default=2, help="dask workers (default: 2)")
+    _accept_global_options(sub)
     return parser
+
+
+def _accept_global_options(sub) -> None:
+    """Let ``-q`` follow the subcommand too (``napari-reddino run ... -q``), as users type it.
+
+    SUPPRESS keeps a subcommand that was not given ``-q`` from resetting the top-level value.
+    """
+    for subparser in sub.choices.values():
+        subparser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                               help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``napari-reddino`` and ``python -m napari_reddino``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from napari_reddino.cli import commands, demo
+    from napari_reddino.cli import annotate, commands, demo, train_cellpose
 
     handlers = {
         "segment": commands.cmd_segment, "embed": commands.cmd_embed,
         "project": commands.cmd_project, "propagate": commands.cmd_propagate,
         "report": commands.cmd_report, "run": commands.cmd_run, "demo": demo.cmd_demo,
+        "differential": commands.cmd_differential, "annotate": annotate.cmd_annotate,
+        "train-cellpose": train_cellpose.cmd_train_cellpose,
     }
     try:
         return handlers[args.command](args)

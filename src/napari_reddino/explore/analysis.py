@@ -56,6 +56,16 @@ class Analysis:
     batch: object | None
     settings: Settings
     method: str
+    counted: np.ndarray | None = None  # the rows analyzed (None: all)
+
+
+def on_rows(values: np.ndarray, rows: np.ndarray, fill) -> np.ndarray:
+    """``values`` of the ``rows`` (bool mask) spread back over every row, ``fill`` elsewhere:
+    NaN map coordinates and cluster -1 for objects that are not counted."""
+    values = np.asarray(values)
+    out = np.full((len(rows), *values.shape[1:]), fill, dtype=np.result_type(values, fill))
+    out[rows] = values
+    return out
 
 
 def iter_graph(vectors, settings: Settings = DEFAULT, cancel: threading.Event | None = None
@@ -113,10 +123,26 @@ def iter_batch(vectors, subjects, classes=None, settings: Settings = DEFAULT,
 
 
 def iter_analyze(vectors, subjects=None, classes=None, *, method: str = DEFAULTS.map_method,
-                 settings: Settings = DEFAULT, cancel: threading.Event | None = None
-                 ) -> ProgressGen[Analysis]:
-    """Map + k-means clusters + batch metrics (when >= 2 subjects), as the dock computes them."""
+                 settings: Settings = DEFAULT, cancel: threading.Event | None = None,
+                 counted=None) -> ProgressGen[Analysis]:
+    """Map + k-means clusters + batch metrics (when >= 2 subjects), as the dock computes them.
+
+    ``counted`` (bool per row, ``label.counting.counted_rows``): the map, clusters and metrics
+    are made of those rows only, so clumps and cut cells do not pull the map apart; the other
+    rows get NaN coordinates and cluster -1 (:func:`on_rows`).
+    """
     vectors = np.asarray(vectors, dtype=np.float32)
+    if counted is not None and not np.all(counted):
+        rows = np.asarray(counted, bool)
+        if rows.sum() < 3:
+            raise ValueError(f"only {int(rows.sum())} of {len(rows)} objects are counted, too "
+                             "few for a map; show every object (counted_only=False)")
+        subjects, classes = (None if v is None else np.asarray(v)[rows]
+                             for v in (subjects, classes))
+        sub = yield from iter_analyze(vectors[rows], subjects, classes, method=method,
+                                      settings=settings, cancel=cancel)
+        return Analysis(on_rows(sub.coords, rows, np.nan), on_rows(sub.clusters, rows, -1),
+                        sub.batch, sub.settings, method, rows)
     s = settings.for_cells(len(vectors))
     coords = yield from iter_map(vectors, method, s, cancel)
     clusters = yield from iter_clusters(vectors, "kmeans", s, cancel)

@@ -17,7 +17,6 @@ Why the extras around the libraries:
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -64,7 +63,10 @@ def _cache_get(key: str, cache_dir: Path | None) -> np.ndarray | None:
         _MEMORY_CACHE.move_to_end(key)
         return _MEMORY_CACHE[key]
     if cache_dir is not None and (cache_dir / f"{key}.npy").exists():
-        coords = np.load(cache_dir / f"{key}.npy")
+        try:
+            coords = np.load(cache_dir / f"{key}.npy")
+        except (OSError, ValueError, EOFError):  # a damaged cache file: make the map again
+            return None
         _cache_put(key, coords, None)
         return coords
     return None
@@ -76,10 +78,13 @@ def _cache_put(key: str, coords: np.ndarray, cache_dir: Path | None) -> None:
     while len(_MEMORY_CACHE) > _MEMORY_CACHE_SIZE:
         _MEMORY_CACHE.popitem(last=False)
     if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f"{key}.tmp.npy"
-        np.save(tmp, coords)
-        os.replace(tmp, cache_dir / f"{key}.npy")
+        from napari_reddino.io.atomic import WriteError, replacing
+
+        try:  # a cache: a full disk costs the next run a recomputation, never this map
+            with replacing(cache_dir / f"{key}.npy", "map cache") as tmp, open(tmp, "wb") as f:
+                np.save(f, coords)
+        except WriteError as error:
+            warnings.warn(f"map not cached: {error}", stacklevel=3)
 
 
 def _validate(vectors, method: str, n_components: int) -> np.ndarray:

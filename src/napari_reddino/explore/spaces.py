@@ -121,7 +121,8 @@ def space_matrix(table: pd.DataFrame, vectors=None, space: str = DEFAULT_SPACE, 
     if not columns:
         raise ValueError(
             f"the '{space}' space needs the morphology columns (morph_*): the cell table has "
-            "none; re-run segmentation / 'napari-reddino run' with this version"
+            "none; embed the smear again (the embedding dock measures them), open the .h5ad "
+            "saved with its cells, or run 'napari-reddino run' on it"
         )
     morph = standardize(table[columns].to_numpy(np.float64))
     if space == MORPHOLOGY:

@@ -14,7 +14,9 @@ class or subject name cannot run anything when a CSV export is opened in Excel o
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -49,6 +51,20 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _cause(error: OSError) -> str:
+    """The cause of a failed write in words, also when a library (pyarrow, h5py, anndata)
+    rewrapped the error and kept its number only in the message."""
+    number = error.errno
+    if number is None:
+        found = re.search(r"errno\]?\s*=?\s*(\d+)", str(error), flags=re.IGNORECASE)
+        number = int(found.group(1)) if found else None
+    if number == errno.EFBIG:  # ulimit -f, or the filesystem's largest file
+        return "file size limit exceeded"
+    if number is not None:
+        return os.strerror(number).lower()
+    return error.strerror or str(error).splitlines()[0]
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path, what: str = "file") -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed.
@@ -75,13 +91,26 @@ def replacing(path: str | Path, what: str = "file") -> Iterator[Path]:
             os.replace(tmp, path)
     except BaseException as error:
         _remove(tmp)
+        if isinstance(error, WriteError) and getattr(error, "target", None) == str(tmp):
+            error = error.__cause__ or error  # a nested replacing() of our temporary file
         if isinstance(error, OSError) and not isinstance(error, WriteError):
-            cause = error.strerror or str(error)
-            if getattr(error, "errno", None) == 27:  # EFBIG: ulimit -f
-                cause = "file size limit exceeded"
-            raise WriteError(f"could not write {what} {path}: {cause}; the previous file, if "
-                             "any, is unchanged") from error
+            failed = WriteError(f"could not write {what} {path}: {_cause(error)}; the previous "
+                                "file, if any, is unchanged")
+            failed.target = str(path)  # not .filename: OSError would print "[Errno None]"
+            raise failed from error
         raise
+
+
+@contextlib.contextmanager
+def replacing_all(targets: dict[Path, str]) -> Iterator[dict[Path, Path]]:
+    """:func:`replacing` for several files that belong together (``{path: what}``).
+
+    Every temporary file is written before any target is replaced, so a failure while writing
+    one of them leaves all of the previous files in place.
+    """
+    with contextlib.ExitStack() as stack:
+        yield {Path(path): stack.enter_context(replacing(path, what))
+               for path, what in targets.items()}
 
 
 def write_text(path: str | Path, text: str, what: str = "file") -> Path:

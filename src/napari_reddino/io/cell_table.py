@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from skimage.measure import regionprops_table
 
+from napari_reddino.io.atomic import replacing, write_npz
 from napari_reddino.names import (  # noqa: F401  (re-exported: modules import the names from here too)
     AREA,
     CENTROID_X,
@@ -31,6 +32,7 @@ from napari_reddino.names import (  # noqa: F401  (re-exported: modules import t
     LABEL,
     MEAN_RGB,
     PERIMETER,
+    RUN_STAMP,
     SOLIDITY,
     SUBJECT,
     TOUCHES_BORDER,
@@ -46,6 +48,8 @@ REQUIRED_COLUMNS = (LABEL, IMAGE, SUBJECT, CENTROID_Y, CENTROID_X, AREA)
 
 _PROPS = ("label", "centroid", "area", "perimeter", "eccentricity", "solidity", "intensity_mean")
 _TABLE_SUFFIXES = (".csv", ".parquet")
+DAMAGED_TABLE_FIX = ("restore it from a backup, or for a run folder move it away and rerun "
+                     "`napari-reddino project` on the run (labels that were only in it are lost)")
 
 
 def unlabeled_mask(classes) -> np.ndarray:
@@ -135,17 +139,36 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def save_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a cell table to ``.csv`` or ``.parquet`` (chosen by the suffix); returns the path."""
+def save_table(df: pd.DataFrame, path: str | Path, *, stamp: str | None = None) -> Path:
+    """Write a cell table to ``.csv`` or ``.parquet`` (chosen by the suffix); returns the path.
+
+    Written atomically (:mod:`.atomic`): a failed write leaves the previous file intact.
+    ``stamp`` (parquet only) goes into the schema metadata so that a run's files can be told
+    apart from files written at another time (see ``runs.run_files``).
+    """
     path = Path(path)
     suffix = _suffix(path)
     check_table(df, KEY_COLUMNS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        df.to_csv(path, index=False)
-    else:
-        df.to_parquet(path, index=False)
+    with replacing(path, "cell table") as tmp:
+        if suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if stamp is not None:
+                metadata = {**(table.schema.metadata or {}), RUN_STAMP.encode(): stamp.encode()}
+                table = table.replace_schema_metadata(metadata)
+            pq.write_table(table, tmp)
     return path
+
+
+def damaged(path: Path, error: BaseException, fix: str) -> ValueError:
+    """The error for a file that exists but cannot be read: which file, why, what to do."""
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ValueError(f"{path} is damaged (truncated, or not a {path.suffix} file: "
+                      f"{detail}); {fix}")
 
 
 def load_table(path: str | Path, required: Sequence[str] = REQUIRED_COLUMNS) -> pd.DataFrame:
@@ -154,10 +177,13 @@ def load_table(path: str | Path, required: Sequence[str] = REQUIRED_COLUMNS) -> 
     suffix = _suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"no cell table at {path}")
-    if suffix == ".csv":
-        df = pd.read_csv(path, dtype={IMAGE: str, SUBJECT: str})
-    else:
-        df = pd.read_parquet(path)
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path, dtype={IMAGE: str, SUBJECT: str})
+        else:
+            df = pd.read_parquet(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise damaged(path, exc, DAMAGED_TABLE_FIX) from exc
     check_table(df, required, what=f"cell table {path.name}")
     return df
 
@@ -192,14 +218,15 @@ class CellEmbeddings:
         """Embedding dimension D."""
         return self.vectors.shape[1]
 
-    def save(self, path: str | Path) -> Path:
-        """Write to ``.npz`` (no pickles)."""
+    def save(self, path: str | Path, *, stamp: str | None = None) -> Path:
+        """Write to ``.npz`` atomically (no pickles); ``stamp`` as in :func:`save_table`."""
         path = Path(path)
         if path.suffix.lower() != ".npz":
             raise ValueError(f"cell embeddings are saved as .npz, got '{path.name}'")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, vectors=self.vectors, image=self.image, label=self.label,
-                 backbone=np.array(self.backbone), pooling=np.array(self.pooling))
+        extra = {} if stamp is None else {"stamp": np.array(str(stamp))}
+        write_npz(path, "cell embeddings", vectors=self.vectors, image=self.image,
+                  label=self.label, backbone=np.array(self.backbone),
+                  pooling=np.array(self.pooling), **extra)
         return path
 
     @classmethod
@@ -213,15 +240,14 @@ class CellEmbeddings:
                 missing = [k for k in ("vectors", "image", "label", "backbone", "pooling")
                            if k not in data.files]
                 if missing:
-                    raise ValueError(f"{path.name} is not a cell-embeddings file: missing "
-                                     f"{missing}")
+                    raise ValueError(f"{path} is not a cell-embeddings file: missing {missing}")
                 return cls(data["vectors"], data["image"], data["label"], str(data["backbone"]),
                            str(data["pooling"]))
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # truncated, damaged
-            if str(exc).startswith(path.name):
+            if str(exc).startswith(str(path)):
                 raise
-            raise ValueError(f"{path.name} is damaged or not a cell-embeddings .npz "
-                             f"({type(exc).__name__}: {exc}); embed the smear again") from exc
+            raise damaged(path, exc, "embed the smear again, or for a run folder rerun "
+                          "`napari-reddino project` on it") from exc
 
     @classmethod
     def concat(cls, parts: Sequence[CellEmbeddings]) -> CellEmbeddings:

@@ -132,9 +132,10 @@ class ClassSet:
         }
 
     def save(self, path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        """Write the set as JSON atomically (a failed write keeps the previous file)."""
+        from napari_reddino.io.atomic import write_text
+
+        return write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", "class set")
 
     @classmethod
     def load(cls, path) -> ClassSet:

@@ -83,7 +83,24 @@ def export_labels(features: pd.DataFrame, path) -> Path:
     table = label_table(features)
     for column in (CLASS, CLASS_SOURCE):
         table[column] = table[column].astype(object)
+    if Path(path).suffix.lower() == ".csv":  # opened in spreadsheets: "=cmd" must not run
+        from napari_reddino.io.atomic import write_csv
+
+        return write_csv(table, path, "label table")
     return _atomic_save(table, Path(path))
+
+
+def _unescape_formulas(table: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`~napari_reddino.io.atomic.escape_formulas` of a CSV export (``'=x`` ->
+    ``=x``), so a class or image named ``=x`` reads back as it was labeled."""
+    from napari_reddino.io.atomic import FORMULA_STARTS
+
+    starts = tuple("'" + c for c in FORMULA_STARTS)
+    for column in table.columns:
+        if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
+            table[column] = table[column].map(
+                lambda v: v[1:] if isinstance(v, str) and v.startswith(starts) else v)
+    return table
 
 
 def _file_columns(path: Path) -> list[str]:
@@ -122,7 +139,7 @@ def read_labels(path) -> pd.DataFrame:
                          "imported") from exc
     for column in (CLASS, CLASS_SOURCE):  # empty cells read back as NaN: keep them as None
         table[column] = table[column].astype(object).where(table[column].notna(), None)
-    return table
+    return _unescape_formulas(table) if path.suffix.lower() == ".csv" else table
 
 
 @dataclass

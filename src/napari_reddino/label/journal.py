@@ -5,8 +5,10 @@ smear that is not open (restoring with half of the smears loaded used to do exac
 change appends one line ``image, label, class, centroid_y, centroid_x, ok`` (an empty class clears
 the cell) and reading keeps the last line per cell, so labels of smears that are not loaded stay
 in the file untouched. ``ok`` is written last: a line cut short by a crash has no ``ok`` and is
-ignored, so a crash loses at most the change being written. Older autosaves (``image, label,
-class`` rewritten whole) read the same way.
+ignored (the next record starts on a new line, never glued onto it), so a crash loses at most
+the change being written; undecodable lines (a garbage tail) are skipped and counted, and every
+readable line is still restored. Older autosaves (``image, label, class`` rewritten whole) read
+the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from napari_reddino.io.atomic import replacing
 from napari_reddino.names import (
     CENTROID_X,
     CENTROID_Y,
@@ -49,31 +53,62 @@ def _key(image, label, cy=None, cx=None) -> Key:
 
 def is_journal(path) -> bool:
     """True if ``path`` is an autosave (journal or the older image,label,class file)."""
-    try:
-        columns = list(pd.read_csv(path, nrows=0).columns)
-    except (ValueError, OSError, UnicodeDecodeError):
+    try:  # the header line only: a damaged tail must not hide an autosave
+        with open(path, "rb") as handle:
+            first = handle.readline().decode("utf-8")
+        columns = next(csv.reader([first]), [])
+    except (ValueError, OSError, csv.Error):
         return False
-    return columns[:3] == list(AUTOSAVE_COLUMNS)
+    return [c.strip() for c in columns[:3]] == list(AUTOSAVE_COLUMNS)
+
+
+def _journal_rows(path: Path) -> tuple[list[str], list[list[str]], int]:
+    """``(header, rows, skipped)``: the file's CSV rows, undecodable or malformed lines left out
+    and counted, so that damage in one place (a cut line, a garbage tail) costs only itself."""
+    lines, skipped = [], 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = "\x00"
+            if "\x00" in text:  # not text: a garbage tail, a block of a damaged disk
+                skipped += 1
+            else:
+                lines.append(text)
+    rows = list(csv.reader(lines))
+    header = rows[0] if rows else []
+    body = []
+    for row in rows[1:]:
+        if not any(field.strip() for field in row):
+            continue  # an empty line
+        if len(row) != len(header) or ("ok" in header and row[header.index("ok")] != "1"):
+            skipped += 1  # a line cut short by a crash (no final 'ok') or glued to one
+            continue
+        body.append(row)
+    return header, body, skipped
 
 
 def read_journal(path) -> pd.DataFrame:
     """The labels of an autosave: last line per cell, cleared cells dropped.
 
-    Columns ``image, label, class, centroid_y, centroid_x, class_source, confidence``.
+    Columns ``image, label, class, centroid_y, centroid_x, class_source, confidence``. Lines
+    that cannot be read are skipped; their count is in ``frame.attrs["skipped_lines"]`` and a
+    warning names it (napari shows warnings), every readable line is restored.
     """
     path = Path(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
-    except (ValueError, UnicodeDecodeError) as exc:
+        header, rows, skipped = _journal_rows(path)
+    except (csv.Error, OSError) as exc:
         raise ValueError(f"{path.name} is not a label autosave file ({exc})") from exc
-    missing = [c for c in AUTOSAVE_COLUMNS if c not in raw.columns]
+    missing = [c for c in AUTOSAVE_COLUMNS if c not in header]
     if missing:
         raise ValueError(f"{path.name} is not a label autosave file: it lacks {missing}")
-    if "ok" in raw.columns:  # a journal: a line without its final 'ok' was cut by a crash
-        raw = raw[raw["ok"] == "1"]
+    raw = pd.DataFrame(rows, columns=header, dtype=str)
     for column in (CENTROID_Y, CENTROID_X):
         raw[column] = pd.to_numeric(raw[column], errors="coerce") if column in raw else np.nan
     raw[LABEL] = pd.to_numeric(raw[LABEL], errors="coerce")
+    skipped += int(raw[LABEL].isna().sum())
     raw = raw[raw[LABEL].notna()]
     state: dict[Key, tuple] = {}
     for row in zip(raw[IMAGE], raw[LABEL].astype(int), raw[CLASS], raw[CENTROID_Y],
@@ -82,7 +117,12 @@ def read_journal(path) -> pd.DataFrame:
     frame = pd.DataFrame(list(state.values()),
                          columns=[IMAGE, LABEL, CLASS, CENTROID_Y, CENTROID_X])
     frame = frame.astype({LABEL: "int64", CENTROID_Y: float, CENTROID_X: float})
-    return frame.assign(**{CLASS_SOURCE: MANUAL, CONFIDENCE: 1.0}).reset_index(drop=True)
+    frame = frame.assign(**{CLASS_SOURCE: MANUAL, CONFIDENCE: 1.0}).reset_index(drop=True)
+    frame.attrs["skipped_lines"] = skipped
+    if skipped:
+        warnings.warn(f"label autosave {path}: {skipped} unreadable line(s) skipped (cut short "
+                      f"or damaged); the {len(raw)} readable line(s) were restored", stacklevel=2)
+    return frame
 
 
 def _apply(state: dict[Key, tuple], row: tuple) -> None:
@@ -183,21 +223,26 @@ class Autosaver:
             writer.writerow([image, label, "" if _blank(name) else name, _num(cy), _num(cx), 1])
             _apply(self._labels, (image, label, name, cy, cx))
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = buffer.getvalue()
+        if not new_file and not _ends_with_newline(self.path):
+            text = "\n" + text  # after a line cut by a crash: never glue a record onto it
         with open(self.path, "a", encoding="utf-8", newline="") as handle:
-            handle.write(buffer.getvalue())
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
 
     def _upgrade(self) -> None:
         """Rewrite an older ``image,label,class`` autosave as a journal (atomically)."""
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.csv")
         frame = self.frame()
         frame = frame.assign(ok=1)[list(JOURNAL_COLUMNS)]
-        try:
+        with replacing(self.path, "label autosave") as tmp:
             frame.to_csv(tmp, index=False)
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def is_journal_with_ok(path: Path) -> bool:

@@ -11,6 +11,7 @@ labels can follow the shape of a cluster rather than only the nearest labeled ce
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -44,6 +45,7 @@ class Propagation:
     source: np.ndarray  # (N,) object, MANUAL or PROPAGATED
     method: str = "knn"  # what voted: "knn" or "logreg" (what "auto" chose)
     scores: dict | None = None  # method -> cross-validated balanced accuracy ("auto" only)
+    warning: str = ""  # why the result says little (one class labeled), else empty
 
 
 def _check_inputs(vectors, classes, k, weighting, metric, class_names):
@@ -146,6 +148,7 @@ def iter_propagate(
     method: str = DEFAULTS.propagation_method,
     graph=None,
     cancel: threading.Event | None = None,
+    counted=None,
 ) -> ProgressGen[Propagation]:
     """Propagate manual labels (``classes``: name per cell, ``None`` / ``""`` = unlabeled).
 
@@ -159,14 +162,32 @@ def iter_propagate(
     ``method="logreg"`` fits a logistic regression on the labeled cells instead (confidence =
     its top class probability); ``"auto"`` picks whichever of the two cross-validates better
     on the labeled cells (see :mod:`napari_reddino.label.classifier`). Defaults: the table in
-    :mod:`napari_reddino.defaults`, shared with the CLI and the labeling dock.
+    :mod:`napari_reddino.defaults`, shared with the CLI and the labeling dock. ``counted``
+    (bool per cell): only those vote and get classes, the rest keep any manual label (.counting).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if counted is not None and not np.all(counted):  # only counted cells vote and get classes
+        from napari_reddino.label.counting import expand, voting_rows
+
+        rows = voting_rows(classes, counted)
+        sub = yield from iter_propagate(
+            np.asarray(vectors)[rows], np.asarray(classes, dtype=object)[rows], k=k,
+            metric=metric, weighting=weighting, spreading=spreading, center=center,
+            scale_by_similarity=scale_by_similarity, class_names=class_names, alpha=alpha,
+            max_iter=max_iter, random_state=random_state, method=method, cancel=cancel)
+        return Propagation(*expand(sub, classes, rows), sub.method, sub.scores, sub.warning)
     x, classes, missing = _check_inputs(vectors, classes, k, weighting, metric, class_names)
     names, codes = np.unique(classes[~missing].astype(str), return_inverse=True)
     n = x.shape[0]
     labeled_rows = np.flatnonzero(~missing)
+    if len(names) < 2:  # one class cannot be told from another: no confidence to give
+        if not np.all(np.isfinite(x)):
+            raise ValueError("vectors contain NaN / inf; re-run the embedding")
+        result = _one_class(names, classes, labeled_rows, n)
+        warnings.warn(result.warning, UserWarning, stacklevel=2)
+        yield Progress(1, 1, "propagation done (one class only)")
+        return result
     scores = None
     if method == "auto":
         from napari_reddino.label.classifier import choose_method
@@ -227,6 +248,18 @@ def _result(names, winners, confidence, classes, labeled_rows, method, scores) -
     return Propagation(result_classes, confidence, source, method, scores)
 
 
+def _one_class(names, classes, labeled_rows, n: int) -> Propagation:
+    """Every cell gets the only labeled class, with an empty (NaN) confidence, not 1.00: with
+    nothing to vote against, agreement says nothing."""
+    result = _result(names, np.zeros(n, np.int64), np.full(n, np.nan, np.float32), classes,
+                     labeled_rows, "knn", None)
+    result.warning = (
+        f"only one class is labeled ({names[0]!r}, {labeled_rows.size} cell(s)): every cell "
+        "gets it and its confidence is left empty; label at least two classes (a few cells "
+        "each), then propagate again")
+    return result
+
+
 def propagate(vectors, classes, **kwargs) -> Propagation:
     """Synchronous :func:`iter_propagate`."""
     return run_to_completion(iter_propagate(vectors, classes, **kwargs))
@@ -278,7 +311,7 @@ def _iter_spread(x, codes, labeled_rows, n_classes, *, k, alpha, max_iter, rando
     return spread
 
 
-def review_order(features: pd.DataFrame) -> pd.Index:
+def review_order(features: pd.DataFrame, counted_only: bool = DEFAULTS.counted_only) -> pd.Index:
     """Index of the propagated cells, lowest confidence first (ties keep table order)."""
     needed = {CLASS_SOURCE, CONFIDENCE}
     if not needed <= set(features.columns):
@@ -286,13 +319,16 @@ def review_order(features: pd.DataFrame) -> pd.Index:
             f"review_order needs columns {sorted(needed)}; the table has "
             f"{sorted(features.columns)}: run propagation first"
         )
-    propagated = features[features[CLASS_SOURCE].astype(str) == PROPAGATED]
+    from napari_reddino.label.counting import counted_rows
+
+    propagated = features[(features[CLASS_SOURCE].astype(str) == PROPAGATED).to_numpy()
+                          & counted_rows(features, counted_only)]
     return propagated.sort_values(CONFIDENCE, kind="stable", na_position="last").index
 
 
 def iter_propagate_features(
     features: pd.DataFrame, vectors, *, row_column: str = EMBEDDING_ROW,
-    space: str = DEFAULTS.space, **kwargs
+    space: str = DEFAULTS.space, counted_only: bool = DEFAULTS.counted_only, **kwargs
 ) -> ProgressGen[pd.DataFrame]:
     """Propagate the table's manual labels; returns a copy with class / source / confidence.
 
@@ -300,7 +336,8 @@ def iter_propagate_features(
     when the table has no ``class_source`` yet). ``features[row_column]`` points into
     ``vectors``; ``space`` (``embedding`` / ``morphology`` / ``both``, see
     :mod:`napari_reddino.explore.spaces`) says what distances are measured in (the default one
-    falls back to the embedding on tables without morphology); ``kwargs`` go to
+    falls back to the embedding on tables without morphology); only counted cells vote and
+    get classes unless ``counted_only`` is off (:mod:`.counting`); ``kwargs`` go to
     :func:`iter_propagate`.
     """
     from napari_reddino.explore.spaces import resolve_space, space_matrix
@@ -324,7 +361,10 @@ def iter_propagate_features(
                 "re-run the embedding for these images"
             )
     x = space_matrix(features, vectors, space, row_column=row_column)
-    result = yield from iter_propagate(x, voting_classes(features), **kwargs)
+    from napari_reddino.label.counting import counted_rows
+
+    result = yield from iter_propagate(x, voting_classes(features),
+                                       counted=counted_rows(features, counted_only), **kwargs)
     table = features.copy()
     table[CLASS] = result.classes
     table[CLASS_SOURCE] = result.source

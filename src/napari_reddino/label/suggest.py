@@ -24,11 +24,13 @@ def _reduce(x: np.ndarray, random_state: int) -> np.ndarray:
 
 
 def suggest_cells(vectors, n: int = DEFAULTS.n_suggestions, *, exclude=None,
-                  random_state: int = DEFAULTS.random_state) -> np.ndarray:
+                  random_state: int = DEFAULTS.random_state, counted=None) -> np.ndarray:
     """Row indices of ``n`` cells to label, most representative first.
 
     ``exclude`` (bool mask or row indices, e.g. the cells labeled already) are never suggested,
-    and groups that already hold such a cell come last: their kind is known.
+    and groups that already hold such a cell come last: their kind is known. ``counted`` (bool
+    per row, ``label.counting.counted_rows``): only those rows are suggested and make the
+    groups, so a clump or a cell cut by the border never takes a red cell's place.
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
@@ -43,6 +45,11 @@ def suggest_cells(vectors, n: int = DEFAULTS.n_suggestions, *, exclude=None,
     if exclude is not None:
         exclude = np.asarray(exclude)
         taken[exclude if exclude.dtype != bool else np.flatnonzero(exclude)] = True
+    if counted is not None and not np.all(counted):
+        rows = np.flatnonzero(np.asarray(counted, bool))
+        if rows.size == 0:
+            return np.zeros(0, np.int64)
+        return rows[suggest_cells(x[rows], n, exclude=taken[rows], random_state=random_state)]
     free = np.flatnonzero(~taken)
     n = min(int(n), free.size)
     if n == 0:

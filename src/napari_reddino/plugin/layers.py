@@ -4,8 +4,10 @@ The contract every dock reads (see docs/architecture.md), for one smear named ``
 
 - Image ``<name>``, ``metadata = {"image": <image key>, "subject": ...}``.
 - Labels ``<name> labels``: ``features`` = the smear's cell table, napari's ``index`` column
-  (= label value) first, ``embedding_row`` pointing into ``metadata["reddino_embeddings"]``
-  (a ``cells.CellEmbeddings``); ``metadata`` also holds ``image``, ``subject``, ``image_layer``.
+  (= label value) first, then ``label``, ``not_counted_reason``, ``counted`` (napari's status
+  bar shows the hovered object's reason), ``embedding_row`` pointing into
+  ``metadata["reddino_embeddings"]`` (a ``cells.CellEmbeddings``); ``metadata`` also holds
+  ``image``, ``subject``, ``image_layer``.
 - Image ``<name> RedDino PCA``: the patch-token PCA as RGB, placed over the image.
 
 Functions return napari ``LayerDataTuple`` s ``(data, kwargs, type)``, which readers return
@@ -21,6 +23,7 @@ import pandas as pd
 
 from napari_reddino import names as nm
 from napari_reddino.embed.overlay import grid_mask, overlay_transform, pca_rgb
+from napari_reddino.segment.counted import add_counted
 
 LayerData = tuple  # (data, kwargs, layer_type)
 
@@ -56,6 +59,16 @@ def smear_cells(table: pd.DataFrame, embeddings=None, image_name: str | None = N
     return table, own
 
 
+def layer_features(table: pd.DataFrame) -> pd.DataFrame:
+    """A Labels layer's ``features``: napari's ``index`` first, then what the status bar shows
+    first on hover (label, why it is not counted), ``counted`` recomputed."""
+    features = add_counted(table.drop(columns=[nm.NAPARI_INDEX], errors="ignore"))
+    first = [nm.LABEL, nm.NOT_COUNTED_REASON, nm.COUNTED]  # read first in napari's status bar
+    features = features[first + [c for c in features.columns if c not in first]]
+    features.insert(0, nm.NAPARI_INDEX, features[nm.LABEL].to_numpy(dtype=np.int64))
+    return features.reset_index(drop=True)
+
+
 def labels_layer_data(
     labels: np.ndarray, table: pd.DataFrame, embeddings=None, *, image_name: str,
     image_layer: str, subject: str = "unknown", scale: Sequence[float] | None = None,
@@ -64,8 +77,7 @@ def labels_layer_data(
     """The Labels layer of one smear: features = its cells (``index`` first), embeddings
     attached. ``table`` and ``embeddings`` may span many smears."""
     table, own = smear_cells(table, embeddings, image_name)
-    features = table.drop(columns=[nm.NAPARI_INDEX], errors="ignore")
-    features.insert(0, nm.NAPARI_INDEX, features[nm.LABEL].to_numpy(dtype=np.int64))
+    features = layer_features(table)
     meta = {nm.META_IMAGE: str(image_name), nm.META_SUBJECT: str(subject),
             nm.META_IMAGE_LAYER: image_layer, **(metadata or {})}
     if own is not None:

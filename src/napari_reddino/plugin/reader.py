@@ -70,12 +70,9 @@ def _marker(folder: Path) -> dict:
 
 
 def _image_file(folder: Path, marker: dict) -> Path | None:
-    """The smear's photo: the marker's ``source`` as written, or relative to the run root."""
-    source = str(marker.get("source") or "")
-    if not source:
-        return None
-    candidates = [Path(source), folder.parent.parent / source, folder / source]
-    return next((p for p in candidates if p.is_file()), None)
+    from napari_reddino.runs.run_files import smear_source
+
+    return smear_source(folder, marker)
 
 
 def _smear_layers(folder: Path, table: pd.DataFrame | None = None, embeddings=None) -> list:
@@ -148,8 +145,10 @@ def _smear_folders(run_dir: Path) -> list[Path]:
 def read_run_layers(path, table: pd.DataFrame | None = None, embeddings=None) -> list:
     """Every finished smear of a run folder; cells from the combined table when there is one."""
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
+    from napari_reddino.runs.run_files import check_run_files
 
     run_dir = _one_path(path)
+    check_run_files(run_dir)  # parquet, npz and h5ad written together, else say which differ
     pooled = run_dir / nm.CELLS_TABLE_FILE
     if table is None and pooled.is_file() and (run_dir / nm.EMBEDDINGS_FILE).is_file():
         table = load_table(pooled)

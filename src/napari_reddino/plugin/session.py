@@ -7,8 +7,8 @@ matrix in ``metadata["reddino_embeddings"]`` (a ``cells.CellEmbeddings`` or an
 concatenates them into one table + one matrix keyed by (image, label), maps its row
 indices back to (layer, labels) and writes new columns back into each layer's
 ``features``. :class:`SharedSession` (one per viewer, :func:`session_for`) is how the
-docks find each other: the gathered cells (``layer_cells``), the current selection and psygnal
-events. No Qt here.
+docks find each other: the gathered cells (``layer_cells``), the current selection, the one
+"counted cells only" switch (so every dock counts the same cells) and psygnal events. No Qt here.
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
+from napari_reddino import names as nm
+from napari_reddino.defaults import DEFAULTS
 from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
+from napari_reddino.segment.counted import add_counted
 
 ORIGIN_COLUMNS = ("_layer", "_row")  # which layer and row each cell came from; never written back
+COUNTED_INPUTS = {nm.EXCLUDED, nm.KIND, nm.AREA, nm.TOUCHES_BORDER}  # what decides ``counted``
 
 
 class SessionError(ValueError):
@@ -214,6 +218,17 @@ class LayerCells:
                 return False
         return True
 
+    def update_counted(self) -> bool:
+        """Recompute ``counted`` / ``not_counted_reason`` (a kind, an area or an ``excluded``
+        flag may have changed); writes them to the layers only when they differ."""
+        fresh = add_counted(self.table)
+        columns = {name: fresh[name].to_numpy() for name in (nm.COUNTED, nm.NOT_COUNTED_REASON)}
+        if all(name in self.table.columns and np.array_equal(
+                self.table[name].to_numpy(), values) for name, values in columns.items()):
+            return False
+        self.write_columns(columns)
+        return True
+
     def public_table(self) -> pd.DataFrame:
         """The combined table without the bookkeeping columns."""
         return self.table.drop(columns=list(ORIGIN_COLUMNS))
@@ -232,16 +247,44 @@ class SharedSession:
     layer_cells_changed = Signal(object)  # the new LayerCells (or None)
     selection_changed = Signal(object)  # np.ndarray of LayerCells row indices
     columns_changed = Signal(object)  # list of column names written
+    counted_only_changed = Signal(bool)  # the docks' one "Counted cells only" switch
 
     def __init__(self) -> None:
         self.layer_cells: LayerCells | None = None  # the gathered cells of the viewer
         self.selection = np.empty(0, dtype=np.int64)
         self.class_colors: dict[str, str] = {}  # set by the labeling dock, used to color plots
+        self.counted_only = DEFAULTS.counted_only
+
+    def set_counted_only(self, on: bool) -> None:
+        if bool(on) != self.counted_only:
+            self.counted_only = bool(on)
+            self.counted_only_changed.emit(self.counted_only)
+
+    def used_mask(self) -> np.ndarray:
+        """Which gathered cells counts, propagation, review, suggestions and the map use:
+        the counted ones while the switch is on, every object otherwise."""
+        if self.layer_cells is None:
+            return np.zeros(0, bool)
+        table = self.layer_cells.table
+        if not self.counted_only or nm.COUNTED not in table.columns:
+            return np.ones(len(table), bool)
+        return table[nm.COUNTED].fillna(False).astype(bool).to_numpy()
+
+    def counted_summary(self) -> str:
+        """"N of M objects counted" over the gathered cells ("" when there are none)."""
+        if self.layer_cells is None:
+            return ""
+        table = self.layer_cells.table
+        counted = (table[nm.COUNTED].fillna(False).astype(bool).sum()
+                   if nm.COUNTED in table.columns else len(table))
+        return f"{int(counted)} of {len(table)} objects counted"
 
     def set_layer_cells(self, layer_cells: LayerCells | None) -> None:
         for layer in [] if self.layer_cells is None else self.layer_cells.layers:
             for event in _layer_events(layer):
                 event.disconnect(self._check_layer_cells)
+        if layer_cells is not None:
+            layer_cells.update_counted()  # older tables and hand edits get current columns
         self.layer_cells = layer_cells
         self.selection = np.empty(0, dtype=np.int64)
         for layer in [] if layer_cells is None else layer_cells.layers:
@@ -266,7 +309,10 @@ class SharedSession:
         if self.layer_cells is None:
             raise SessionError("no cells loaded: press Refresh in the explorer dock first")
         self.layer_cells.write_columns(columns, indices)
-        self.columns_changed.emit(list(columns))
+        written = list(columns)
+        if set(written) & COUNTED_INPUTS and self.layer_cells.update_counted():
+            written += [nm.COUNTED, nm.NOT_COUNTED_REASON]
+        self.columns_changed.emit(written)
 
 
 def _layer_events(layer: Any) -> list:

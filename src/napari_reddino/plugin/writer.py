@@ -52,9 +52,15 @@ def write_h5ad_layer(path: str, data: Any, meta: dict) -> list[str]:
 
 
 def _image_file_name(image_name: str) -> str:
-    from napari_reddino.runs.pipeline import IMAGE_SUFFIXES
+    """The file name under ``images/``: a layer's image name is any text (``../x.png``, an
+    absolute path), so it is made safe (:func:`~napari_reddino.io.smear_files.safe_name`) and
+    can never lead outside the run folder."""
+    from napari_reddino.io.smear_files import IMAGE_SUFFIXES, safe_name
 
-    return image_name if Path(image_name).suffix.lower() in IMAGE_SUFFIXES else f"{image_name}.png"
+    suffix = Path(image_name).suffix
+    if suffix.lower() not in IMAGE_SUFFIXES:
+        return f"{safe_name(image_name)}.png"
+    return safe_name(image_name[: -len(suffix)]) + suffix.lower()
 
 
 def _write_image(folder: Path, image_name: str, data: Any) -> str:
@@ -76,9 +82,10 @@ def _write_image(folder: Path, image_name: str, data: Any) -> str:
 
 
 def _write_smear(run: Path, labels: np.ndarray, table: pd.DataFrame, embeddings, *,
-                 image_name: str, subject: str, source: str) -> None:
+                 image_name: str, subject: str, source: str, corrected: bool = False) -> None:
     import zarr
 
+    from napari_reddino.io.atomic import write_text
     from napari_reddino.io.cell_table import save_table
     from napari_reddino.runs.pipeline import DONE_MARKER, GRID_FILE, smear_dir
 
@@ -92,15 +99,15 @@ def _write_smear(run: Path, labels: np.ndarray, table: pd.DataFrame, embeddings,
     if embeddings is not None:
         embeddings.save(folder / nm.EMBEDDINGS_FILE)
     marker = {"image": image_name, "subject": subject, "source": source,
-              "n_cells": len(table), "config": {"written_by": "napari"},
+              "n_cells": len(table), "config": {"written_by": "napari"}, "corrected": corrected,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (folder / DONE_MARKER).write_text(json.dumps(marker, indent=1))
+    write_text(folder / DONE_MARKER, json.dumps(marker, indent=1), "done marker")
 
 
 def write_run_folder(path: str, layer_data: list[tuple]) -> list[str]:
     """npe2 multi-layer writer: Labels layers (+ their images) as a run folder."""
-    from napari_reddino.io.cell_table import CellEmbeddings, concat_tables, save_table
-    from napari_reddino.runs.anndata_io import write_run_h5ad
+    from napari_reddino.io.cell_table import CellEmbeddings, concat_tables
+    from napari_reddino.runs.anndata_io import write_run_cells
 
     run = Path(path)
     run.mkdir(parents=True, exist_ok=True)
@@ -119,7 +126,7 @@ def write_run_folder(path: str, layer_data: list[tuple]) -> list[str]:
         if image_layer in images:
             source = _write_image(run, image_name, images[image_layer])
         _write_smear(run, data, table, embeddings, image_name=image_name, subject=subject,
-                     source=source)
+                     source=source, corrected=bool(metadata.get(nm.META_CORRECTED)))
         pooled = table.copy()
         if embeddings is not None:
             pooled[nm.EMBEDDING_ROW] = pooled[nm.EMBEDDING_ROW] + offset
@@ -129,8 +136,7 @@ def write_run_folder(path: str, layer_data: list[tuple]) -> list[str]:
         written.append(image_name)
     if not tables:
         raise ValueError("no Labels layer with a cell table to write")
-    save_table(concat_tables(tables), run / nm.CELLS_TABLE_FILE)
-    if len(parts) == len(tables):
-        CellEmbeddings.concat(parts).save(run / nm.EMBEDDINGS_FILE)
-        write_run_h5ad(run)
+    # the run's three cell files with one stamp, all or none (an old matrix never stays)
+    embeddings = CellEmbeddings.concat(parts) if len(parts) == len(tables) else None
+    write_run_cells(run, concat_tables(tables), embeddings)
     return [str(run)]

@@ -27,6 +27,7 @@ from napari_reddino.runs.pipeline import (
     load_smear_cells,
     smear_dir,
 )
+from napari_reddino.runs.run_files import read_summary  # noqa: F401  (re-exported)
 
 # the combined table, matrix and summary are nm.CELLS_TABLE_FILE, EMBEDDINGS_FILE, SUMMARY_FILE
 METRICS_TABLE = "batch_metrics.csv"
@@ -163,20 +164,18 @@ def carry_labels(table: pd.DataFrame, previous: pd.DataFrame, out_dir: Path):
 
 
 def write_combined(out_dir: Path, combined: Combined) -> None:
-    """Write the table, the matrix, the metrics and the summary of a combined run."""
-    from napari_reddino.io.cell_table import save_table
+    """Write the cells (table, matrix, AnnData: one stamp), the metrics and the summary of a
+    combined run, all or none: a failed write leaves every previous file as it was."""
+    from napari_reddino.io.atomic import replacing_all
+    from napari_reddino.runs.anndata_io import write_run_cells
 
-    save_table(combined.table, out_dir / nm.CELLS_TABLE_FILE)
-    combined.embeddings.save(out_dir / nm.EMBEDDINGS_FILE)
-    combined.metrics.to_csv(out_dir / METRICS_TABLE, index=False)
-    (out_dir / nm.SUMMARY_FILE).write_text(json.dumps(combined.summary, indent=1,
-                                                      default=_json_default))
-
-
-def read_summary(run_dir: str | os.PathLike) -> dict:
-    """A run's ``summary.json`` (how its map and clusters were made); ``{}`` if it has none."""
-    path = Path(run_dir) / nm.SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    metrics, summary = out_dir / METRICS_TABLE, out_dir / nm.SUMMARY_FILE
+    with replacing_all({metrics: "batch metrics", summary: "run summary"}) as tmp:
+        combined.metrics.to_csv(tmp[metrics], index=False)
+        tmp[summary].write_text(json.dumps(combined.summary, indent=1, default=_json_default))
+        write_run_cells(out_dir, combined.table, combined.embeddings,
+                        projection=str(combined.summary.get("projection", "")),
+                        summary=combined.summary)
 
 
 def _json_default(value):
@@ -192,14 +191,20 @@ def iter_combine(
     random_state: int = DEFAULTS.random_state,
     features: str | None = DEFAULTS.space,
     cancel: threading.Event | None = None,
+    counted_only: bool = DEFAULTS.counted_only,
 ) -> ProgressGen[Combined]:
     """Combine finished smears, add ``umap_0/umap_1`` and ``cluster``, compute batch metrics.
 
-    Writes ``cells.parquet``, ``embeddings.npz``, ``batch_metrics.csv`` and ``summary.json``.
+    Writes ``cells.parquet``, ``embeddings.npz``, ``cells.h5ad`` (one stamp),
+    ``batch_metrics.csv`` and ``summary.json``.
     ``features`` is the space map and clusters are made in (``explore.spaces``; the default
-    space falls back to the embedding for cells without morphology).
+    space falls back to the embedding for cells without morphology). The table gets the
+    ``counted`` / ``not_counted_reason`` columns; map, clusters and metrics are made of the
+    counted cells (every object with ``counted_only=False``), the rest get NaN and cluster -1.
     """
-    from napari_reddino.explore.analysis import Settings, iter_clusters, iter_map
+    from napari_reddino.explore.analysis import Settings, iter_clusters, iter_map, on_rows
+    from napari_reddino.label.counting import counted_rows
+    from napari_reddino.segment.counted import add_counted
 
     out_dir = Path(out_dir)
     previous = previous_labels(out_dir / nm.CELLS_TABLE_FILE)  # unreadable: stop before any work
@@ -211,28 +216,34 @@ def iter_combine(
         parts.append(load_smear_cells(folder))  # the grids and labels stay on disk
         yield Progress(i + 1, total, f"read {folder.name}")
     table, embeddings = stack_smears(parts)
+    table = add_counted(table)
     space, vectors = feature_matrix(table, embeddings, features)
-    n = len(table)
+    rows = counted_rows(table, counted_only)
+    vectors, n = vectors[rows], int(rows.sum())
     if n < 3:
-        raise ValueError(f"{out_dir}: only {n} cells in total, too few to project or cluster")
+        raise ValueError(f"{out_dir}: only {n} cells counted of {len(table)} objects, too few "
+                         "to project or cluster" + ("; --all-objects uses every object"
+                                                   if counted_only else ""))
     method, note = map_method(n, projection)
     warnings += [note] if note else []
     yield Progress(len(folders), total, f"{method} of {n} cells")
     settings = Settings(n_clusters=n_clusters, random_state=random_state).for_cells(n)
     coords = yield from iter_map(vectors, method, settings, cancel)  # the explorer's settings
+    coords = on_rows(coords, rows, np.nan)
     table[nm.UMAP[0]], table[nm.UMAP[1]] = coords[:, 0], coords[:, 1]
     check_cancel(cancel)
     yield Progress(len(folders) + 1, total, "clustering")
     k = settings.n_clusters  # at most one cluster per 5 cells, as in the explorer
     note = cluster_note(n_clusters, k, n)
     warnings += [note] if note else []
-    table[nm.CLUSTER] = yield from iter_clusters(vectors, DEFAULTS.cluster_method, settings,
-                                                 cancel)
+    clusters = yield from iter_clusters(vectors, DEFAULTS.cluster_method, settings, cancel)
+    table[nm.CLUSTER] = on_rows(clusters, rows, -1)
     check_cancel(cancel)
     yield Progress(len(folders) + 2, total, "batch-effect metrics")
-    metrics, summary = batch_report(vectors, table)
-    summary.update({"n_cells": n, "n_images": len(folders), "projection": method,
-                    "n_clusters": k, "feature_space": space})
+    metrics, summary = batch_report(vectors, table[rows])
+    summary.update({"n_cells": len(table), "n_counted": n, "n_images": len(folders),
+                    "projection": method,
+                    "n_clusters": k, "feature_space": space, **_made_with(settings, embeddings)})
     summary["n_subjects"] = int(table["subject"].nunique())
     if previous is not None:
         table, note = carry_labels(table, previous, out_dir)
@@ -240,8 +251,19 @@ def iter_combine(
     summary["warnings"] = warnings
     combined = Combined(table, embeddings, metrics, summary, warnings)
     write_combined(out_dir, combined)
-    yield Progress(total, total, f"combined {n} cells")
+    yield Progress(total, total, f"combined {len(table)} objects, {n} counted")
     return combined
+
+
+def _made_with(settings, embeddings) -> dict:
+    """The settings behind the stored map and clusters (AnnData's ``uns["reddino"]``)."""
+    from napari_reddino.embed.backbones import weights_identity
+
+    return {"n_neighbors": int(settings.n_neighbors), "metric": str(settings.metric),
+            "random_state": int(settings.random_state),
+            "cluster_method": str(DEFAULTS.cluster_method),
+            "weights_identity": (weights_identity(embeddings.backbone)
+                                 if embeddings.backbone else "")}
 
 
 def combine(out_dir, **kwargs) -> Combined:

@@ -12,18 +12,64 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import struct
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from napari_reddino.io.atomic import write_csv
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from napari_reddino.runs.pipeline import PipelineConfig, SmearStatus, run_smear_file
 
 RUNS_TABLE = "runs.csv"
 FAILURES_TABLE = "failures.csv"
+SCHEDULER_TIMEOUT = 20.0  # seconds, for connecting to a scheduler and its handshake together
+
+
+def _receive(sock: socket.socket, n: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < n:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("it closed the connection")
+        data += chunk
+    return data
+
+
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+    """Raise ConnectionError unless a dask scheduler answers at a ``tcp://`` address in time.
+
+    A dask server speaks first: the frame count and sizes of its handshake. Reading them
+    ourselves, with one deadline, tells a web server (which waits silently: dask's own client
+    would hang) or another service (whose bytes dask reads as a frame size of exabytes) from a
+    scheduler. Other protocols (tls://, ucx://) are left to dask.
+    """
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return
+    host, _, port = rest.rpartition(":")
+    what = f"dask scheduler {address!r}"
+    if not port.isdigit() or not host:
+        raise ConnectionError(f"{what}: give the address as tcp://HOST:PORT (e.g. the "
+                              "'Scheduler at' line dask-scheduler prints)")
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            total, n_frames = struct.unpack("<QQ", _receive(sock, 16, deadline))
+    except TimeoutError as exc:
+        raise ConnectionError(f"{what}: no answer within {timeout:g} s; is a dask scheduler "
+                              "listening there (not its dashboard, not a web server)?") from exc
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {what}: {exc.strerror or exc}") from exc
+    if not (0 < n_frames <= 64 and 8 * (n_frames + 1) <= total < 1 << 26):
+        raise ConnectionError(f"{what}: the service there is not a dask scheduler (it does not "
+                              "speak dask's protocol); check the host and port")
 
 
 def gpu_count() -> int:
@@ -48,14 +94,17 @@ def start_client(
     Local workers are processes with ``threads_per_worker`` threads each (torch and BLAS are
     capped to it, so workers do not fight for cores). With CUDA devices, each local worker
     advertises a ``GPU`` resource and smear tasks ask for one, so one smear runs per GPU.
-    The dashboard listens on ``dashboard_address`` (default: any free port).
+    The dashboard listens on ``dashboard_address`` (default: a free port of 127.0.0.1, so a
+    run never opens it to the network).
     """
     from distributed import Client, LocalCluster
 
     if scheduler:
+        deadline = time.monotonic() + SCHEDULER_TIMEOUT
+        check_scheduler(scheduler, SCHEDULER_TIMEOUT)
         try:
-            return Client(scheduler, timeout="20s")
-        except OSError as exc:
+            return Client(scheduler, timeout=max(1.0, deadline - time.monotonic()))
+        except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot reach dask scheduler {scheduler!r}: {exc}") from exc
     gpus = gpu_count()
     if n_workers is None:
@@ -65,7 +114,8 @@ def start_client(
         n_workers=int(n_workers),
         threads_per_worker=threads_per_worker,
         processes=True,
-        dashboard_address=dashboard_address or ":0",  # a free port: never clash with 8787
+        # a free port (never clash with 8787), on this machine only unless asked otherwise
+        dashboard_address=dashboard_address or "127.0.0.1:0",
         silence_logs=logging.ERROR,
         resources={"GPU": 1} if gpus else None,
         env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
@@ -133,9 +183,9 @@ def iter_run_batch(
             if cluster is not None:
                 cluster.close()
     runs = pd.DataFrame([s.as_row() for s in statuses])
-    runs.to_csv(out_dir / RUNS_TABLE, index=False)
+    write_csv(runs, out_dir / RUNS_TABLE, "run table")
     result = BatchResult(runs)
-    result.failures.to_csv(out_dir / FAILURES_TABLE, index=False)
+    write_csv(result.failures, out_dir / FAILURES_TABLE, "failure table")
     return result
 
 

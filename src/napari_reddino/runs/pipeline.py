@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -30,15 +29,17 @@ from napari_reddino.io.smear_files import (  # noqa: F401  (re-exported: the pip
     find_images,
     read_image,
     read_subject_map,
+    safe_name,
 )
 from napari_reddino.progress import ProgressGen, run_to_completion
+from napari_reddino.runs.corrections import corrected_cells
 from napari_reddino.runs.embed_smear import (  # cached_backbone: importable from here too
     cached_backbone,
     iter_embed_smear,
 )
+from napari_reddino.segment.counted import add_counted
 
-DONE_MARKER = "_SUCCESS"
-GRID_FILE = "grid.zarr"
+DONE_MARKER, GRID_FILE = nm.DONE_MARKER, nm.GRID_FILE
 # a smear folder holds its cells under the run folder's names (names.py)
 TABLE_FILE, EMBEDDINGS_FILE = nm.CELLS_TABLE_FILE, nm.EMBEDDINGS_FILE
 
@@ -53,6 +54,7 @@ class PipelineConfig:
     device: str = DEFAULTS.device
     segment_params: dict = field(default_factory=dict)
     pixel_size: float | None = None  # µm per pixel: morphology in µm (None: in pixels)
+    redo_corrected: bool = False  # False: a smear corrected by hand is never made again
 
     def fingerprint(self) -> dict:
         """The parts that change results (not the device), as stored in the done marker."""
@@ -124,12 +126,10 @@ def process_smear(image: np.ndarray, backbone, **kwargs) -> SmearResult:
 
 def smear_dir(out_dir: str | os.PathLike, image_name: str) -> Path:
     """The output folder of one smear: the file name if it is safe for any file system, else
-    the name made safe plus ``~`` and a hash of the real name (``a b.png`` and ``a_b.png`` never
-    share a folder: a safe name never contains ``~``)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", image_name)
-    if safe != image_name or safe in ("", ".", ".."):
-        safe += "~" + hashlib.sha1(image_name.encode("utf-8")).hexdigest()[:10]
-    return Path(out_dir) / "smears" / safe
+    the name made safe (cut when long) plus ``~`` and a hash of the real name
+    (:func:`~napari_reddino.io.smear_files.safe_name`: ``a b.png`` and ``a_b.png`` never share a
+    folder, and a name never leads outside ``smears/``)."""
+    return Path(out_dir) / "smears" / safe_name(image_name)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -160,8 +160,30 @@ def is_done(out_dir: str | os.PathLike, image_name: str, config: PipelineConfig,
     return source_sha256 is None or marker.get("source_sha256") == source_sha256
 
 
+def check_grid(folder: str | os.PathLike) -> str | None:
+    """Why a smear folder's ``grid.zarr`` is unusable (missing, no ``grid`` / ``labels``), or
+    None. Folders the napari writer made hold labels only (no patch grid)."""
+    import zarr
+
+    folder = Path(folder)
+    try:
+        marker = json.loads((folder / DONE_MARKER).read_text())
+    except (OSError, ValueError):
+        marker = {}
+    napari_made = isinstance(marker, dict) and isinstance(marker.get("config"), dict) and (
+        "written_by" in marker["config"])
+    try:
+        arrays = set(zarr.open_group(str(folder / GRID_FILE), mode="r").array_keys())
+    except Exception as exc:  # missing store, bad metadata: all mean "damaged"
+        return f"{GRID_FILE} is unreadable ({type(exc).__name__}: {exc})"
+    needed = {"labels"} if napari_made else {"grid", "labels"}
+    missing = sorted(needed - arrays)
+    return f"{GRID_FILE} has no {' or '.join(missing)}" if missing else None
+
+
 def check_smear_outputs(folder: str | os.PathLike) -> str | None:
-    """Why a finished smear folder cannot be used (damaged file, rows out of range), or None."""
+    """Why a finished smear folder cannot be used (damaged file, missing grid, rows out of
+    range), or None."""
     try:
         table, emb = load_smear_cells(folder)
     except Exception as exc:  # zip/parquet/npz decoders raise many types: all mean "damaged"
@@ -172,7 +194,7 @@ def check_smear_outputs(folder: str | os.PathLike) -> str | None:
     if len(rows) and not np.array_equal(np.asarray(emb.label)[rows.to_numpy(int)],
                                         table["label"].to_numpy()):
         return f"{TABLE_FILE} and {EMBEDDINGS_FILE} disagree on the cells' labels"
-    return None
+    return check_grid(folder)
 
 
 def invalidate(folder: str | os.PathLike) -> None:
@@ -222,7 +244,8 @@ def write_smear_outputs(
         group.create_array("grid", data=result.grid, chunks=(grid_h, grid_w, min(dim, 256)))
         group.create_array("labels", data=result.labels, chunks=(1024, 1024))
         group.attrs.update({"patch_size": result.patch_size, "image": result.image_name})
-        table = result.table  # the image's content hash keys its labels too (label.files)
+        table = add_counted(result.table)  # counted / not_counted_reason (segment.counted)
+        # the image's content hash keys its labels too (label.files)
         if source_sha256:
             table = table.assign(**{nm.IMAGE_SHA256: source_sha256})
         save_table(table, staging / TABLE_FILE)
@@ -230,13 +253,16 @@ def write_smear_outputs(
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
+        final.chmod(final.parent.stat().st_mode & 0o777)  # as its run folder, not mkdtemp's 0700
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     marker = {
         "image": result.image_name,
         "subject": result.subject,
-        "source": str(source),
+        # absolute (any working directory) and relative to the smear folder (moves with it)
+        "source": str(Path(source).resolve()) if source else "",
+        "source_relative": os.path.relpath(Path(source).resolve(), final) if source else "",
         "source_sha256": source_sha256,
         "warning": result.warning,
         "n_cells": len(result.table),
@@ -326,6 +352,11 @@ def iter_run_smear_file(
         note = f"redone: its finished folder was unusable ({problem})"
     elif (read_marker(out_dir, name) or {}).get("config") == config.fingerprint():
         note = "redone: the image file changed since it was processed"
+    edited = 0 if config.redo_corrected else corrected_cells(smear_dir(out_dir, name))
+    if edited:
+        return SmearStatus(name, subject, str(path), "skipped", warning=(
+            f"kept: {edited} cells were corrected by hand; pass --redo-corrected to segment "
+            "it again"))
     if threads:
         import torch
 
@@ -348,7 +379,11 @@ def iter_run_smear_file(
         )
     except (ValueError, OSError) as exc:  # bad or unreadable input: the smear's fault
         return SmearStatus(name, subject, str(path), "failed", error=str(exc))
-    write_smear_outputs(result, out_dir, config, source=str(path), source_sha256=sha)
+    try:
+        write_smear_outputs(result, out_dir, config, source=str(path), source_sha256=sha)
+    except OSError as exc:  # e.g. a full disk: this smear fails by name, the batch goes on
+        return SmearStatus(name, subject, str(path), "failed",
+                           error=f"{name}: cannot write its outputs: {exc}")
     return SmearStatus(
         name, subject, str(path), "done", len(result.table), time.perf_counter() - start,
         error=note, warning=result.warning,

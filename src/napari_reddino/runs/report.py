@@ -11,9 +11,9 @@ with autoescape, so image or subject names can never inject markup.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,16 @@ from matplotlib.figure import Figure
 
 from napari_reddino import names as nm
 from napari_reddino.defaults import DEFAULTS
+from napari_reddino.io.atomic import write_csv, write_text
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from napari_reddino.runs.combine import METRICS_TABLE, finished_smears, read_summary
 from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
-from napari_reddino.runs.pipeline import PipelineInputError, load_smear_outputs, read_image
+from napari_reddino.runs.pipeline import (
+    PipelineInputError,
+    check_grid,
+    load_smear_outputs,
+    read_image,
+)
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -68,10 +74,6 @@ def count_table(table: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
     counts["total"] = counts.sum(axis=1)
     counts.index.name = by
     return counts.reset_index()
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 #: Morphology shown per class / cluster: the numbers a hematologist reads first.
@@ -167,8 +169,13 @@ def iter_write_report(
     *,
     max_overlays: int = DEFAULTS.max_overlays,
     cancel: threading.Event | None = None,
+    counted_only: bool = DEFAULTS.counted_only,
 ) -> ProgressGen[Path]:
-    """Write the report folder for a combined run; return the path of its ``index.html``."""
+    """Write the report folder for a combined run; return the path of its ``index.html``.
+
+    Counts, morphology and maps are of the counted cells (every object with
+    ``counted_only=False``); the differential has a section of its own.
+    """
     run_dir = Path(run_dir)
     pooled = run_dir / nm.CELLS_TABLE_FILE
     if not pooled.is_file():
@@ -183,6 +190,8 @@ def iter_write_report(
     images_dir.mkdir(parents=True, exist_ok=True)
     table = load_table(pooled)
     folders = finished_smears(run_dir, sorted(table[nm.IMAGE].astype(str).unique()))
+    differential = differential_section(table, report_dir, counted_only)
+    table = table[_counted_rows(table, counted_only)]
     n_overlays = min(max_overlays, len(folders))
     total = 2 + n_overlays
     column = class_column(table)
@@ -195,7 +204,7 @@ def iter_write_report(
     for name, df in (("counts_by_subject", by_subject), ("counts_by_image", by_image),
                      ("batch_metrics", metrics), ("failures", failures),
                      (f"morphology_by_{column}", morphology)):
-        df.to_csv(report_dir / f"{name}.csv", index=False)
+        write_csv(df, report_dir / f"{name}.csv", f"report table {name}")
     method = _METHOD_TITLES.get(str(summary.get("projection", "umap")), "map")
     yield Progress(0, total, f"{method} plots")
     figures = [
@@ -203,23 +212,29 @@ def iter_write_report(
         plot_umap(table, nm.SUBJECT, images_dir / "umap_subject.png", "Cells by subject", method),
     ]
     yield Progress(1, total, "PCA overlays")
-    overlays = []
+    overlays, damaged = [], []
     for i, folder in enumerate(folders[:n_overlays]):
         check_cancel(cancel)
-        stem = _safe_name(folder.name).replace(".", "_")
-        png = plot_overlay(folder, images_dir / f"pca_{stem}.png")
+        problem = check_grid(folder)
+        if problem is not None:  # e.g. grid.zarr/grid deleted: say which smear and what to do
+            damaged.append(f"smear folder {folder.name}: {problem}; its overlay is left out; "
+                           "rerun `napari-reddino embed` (or `run`) on its image to redo it")
+            warnings.warn(damaged[-1], stacklevel=2)
+            continue
+        # the folder name is already safe and unique (x.y.png and x_y.png stay apart)
+        png = plot_overlay(folder, images_dir / f"pca_{folder.name}.png")
         overlays.append((folder.name, png))
         yield Progress(2 + i, total, f"overlay {folder.name}")
     runs = _read_csv(run_dir / RUNS_TABLE)
     flagged = runs[runs["warning"].fillna("").astype(str) != ""] if "warning" in runs else runs[:0]
-    notes = [*map(str, summary.get("warnings", [])),
+    notes = [*map(str, summary.get("warnings", [])), *damaged,
              *(f"{r.image}: {r.warning}" for r in flagged.itertuples())]
     page = _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
                  [f.relative_to(report_dir) for f in figures],
                  [(n, p.relative_to(report_dir)) for n, p in overlays], len(folders), method,
-                 notes=notes, morphology=morphology)
-    index = report_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
+                 notes=notes, morphology=morphology, differential=differential,
+                 markers=markers_section(table, report_dir))
+    index = write_text(report_dir / "index.html", page, "report page")
     yield Progress(total, total, f"report written to {index}")
     return index
 
@@ -251,6 +266,7 @@ PAGE = """<!DOCTYPE html>
 <p>Tables as CSV: <a href="counts_by_subject.csv">per subject</a>,
 <a href="counts_by_image.csv">per image</a>, <a href="batch_metrics.csv">batch metrics</a>,
 <a href="failures.csv">failures</a>.</p>
+{{ differential }}
 <h2>Cell map ({{ method }} of the {{ space }} space)</h2>
 <div class="figs">{% for src, caption in figures %}
 <figure><img src="{{ src }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
@@ -258,6 +274,7 @@ PAGE = """<!DOCTYPE html>
 {% if morphology %}<h2>Morphology per {{ column }}</h2>
 <p>Median per group (<a href="morphology_by_{{ column }}.csv">CSV</a>); units and definitions in
 the plugin's docs/morphology.md.</p>{{ morphology }}{% endif %}
+{{ markers }}
 <h2>Batch effects</h2>
 <p>Per-subject silhouette near 0 and high subject mixing (iLISI) in the {{ space }} space mean
 cells group by morphology rather than by who the smear came from.</p>
@@ -282,7 +299,7 @@ First {{ overlays|length }} of {{ n_images }} images shown.{% endif %}</p>
 
 def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failures,
           figures, overlays, n_images, method: str = "UMAP", notes=(),
-          morphology=None) -> str:
+          morphology=None, differential: str = "", markers: str = "") -> str:
     """The report page: Jinja2 with autoescape; only pandas' escaped tables pass as markup."""
     from jinja2 import Environment
     from markupsafe import Markup
@@ -299,6 +316,7 @@ def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failur
     return template.render(
         css=Markup(CSS), run_dir=str(run_dir.resolve()), stamp=time.strftime("%Y-%m-%d %H:%M"),
         counted=counted, cards=cards, method=method, space=space, column=column,
+        differential=Markup(differential), markers=Markup(markers),
         morphology=(Markup(_html_table(morphology, "{:.3g}"))
                     if morphology is not None and len(morphology) else ""),
         by_subject=Markup(_html_table(by_subject)), by_image=Markup(_html_table(by_image)),
@@ -309,3 +327,57 @@ def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failur
         more=n_images - len(overlays), n_failed=len(failures), notes=list(notes),
         failures=Markup(_html_table(failures[[nm.IMAGE, "error"]])) if len(failures) else "",
     )
+
+
+def _counted_rows(table: pd.DataFrame, counted_only: bool) -> np.ndarray:
+    from napari_reddino.label.counting import counted_rows
+
+    return counted_rows(table, counted_only)
+
+
+def differential_section(table: pd.DataFrame, report_dir: Path,
+                         counted_only: bool = DEFAULTS.counted_only) -> str:
+    """The differential per subject as HTML, and ``differential.csv`` (per smear too) beside
+    the page: the numbers a hematologist reports, each with its interval and ICSH grade."""
+    from markupsafe import escape
+
+    from napari_reddino.io.cell_table import unlabeled_mask
+    from napari_reddino.label.differential import DIFFERENTIAL_FILE, class_sources, differential
+    from napari_reddino.segment.counted import counted_summary
+
+    counted = (counted_summary(table) if counted_only
+               else f"all {len(table)} objects used (counted-only off)")
+    head = "<h2>Red-cell differential</h2>"
+    if nm.CLASS not in table.columns or unlabeled_mask(table[nm.CLASS]).all():
+        return (f"{head}<p>{escape(counted)}; no classes yet: label a few cells and propagate "
+                "to get a differential.</p>")
+    diff = differential(table, counted_only=counted_only)
+    write_csv(diff, report_dir / DIFFERENTIAL_FILE, "differential")
+    shown = diff[diff["level"] == "subject"].drop(columns=["level", nm.IMAGE])
+    sources = escape(class_sources(table, counted_only=counted_only))
+    return (f"{head}<p>{escape(counted)}; classes: {sources} (manual labels first, then "
+            "confident predictions). Share of the counted red cells per class, with 95 % "
+            "Wilson intervals (percent) and ICSH 2015 grades (Palmer et al., Int J Lab Hematol "
+            "2015, doi:10.1111/ijlh.12327); per smear in "
+            f'<a href="{DIFFERENTIAL_FILE}">{DIFFERENTIAL_FILE}</a>.</p>'
+            + _html_table(shown, "{:.1f}"))
+
+
+def markers_section(table: pd.DataFrame, report_dir: Path) -> str:
+    """What marks each cluster, in words and by its strongest features (Wilcoxon rank-sum of
+    every morphology feature against the other cells), and ``cluster_markers.csv``."""
+    from napari_reddino.explore.markers import group_markers
+    from napari_reddino.morphology.features import feature_columns
+
+    if nm.CLUSTER not in table.columns or not feature_columns(table.columns):
+        return ""
+    clustered = table[pd.to_numeric(table[nm.CLUSTER], errors="coerce").fillna(-1) >= 0]
+    if clustered[nm.CLUSTER].nunique() < 2:
+        return ""
+    markers = group_markers(clustered, clustered[nm.CLUSTER].astype(int).to_numpy())
+    write_csv(markers, report_dir / "cluster_markers.csv", "cluster markers")
+    return ("<h2>What marks each cluster</h2><p>Each cluster against the other cells, feature "
+            "by feature (Wilcoxon rank-sum, Benjamini-Hochberg; the effect is the AUC minus "
+            "0.5: positive means higher in the cluster); "
+            '<a href="cluster_markers.csv">CSV</a>.</p>'
+            + _html_table(markers.rename(columns={"group": nm.CLUSTER})))

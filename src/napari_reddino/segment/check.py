@@ -19,6 +19,8 @@ KIND = "kind"
 TOUCHES_BORDER = "touches_border"
 MIN_COVERED = 0.5  # objects should cover at least this share of the clearly stained area
 MIN_STAINED_CELLS = 8  # ... checked only when the stained area is worth this many cells
+FAR_LARGER = 5.0  # an object over this x the median whole red cell is no cell (a white cell is
+# at most ~4x: 15 um across against 7.5 um); it is a merge, a clump or a mark taken for a cell
 
 
 @dataclass
@@ -81,8 +83,36 @@ def coverage_warning(n_stained: int, n_covered: int, rbc_areas: np.ndarray,
             f"debris or uneven stain can mislead the threshold); check it, or try cellpose")
 
 
+def oversize_warning(areas: np.ndarray, kinds: np.ndarray, whole: np.ndarray) -> str | None:
+    """The sentence for the user when objects are far larger than the smear's typical red cell.
+
+    ``areas``, ``kinds`` and ``whole`` (not cut by the border) are per object, in any order.
+    """
+    red = areas[(kinds == "rbc") & whole]
+    if len(red) < 5:
+        return None
+    typical = float(np.median(red))
+    giants = (areas > FAR_LARGER * typical) & (kinds != "other")
+    if not giants.any():
+        return None
+    return (f"{int(giants.sum())} object(s) are over {FAR_LARGER:g}x the smear's typical red "
+            f"cell ({typical:.0f} px): merged cells, a clump, or a white cell that took its "
+            f"neighbors; check them")
+
+
+def join_warnings(*warnings: str | None) -> str | None:
+    """The warnings given, as one text, or None."""
+    given = [w for w in warnings if w]
+    return "; ".join(given) if given else None
+
+
 def plausibility_warning(labels: np.ndarray, rgb: np.ndarray, kinds: np.ndarray) -> str | None:
-    """A sentence when the red cells found cover too little of the stained smear, else None."""
+    """A sentence when the red cells found cover too little of the stained smear or objects
+    are far larger than its typical red cell, else None."""
     n_stained, n_covered = coverage_counts(labels, rgb, kinds)
-    areas = np.bincount(labels.ravel(), minlength=len(kinds))[1:][kinds[1:] == "rbc"]
-    return coverage_warning(n_stained, n_covered, areas, labels.size)
+    all_areas = np.bincount(labels.ravel(), minlength=len(kinds))
+    areas = all_areas[1:][kinds[1:] == "rbc"]
+    whole = np.ones(len(kinds), bool)
+    whole[border_ids(labels)] = False
+    return join_warnings(coverage_warning(n_stained, n_covered, areas, labels.size),
+                         oversize_warning(all_areas[1:], kinds[1:], whole[1:]))

@@ -20,42 +20,14 @@ from skimage.measure import regionprops
 from skimage.morphology import h_maxima, remove_small_holes
 from skimage.segmentation import watershed
 
+from napari_reddino.segment.density import stain_density
+from napari_reddino.segment.marks import drawn_marks, erase_marks
+
 MIN_STAIN_OD = 0.04  # below this density there is no stained object at all
 SPLIT_DEPTH = 0.07  # h-maxima depth (x cell radius) that makes a distance peak its own cell
 CLIP_PERCENTILE = 90.0  # of stained pixels: nuclei sit above it, red cells below
 HYSTERESIS_LOW = 0.6  # low threshold as a share of the high one
 HULL_STAIN = 1.0  # a fragment's hull is kept when its added pixels average this x glass level
-_LOG_LUT = np.log(np.arange(256, dtype=np.float32) + 1.0)
-
-
-def _log_background(log_rgb: np.ndarray) -> np.ndarray:
-    """Smooth log-brightness of the empty glass: max filter at low resolution, upsampled."""
-    height, width = log_rgb.shape
-    factor = max(1, min(height, width) // 128)  # the glass varies slowly: a coarse grid will do
-    h, w = height // factor, width // factor
-    small = log_rgb[: h * factor, : w * factor].reshape(h, factor, w, factor).mean((1, 3))
-    size = max(5, min(h, w) // 6)
-    bright = ndimage.maximum_filter(small, size=size)
-    bright = ndimage.gaussian_filter(bright, size / 2)
-    zoomed = ndimage.zoom(bright, (height / h, width / w), order=1, grid_mode=True,
-                          mode="nearest")
-    return zoomed[:height, :width]
-
-
-def channel_density(rgb: np.ndarray, channel: int) -> np.ndarray:
-    """Optical density of one channel against its own background estimate (>= 0)."""
-    log = _LOG_LUT[rgb[..., channel]]
-    return np.maximum(_log_background(log) - log, 0)
-
-
-def stain_density(rgb: np.ndarray) -> np.ndarray:
-    """Mean optical density over the channels against the background: high where stained."""
-    log_rgb = _LOG_LUT[rgb].mean(axis=2)  # mean of per-channel logs = log of geometric mean
-    density = _log_background(log_rgb) - log_rgb
-    np.maximum(density, 0, out=density)
-    return ndimage.gaussian_filter(density, 1.0)
-
-
 def _glass_level(sample: np.ndarray) -> float:
     """Density above which a pixel is stained: the glass mode plus 4 sigma of its lower flank.
 
@@ -157,14 +129,19 @@ def _whole_cells(mask, density, glass, radius):
     return ndimage.binary_dilation(opened, iterations=spurs) & mask
 
 
-def cell_mask(rgb: np.ndarray, radius: float | None, density: np.ndarray | None = None):
+def cell_mask(rgb: np.ndarray, radius: float | None, density: np.ndarray | None = None,
+              marks: np.ndarray | None = None):
     """(whole-cell mask, confident core, cell radius (estimated when None)); masks None if empty.
 
     The core (high threshold) gives the watershed its basins; the mask adds the faint rims grown
     by hysteresis, which would fill the necks between touching cells if basins came from it.
-    ``density`` is ``stain_density(rgb)`` when the caller has it already.
+    ``density`` is ``stain_density(rgb)`` when the caller has it already. Pixels of drawn marks
+    (``marks``, ``segment.marks``) are glass here: a mark joins no cell and no cell reaches
+    through it to another.
     """
     density = stain_density(rgb) if density is None else density
+    if marks is not None and marks.any():
+        density = np.where(marks, 0, density).astype(density.dtype)
     if float(density.max()) < MIN_STAIN_OD:
         return None, None, radius
     low, high, glass = robust_threshold(density)
@@ -174,14 +151,31 @@ def cell_mask(rgb: np.ndarray, radius: float | None, density: np.ndarray | None 
         return None, None, radius
     core = _whole_cells(confident, density, glass, radius)
     grown = apply_hysteresis_threshold(density, low, high) | core
-    return _whole_cells(grown, density, glass, radius), core, radius
+    mask = _whole_cells(grown, density, glass, radius)
+    if marks is not None:  # hole filling may have closed a cell over a mark
+        mask &= ~marks
+        core &= ~marks
+    return mask, core, radius
+
+
+def _add_marks(labels: np.ndarray, marks: np.ndarray) -> None:
+    """Each drawn mark becomes one object of its own (kind ``other``, ``segment.kind``)."""
+    pieces, n = ndimage.label(marks, structure=np.ones((3, 3), bool))
+    if n:
+        start = int(labels.max())
+        labels[pieces > 0] = pieces[pieces > 0] + start
 
 
 def segment_tile(rgb: np.ndarray, radius: float | None, min_area, max_area, density=None):
     """Classical segmentation of one tile, no border handling; returns (labels, radius)."""
-    mask, core, radius = cell_mask(rgb, radius, density)
+    marks = drawn_marks(rgb)
+    if marks.any():  # the density around a mark is measured as if it were not there
+        density = stain_density(erase_marks(rgb, marks))
+    mask, core, radius = cell_mask(rgb, radius, density, marks)
     if mask is None:
-        return np.zeros(rgb.shape[:2], np.int32), radius
+        labels = np.zeros(rgb.shape[:2], np.int32)
+        _add_marks(labels, marks)
+        return labels, radius
     cell_area = np.pi * radius**2
     # markers and basins come from the confident core: faint rims grown by hysteresis fill the
     # gaps between touching cells and would hide the necks the watershed splits at
@@ -195,6 +189,7 @@ def segment_tile(rgb: np.ndarray, radius: float | None, min_area, max_area, dens
     bad = (areas < low) | (areas > high_area)
     bad[0] = False
     labels[bad[labels]] = 0
+    _add_marks(labels, marks)
     return labels, radius
 
 

@@ -34,6 +34,8 @@ from napari_reddino.segment.check import (
     add_object_columns,
     coverage_counts,
     coverage_warning,
+    join_warnings,
+    oversize_warning,
 )
 from napari_reddino.segment.classical import sample_cell_radius, segment_tile, stain_density
 from napari_reddino.segment.kind import object_kinds, separate_white_cells
@@ -170,6 +172,9 @@ def iter_tiled_segment(
         features = add_object_columns(empty_table(), np.zeros((8, 8), np.int32),
                                       np.zeros((8, 8, 3), np.uint8))
     red_areas = features.loc[features[KIND] == "rbc", "area"].to_numpy()
-    warning = coverage_warning(n_stained, n_covered, red_areas, shape[0] * shape[1])
+    warning = join_warnings(
+        coverage_warning(n_stained, n_covered, red_areas, shape[0] * shape[1]),
+        oversize_warning(features["area"].to_numpy(), features[KIND].astype(str).to_numpy(),
+                         ~features[TOUCHES_BORDER].to_numpy(bool)))
     yield Progress(len(cores), len(cores), f"{next_label - 1} cells")
     return SegmentationResult(labels=labels, features=features, warning=warning)

@@ -154,8 +154,9 @@ class TablePanel(QGroupBox):
             if not path:
                 return None
         path = Path(path)
-        self.frame.to_csv(path, index=False)
-        return path
+        from napari_reddino.io.atomic import write_csv
+
+        return write_csv(self.frame, path, "exported table")  # formulas escaped, atomic
 
 
 def choice_box(texts: dict[str, str], value: str) -> QComboBox:
@@ -218,3 +219,20 @@ class FeatureSpaceChoice(QComboBox):
         self._kept = True
         return space_matrix(layer_cells.table, layer_cells.vectors, self.currentText(),
                             row_column=None)
+
+
+def selection_words(table, selected, used) -> str:
+    """What sets the selected cells apart from the other mapped cells, in words (an empty
+    string when there is nothing to compare: no morphology, or cells on one side only)."""
+    import numpy as np
+
+    from napari_reddino.explore.markers import describe, rank_features
+    from napari_reddino.morphology.features import feature_columns
+
+    used = np.asarray(used, bool)
+    flags = np.zeros(len(table), bool)
+    flags[np.asarray(selected, dtype=np.int64)] = True
+    flags, rows = flags[used], table[used]
+    if not feature_columns(rows.columns) or flags.sum() < 3 or (~flags).sum() < 3:
+        return ""
+    return "Selected cells: " + describe(rank_features(rows, flags))

@@ -22,6 +22,7 @@ from napari_reddino.plugin.session import LayerCells
 OVERLAY_KEY = "reddino_overlay_of"  # metadata tag: (role, source layer name)
 HIGHLIGHT = (1.0, 0.85, 0.1, 0.9)
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+CONTOUR_KEY = "reddino_contour_before_class_view"  # the labels layer's own contour setting
 CELLS_IN_VIEW = 7.0  # "go to cell" zooms so about this many cell diameters fit the canvas
 
 
@@ -70,6 +71,34 @@ def follow_visibility(overlay: Any, source: Labels) -> None:
 
     source.events.visible.connect(update)
     update()
+
+
+def show_classes(viewer: Any, layer_cells: LayerCells | None, classes: np.ndarray | None,
+                 colors: Mapping[str, Any]) -> None:
+    """The class view: one overlay per smear coloring each labeled cell with its class color
+    (``classes`` None hides it and gives each layer its own contour setting back)."""
+    if layer_cells is None or classes is None:
+        for layer in [] if layer_cells is None else layer_cells.layers:
+            overlay = overlay_layer(viewer, layer, "classes", create=False)
+            if overlay is not None:
+                overlay.metadata["enabled"] = False
+                overlay.visible = False
+            if CONTOUR_KEY in layer.metadata:  # the user's own look comes back
+                layer.contour = layer.metadata.pop(CONTOUR_KEY)
+        return
+    layer_of = layer_cells.table["_layer"].to_numpy()
+    labels = layer_cells.table["label"].to_numpy()
+    for layer_index, layer in enumerate(layer_cells.layers):
+        mine = (layer_of == layer_index) & np.isin(classes, list(colors))
+        overlay = overlay_layer(viewer, layer, "classes")
+        if CONTOUR_KEY not in layer.metadata:  # outlines, so class colors read clean
+            layer.metadata[CONTOUR_KEY] = layer.contour
+            layer.contour = max(1, layer.contour)
+        overlay.metadata["enabled"] = True
+        overlay.visible = layer.visible
+        overlay.colormap = label_colormap(
+            {int(lab): colors[c] for lab, c in zip(labels[mine], classes[mine])}
+        )
 
 
 def show_smear(viewer: Any, layer_cells: LayerCells, layer_index: int) -> None:

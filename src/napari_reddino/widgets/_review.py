@@ -79,6 +79,11 @@ class LabelBook:
         what = f"label {n} cell(s) as {class_name}" if class_name else f"clear {n} label(s)"
         return self.edit(indices, after, what)
 
+    def manual_classes(self) -> np.ndarray:
+        """The class of each manually labeled cell, None elsewhere (what propagation learns)."""
+        source = _column(self.table, nm.CLASS_SOURCE, np.arange(len(self.table)))
+        return np.where(source.astype(str) == MANUAL, self.classes(), None)
+
     def apply_propagation(self, result) -> LabelEdit:
         """Store a ``propagate.Propagation`` for every pooled cell (one undo step)."""
         indices = np.arange(len(self.table))
@@ -119,11 +124,12 @@ class LabelBook:
             return 0
         return int((self.table[nm.CLASS_SOURCE].astype(str) == MANUAL).sum())
 
-    def review_queue(self) -> np.ndarray:
-        """Pooled indices of propagated cells, lowest confidence first."""
+    def review_queue(self, counted_only: bool) -> np.ndarray:
+        """Pooled indices of propagated cells, lowest confidence first (counted ones only
+        unless ``counted_only`` is off)."""
         if nm.CLASS_SOURCE not in self.table.columns:
             return np.empty(0, dtype=np.int64)
-        return np.asarray(review_order(self.table), dtype=np.int64)
+        return np.asarray(review_order(self.table, counted_only=counted_only), dtype=np.int64)
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:

@@ -128,6 +128,7 @@ class ScatterCanvas:
         for visual in (self.selected_rims, self.selected_markers, self.hover_marker, self.shape):
             visual.visible = False
         self.points = np.zeros((0, 2), dtype=np.float32)
+        self.shown = np.zeros(0, dtype=bool)  # points with coordinates (drawn, pickable)
         self.colors = np.zeros((0, 4), dtype=np.float32)
         self.selection = np.empty(0, dtype=np.int64)
         self.hovered_index = -1
@@ -148,11 +149,16 @@ class ScatterCanvas:
         return self.canvas.native
 
     def set_points(self, points: np.ndarray, colors: np.ndarray | None = None) -> None:
-        """Show new coordinates (N, 2); clears the selection and fits the view."""
+        """Show new coordinates (N, 2); clears the selection and fits the view.
+
+        A point with NaN coordinates (a cell left out of the map) keeps its index, so indices
+        stay the cells' rows, but is never drawn, hovered or selected on the plot.
+        """
         points = np.asarray(points, dtype=np.float32)
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"scatter needs (N, 2) coordinates, got shape {points.shape}")
         self.points = points
+        self.shown = np.isfinite(points).all(axis=1)
         self._tree = None
         self.point_size = default_point_size(len(points))
         n = len(points)
@@ -169,8 +175,8 @@ class ScatterCanvas:
     def set_colors(self, colors: np.ndarray) -> None:
         """Recolor every point: only the color buffer changes."""
         self.colors = self._check_colors(colors)
-        if len(self.points):
-            self.markers.set_data(colors=self.colors)
+        if self.shown.any():
+            self.markers.set_data(colors=self.colors[self.shown])
         self._draw_selection()
 
     def _pixels(self, size: float) -> float:
@@ -184,16 +190,18 @@ class ScatterCanvas:
         return colors
 
     def _draw_points(self) -> None:
-        if len(self.points) == 0:
+        if not self.shown.any():
             self.markers.visible = False
             return
         self.markers.visible = True
-        self.markers.set_data(self.points, self.colors, self._pixels(self.point_size))
+        self.markers.set_data(self.points[self.shown], self.colors[self.shown],
+                              self._pixels(self.point_size))
 
     def reset_view(self) -> None:
-        if len(self.points) == 0:
+        if not self.shown.any():
             return
-        low, high = self.points.min(axis=0), self.points.max(axis=0)
+        shown = self.points[self.shown]
+        low, high = shown.min(axis=0), shown.max(axis=0)
         pad = np.maximum((high - low) * 0.05, 1e-3)
         self.view.camera.set_range(
             x=(low[0] - pad[0], high[0] + pad[0]),
@@ -233,12 +241,12 @@ class ScatterCanvas:
 
     def point_at(self, xy, radius: float) -> int:
         """Index of the nearest point within ``radius`` (data units) of ``xy``, else -1."""
-        if len(self.points) == 0:
+        if not self.shown.any():
             return -1
         if self._tree is None:
-            self._tree = cKDTree(self.points)
+            self._tree = cKDTree(self.points[self.shown])
         distance, index = self._tree.query(np.asarray(xy, dtype=np.float64)[:2])
-        return int(index) if distance <= radius else -1
+        return int(np.flatnonzero(self.shown)[index]) if distance <= radius else -1
 
     def _combine(self, indices: np.ndarray, add: bool) -> np.ndarray:
         if add:
@@ -246,14 +254,14 @@ class ScatterCanvas:
         return self.select(indices)
 
     def _draw_selection(self) -> None:
-        shown = self.selection.size > 0
-        self.selected_markers.visible = self.selected_rims.visible = shown
-        if not shown:
+        drawn = self.selection[self.shown[self.selection]]  # cells off the map have no dot
+        self.selected_markers.visible = self.selected_rims.visible = drawn.size > 0
+        if not drawn.size:
             return
-        points = self.points[self.selection]
+        points = self.points[drawn]
         self.selected_rims.set_data(points, np.array([1.0, 1.0, 1.0, 1.0], np.float32),
                                     self._pixels(self.point_size + 5))
-        self.selected_markers.set_data(points, self.colors[self.selection],
+        self.selected_markers.set_data(points, self.colors[drawn],
                                        self._pixels(self.point_size + 2))
 
     def set_hovered(self, index: int) -> None:

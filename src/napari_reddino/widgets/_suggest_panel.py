@@ -2,7 +2,8 @@
 
 The space (embedding / morphology / both) is what propagation and the suggestions measure
 distances in; suggestions are ``suggest.suggest_cells`` medoids, shown one by one (selected,
-centered, described in words) so the user labels them with the usual keys.
+centered, described in words) so the user labels them with the usual keys. Only cells the
+shared "Counted cells only" switch uses are suggested (intact red cells by default).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class SuggestPanel(QGroupBox):
                             row_column=None)
 
     def suggest(self) -> np.ndarray:
-        """Compute the suggestions (skipping labeled cells) and go to the first one."""
+        """Compute the suggestions (skipping labeled and unused cells), go to the first one."""
         if self.layer_cells is None:
             show_info("segment and embed a smear first")
             return self.picks
@@ -107,7 +108,11 @@ class SuggestPanel(QGroupBox):
         table = self.layer_cells.table
         manual = (table[CLASS_SOURCE].astype(str).to_numpy() == MANUAL
                   if CLASS_SOURCE in table.columns else np.zeros(len(table), bool))
-        self.picks = suggest_cells(x, self.count.value(), exclude=manual)
+        used = self.session.used_mask()
+        if not (used & ~manual).any():
+            show_info("every cell to use is labeled already (untick 'Counted cells only'?)")
+            return self.picks
+        self.picks = suggest_cells(x, self.count.value(), exclude=manual, counted=used)
         self.position = -1
         self.next_suggestion()
         return self.picks

@@ -37,10 +37,31 @@ OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("finest: patch/7 (49 tilin
 
 
 def embeddings_path(image_layer: Image) -> Path:
-    """Default ``.npz`` for an image's cell embeddings: next to its file, else the cwd."""
+    """Default file for an image's cells: ``.h5ad`` (every column, morphology and embeddings
+    together, what scanpy reads) next to its file, else in the cwd."""
     source = getattr(image_layer.source, "path", None)
     folder = Path(source).parent if source else Path.cwd()
-    return folder / f"{image_key(image_layer)}.reddino.npz"
+    return folder / f"{image_key(image_layer)}.reddino.h5ad"
+
+
+CELL_FILES = "Cells (*.h5ad);;Embeddings only (*.npz)"
+
+
+def attach_cells(labels_layer: Labels, path: Path, image_name: str) -> None:
+    """A saved ``.h5ad``'s cells as the layer's table (every column: morphology, classes, map)
+    and embeddings; refused when they are not this layer's cells."""
+    from napari_reddino.plugin.layers import layer_features, smear_cells
+    from napari_reddino.runs.anndata_io import from_anndata, read_h5ad
+
+    table, cells = smear_cells(*from_anndata(read_h5ad(path)), image_name)
+    labels = set(labels_layer.features["label"].astype(int)) if "label" in \
+        labels_layer.features else set()
+    if set(table["label"].astype(int)) != labels:
+        raise ValueError(f"{path.name} holds {len(table)} cells of {image_name!r} that are not "
+                         f"the {len(labels)} cells of {labels_layer.name!r} (segmented again "
+                         "since?); nothing was changed")
+    labels_layer.metadata = {**labels_layer.metadata, EMBEDDINGS_KEY: cells}
+    labels_layer.features = layer_features(table)
 
 
 def attach_embeddings(labels_layer: Labels, cells: Any, image_name: str) -> None:
@@ -289,15 +310,19 @@ class EmbeddingWidget(QWidget):
                 raise ValueError(f"{labels_layer.name!r} has no embeddings yet; run Embed first")
             if path is None:
                 path, _filter = QFileDialog.getSaveFileName(
-                    self,
-                    "Save cell embeddings",
-                    str(embeddings_path(image_layer)),
-                    "Embeddings (*.npz)",
-                )
+                    self, "Save cells", str(embeddings_path(image_layer)), CELL_FILES)
                 if not path:
                     return None
             path = Path(path)
-            cells.save(path)
+            if path.suffix.lower() == ".h5ad":  # the whole table: morphology, classes, maps
+                from napari_reddino.runs.anndata_io import to_anndata, write_h5ad
+
+                table = labels_layer.features.drop(columns=["index"], errors="ignore")
+                vectors = cells.vectors[table[EMBEDDING_ROW].to_numpy(np.int64)]
+                write_h5ad(to_anndata(table, vectors, backbone=cells.backbone,
+                                      pooling=cells.pooling), path)
+            else:
+                cells.save(path)
         except (OSError, ValueError) as exc:
             notify_error("Saving embeddings", exc)
             return None
@@ -311,15 +336,14 @@ class EmbeddingWidget(QWidget):
             image_layer, labels_layer = self._chosen_pair()
             if path is None:
                 path, _filter = QFileDialog.getOpenFileName(
-                    self,
-                    "Load cell embeddings",
-                    str(embeddings_path(image_layer)),
-                    "Embeddings (*.npz)",
-                )
+                    self, "Load cells", str(embeddings_path(image_layer)), CELL_FILES)
                 if not path:
                     return False
-            cells = CellEmbeddings.load(Path(path))
-            attach_embeddings(labels_layer, cells, image_key(image_layer))
+            if Path(path).suffix.lower() == ".h5ad":
+                attach_cells(labels_layer, Path(path), image_key(image_layer))
+            else:
+                cells = CellEmbeddings.load(Path(path))
+                attach_embeddings(labels_layer, cells, image_key(image_layer))
         except (OSError, ValueError, KeyError) as exc:
             notify_error("Loading embeddings", exc)
             return False

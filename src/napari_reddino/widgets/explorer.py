@@ -6,7 +6,9 @@ and measures subject mixing with the settings the command line uses, over one ne
 found once per set of cells. Once it holds cells, the dock loads UMAP's cached kernels in a
 background thread, so the first map does not wait for them. Selections flow both ways
 through the viewer's :class:`~napari_reddino.plugin.session.SharedSession`, which the labeling
-dock shares.
+dock shares, with its "Counted cells only" switch: by default the map and the clusters are made
+of counted cells only (a differential is about intact red cells), the other objects stay on
+the smears, greyed.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from napari_reddino.defaults import DEFAULTS
 from napari_reddino.explore import projection
 from napari_reddino.explore.analysis import Settings
 from napari_reddino.explore.neighbors import EXACT_MAX
-from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
+from napari_reddino.names import COUNTED, EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
 from napari_reddino.plugin.session import ORIGIN_COLUMNS, LayerCells, SessionError, session_for
 from napari_reddino.widgets import _explorer_panels as panels
 from napari_reddino.widgets import _linking, fill_with_scrolling
+from napari_reddino.widgets._batch_panel import BatchPanel
 from napari_reddino.widgets._coloring import color_by
-from napari_reddino.widgets._explorer_panels import HoverPanel, TablePanel, legend_html
+from napari_reddino.widgets._corrections import follow_plugin_layers
+from napari_reddino.widgets._counted import CountedSwitch, write_used
+from napari_reddino.widgets._explorer_panels import HoverPanel, legend_html, selection_words
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
 from napari_reddino.widgets._workers import TaskRunner
 
@@ -54,13 +59,16 @@ class ExplorerWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        follow_plugin_layers(napari_viewer)  # painted cells keep their rows true (#29)
         self.highlighter = _linking.SelectionHighlighter(napari_viewer)
         self._linked_layers: list[Labels] = []
+        self._picked: dict[str, int] = {}  # each linked layer's selected label, last seen
 
         self.cells_label = QLabel("No cells loaded")
         self.cells_label.setWordWrap(True)
         self.refresh_button = QPushButton("Refresh cells")
         self.refresh_button.clicked.connect(self.refresh)
+        self.counted = CountedSwitch(napari_viewer, self.session)
 
         self.method = panels.choice_box(panels.PROJECTIONS, DEFAULTS.map_method)  # the table's
         self.space = panels.FeatureSpaceChoice()  # embedding / morphology / both: what maps use
@@ -105,6 +113,7 @@ class ExplorerWidget(QWidget):
         )
 
         self.selection_label = QLabel("Selected: 0")
+        self.selection_label.setWordWrap(True)  # what marks the selection, in words
         self.goto_button = QPushButton("Go to cell")
         self.goto_button.clicked.connect(self.go_to_selected)
         self.to_layer_button = QPushButton("Selection → Labels")
@@ -113,15 +122,14 @@ class ExplorerWidget(QWidget):
         self.clear_button.clicked.connect(lambda: self.session.select([]))
         self.hover_panel = HoverPanel()
 
-        self.batch_panel = TablePanel("Batch effects (by subject)")
-        self.batch_runner = TaskRunner("Compute batch metrics")
-        self.batch_runner.run_button.clicked.connect(self.run_batch_metrics)
-        self.batch_panel.body.insertWidget(0, self.batch_runner)
+        self.batch_panel = BatchPanel(self._used_inputs)
+        self.batch_runner = self.batch_panel.runner
 
         self._build_layout(mode_row)
         self.session.layer_cells_changed.connect(self._on_pool)
         self.session.selection_changed.connect(self._on_selection)
         self.session.columns_changed.connect(self._on_columns)
+        self.session.counted_only_changed.connect(lambda _on: self._show_coordinates())
         self._click = _linking.click_callback(lambda: self.session.layer_cells,
                                               self._on_cell_clicked)
         self.viewer.mouse_drag_callbacks.append(self._click)
@@ -156,7 +164,7 @@ class ExplorerWidget(QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for part in (top, projection_box, clusters, color_row, self.legend, mode_row):
+        for part in (top, self.counted, projection_box, clusters, color_row, self.legend, mode_row):
             (layout.addLayout if isinstance(part, QHBoxLayout | QFormLayout)
              else layout.addWidget)(part)
         layout.addWidget(self.scatter.native, 1)
@@ -196,6 +204,7 @@ class ExplorerWidget(QWidget):
         for layer in self._linked_layers:
             layer.events.selected_label.disconnect(self._on_selected_label)
         self._linked_layers = [] if layer_cells is None else list(layer_cells.layers)
+        self._picked = {layer.name: int(layer.selected_label) for layer in self._linked_layers}
         for layer in self._linked_layers:
             layer.events.selected_label.connect(self._on_selected_label)
         if layer_cells is None:
@@ -218,8 +227,9 @@ class ExplorerWidget(QWidget):
             self.scatter.set_points(np.zeros((0, 2), np.float32))
             self.legend.setText("Run a projection to see the cells")
             return
-        xy = layer_cells.table[list(COORDS)].to_numpy(dtype=np.float32)
-        self.scatter.set_points(np.nan_to_num(xy, nan=0.0))
+        xy = layer_cells.table[list(COORDS)].to_numpy(dtype=np.float32)  # NaN: not mapped
+        xy[~self.session.used_mask()] = np.nan  # not counted: left off the map
+        self.scatter.set_points(xy)
         self.recolor()
 
     def _update_color_choices(self) -> None:
@@ -245,12 +255,15 @@ class ExplorerWidget(QWidget):
         fixed = self.session.class_colors if column == "class" else None
         coloring = color_by(layer_cells.table[column], fixed=fixed)
         self.scatter.set_colors(coloring.rgba)
-        self.legend.setText(legend_html(coloring, column))
+        unmapped = int((~self.scatter.shown & self.session.used_mask()).sum())
+        note = (f"<br>{unmapped} object(s) not on this map: run the projection again"
+                if unmapped else "")
+        self.legend.setText(legend_html(coloring, column) + note)
 
     def _on_columns(self, columns: list[str]) -> None:
         if self.layer_cells is None:
             return
-        if set(COORDS) & set(columns):
+        if {*COORDS, COUNTED} & set(columns):  # a new map, or an object excluded by hand
             self._show_coordinates()
         self._update_color_choices()
         if self.color_column.currentText() in columns:
@@ -276,14 +289,16 @@ class ExplorerWidget(QWidget):
         if not np.array_equal(self.scatter.selection, indices) and len(self.scatter.points):
             self.scatter.select(indices, emit=False)
         self.highlighter.show(layer_cells, indices)
-        self.selection_label.setText(f"Selected: {len(indices)}")
+        words = selection_words(layer_cells.table, indices, self.session.used_mask())
+        self.selection_label.setText(f"Selected: {len(indices)}" + (f". {words}" if words else ""))
 
     def _on_selected_label(self, event: Any) -> None:
-        """Image -> plot: the label picked in a layer's controls selects its point."""
-        if self.layer_cells is None:
-            return
+        """Image -> plot: the label picked in a layer's controls selects its point (napari
+        also sends this event when only the colors change, e.g. greying: not a pick)."""
         layer = event.source
-        self.session.select(self.layer_cells.indices_for(layer, [int(layer.selected_label)]))
+        picked, self._picked[layer.name] = self._picked.get(layer.name), int(layer.selected_label)
+        if self.layer_cells is not None and picked != self._picked[layer.name]:
+            self.session.select(self.layer_cells.indices_for(layer, [self._picked[layer.name]]))
 
     def _on_cell_clicked(self, index: int, add: bool) -> None:
         selection = np.union1d(self.session.selection, [index]) if add else [index]
@@ -315,84 +330,64 @@ class ExplorerWidget(QWidget):
     # --- long work ------------------------------------------------------------------------
     def _require_pool(self) -> LayerCells | None:
         layer_cells = self.layer_cells or self.refresh()
-        if layer_cells is not None and len(layer_cells) < 3:
-            show_warning(f"only {len(layer_cells)} cell(s): need at least 3 to project or cluster")
+        if layer_cells is not None and self.session.used_mask().sum() < 3:
+            show_warning(f"only {int(self.session.used_mask().sum())} cell(s) to use: need at "
+                         "least 3 to project or cluster (untick 'Counted cells only'?)")
             return None
         return layer_cells
+
+    def _used_inputs(self) -> tuple[Any, np.ndarray, Settings] | None:
+        """Table, matrix (the explorer's space) and settings of the cells the map uses."""
+        layer_cells = self._require_pool()
+        if layer_cells is None:
+            return None
+        used = self.session.used_mask()
+        return (layer_cells.table[used], self.space.matrix(layer_cells)[used], self.settings())
+
 
     def settings(self) -> Settings:
         """The analysis settings the dock's controls say (the CLI's defaults otherwise)."""
         return Settings(n_neighbors=self.n_neighbors.value(), n_clusters=self.n_clusters.value())
 
     def run_projection(self) -> None:
-        """Project the pooled embeddings in a worker; writes ``umap_0``/``umap_1``."""
+        """Map the used cells in a worker; writes ``umap_0``/``umap_1`` (NaN for the others)."""
         from napari_reddino.explore import analysis
 
-        layer_cells = self._require_pool()
-        if layer_cells is None:
+        found, layer_cells = self._used_inputs(), self.layer_cells
+        if found is None:
             return
-        method = panels.PROJECTIONS[self.method.currentText()]
-        vectors, settings = self.space.matrix(layer_cells), self.settings()
+        _table, vectors, settings = found
+        method, used = panels.PROJECTIONS[self.method.currentText()], self.session.used_mask()
 
         def job(cancel):
             return (yield from analysis.iter_map(vectors, method, settings, cancel))
 
         def on_result(coords: np.ndarray) -> None:
-            if self.layer_cells is not layer_cells:
-                raise SessionError("the cells changed while projecting; run it again")
-            self.session.write_columns({COORDS[0]: coords[:, 0], COORDS[1]: coords[:, 1]})
+            write_used(self.session, layer_cells, used,
+                       {COORDS[0]: coords[:, 0], COORDS[1]: coords[:, 1]}, np.nan)
 
         self.project_runner.start(job, on_result, task=f"{self.method.currentText()} projection")
 
     def run_clustering(self) -> None:
-        """Cluster the embeddings in a worker; writes ``cluster`` and colors by it."""
+        """Cluster the used cells in a worker; writes ``cluster`` (-1 for the others)."""
         from napari_reddino.explore import analysis
 
-        layer_cells = self._require_pool()
-        if layer_cells is None:
+        found, layer_cells = self._used_inputs(), self.layer_cells
+        if found is None:
             return
-        method = panels.CLUSTERINGS[self.cluster_method.currentText()]
-        vectors, settings = self.space.matrix(layer_cells), self.settings()
+        _table, vectors, settings = found
+        method, used = panels.CLUSTERINGS[self.cluster_method.currentText()], \
+            self.session.used_mask()
 
         def job(cancel):
             return (yield from analysis.iter_clusters(vectors, method, settings, cancel))
 
         def on_result(ids: np.ndarray) -> None:
-            if self.layer_cells is not layer_cells:
-                raise SessionError("the cells changed while clustering; run it again")
-            self.session.write_columns({"cluster": np.asarray(ids, dtype=np.int64)})
+            write_used(self.session, layer_cells, used,
+                       {"cluster": np.asarray(ids, dtype=np.int64)}, -1)
             self.color_column.setCurrentText("cluster")
 
         self.cluster_runner.start(job, on_result, task="clustering")
-
-    def run_batch_metrics(self) -> None:
-        """Batch-effect metrics by subject (and class when labeled) in a worker."""
-        from napari_reddino.explore import analysis
-
-        layer_cells = self._require_pool()
-        if layer_cells is None:
-            return
-        if "subject" not in layer_cells.table.columns or layer_cells.table["subject"].nunique() < 2:
-            show_warning("batch metrics need cells from at least 2 subjects")
-            return
-        # as the CLI: in the space
-        vectors, settings = self.space.matrix(layer_cells), self.settings()
-        subjects = layer_cells.table["subject"].astype(str).to_numpy()
-        classes = None
-        if "class" in layer_cells.table.columns and layer_cells.table["class"].notna().all():
-            classes = layer_cells.table["class"].astype(str).to_numpy()
-
-        def job(cancel):
-            return (yield from analysis.iter_batch(vectors, subjects, classes, settings, cancel))
-
-        def on_result(report: Any) -> None:
-            summary = ", ".join(
-                f"{key}: {value:.3g}" if isinstance(value, float) else f"{key}: {value}"
-                for key, value in report.summary.items()
-            )
-            self.batch_panel.show_frame(report.per_subject, summary)
-
-        self.batch_runner.start(job, on_result, task="batch metrics")
 
     def closeEvent(self, event: Any) -> None:
         if self._click in self.viewer.mouse_drag_callbacks:

@@ -5,6 +5,9 @@ Labels live in each Labels layer's ``features`` (``class``, ``class_source``,
 so whatever the explorer selects (a lasso, a whole cluster with one click) can be labeled
 here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation runs
 ``propagate.iter_propagate`` in a worker; ``label.files`` exports, imports and autosaves.
+Counts, the differential, propagation targets, the review queue and suggestions use the cells
+the shared "Counted cells only" switch says (intact red cells by default); a label put on any
+other object is kept, only not counted.
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ from napari_reddino.label import files, propagate
 from napari_reddino.label.classes import recode
 from napari_reddino.plugin.session import LayerCells, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling
+from napari_reddino.widgets._annotate_panel import AnnotatePanel
 from napari_reddino.widgets._class_list import ClassListEditor
-from napari_reddino.widgets._explorer_panels import TablePanel
+from napari_reddino.widgets._corrections import follow_plugin_layers
+from napari_reddino.widgets._counted import CountedSwitch, exclude_by_hand
+from napari_reddino.widgets._counts import CountsPanel, DifferentialPanel
 from napari_reddino.widgets._label_files import LabelFilesMixin
-from napari_reddino.widgets._review import LabelBook, class_counts
+from napari_reddino.widgets._review import LabelBook
 from napari_reddino.widgets._suggest_panel import SuggestPanel
 from napari_reddino.widgets._workers import TaskRunner
-
-CONTOUR_KEY = "reddino_contour_before_class_view"  # the labels layer's own contour setting
 
 SHORTCUT_KEYS = tuple(str(i) for i in range(1, 10))
 
@@ -52,12 +56,14 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        follow_plugin_layers(napari_viewer)  # painted cells keep their rows true (#29)
         self.book = LabelBook(self.session)
         self.autosaver: files.Autosaver | None = None
         self._bound_keys: list[tuple[Any, str]] = []
         self.review_position = -1
         self.reviewed: int | None = None  # pooled index of the cell under review
 
+        self.counted = CountedSwitch(napari_viewer, self.session)
         self.classes = ClassListEditor(self._class_column, self._recode)
         self.classes.class_set_changed.connect(self._on_class_set)
         self.status = QLabel("")
@@ -70,6 +76,10 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.undo_button.clicked.connect(self.undo)
         self.redo_button = QPushButton("Redo")
         self.redo_button.clicked.connect(self.redo)
+        self.exclude_button = QPushButton("Exclude from counts")
+        self.exclude_button.clicked.connect(lambda: self.exclude_selection(True))
+        self.include_button = QPushButton("Count again")
+        self.include_button.clicked.connect(lambda: self.exclude_selection(False))
         self.click_to_label = QCheckBox("Clicking a cell labels it with the active class")
         self.show_classes = QCheckBox("Show class colors on the smears")
         self.show_classes.toggled.connect(lambda _on: self.update_class_view())
@@ -84,6 +94,9 @@ class LabelingWidget(LabelFilesMixin, QWidget):
                                "cosine around the mean cell separates morphologies better")
         self.center.setChecked(DEFAULTS.center)
         self.suggest_panel = SuggestPanel(self.viewer, self.session)
+        self.annotate_panel = AnnotatePanel(  # cells arrive classified by a reference model
+            self.viewer, self.session, self.book, self.classes,
+            lambda text: (self._after_edit(text), self.update_counts()))
         self.propagate_runner = TaskRunner("Propagate")
         self.propagate_runner.run_button.clicked.connect(self.run_propagation)
 
@@ -96,10 +109,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.review_label = QLabel("Propagate, then review the least confident cells")
         self.review_label.setWordWrap(True)
 
-        self.counts_panel = TablePanel("Cells per class (per subject and image)")
-        refresh_counts = QPushButton("Update counts")
-        refresh_counts.clicked.connect(self.update_counts)
-        self.counts_panel.body.insertWidget(0, refresh_counts)
+        self.counts_panel = CountsPanel(self.session)
+        self.differential_panel = DifferentialPanel(self.session)
         self.export_button = QPushButton("Export labels...")
         self.export_button.clicked.connect(lambda: self.export_labels())
         self.import_button = QPushButton("Import labels...")
@@ -114,6 +125,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self.session.layer_cells_changed.connect(self._on_pool)
         self.session.selection_changed.connect(self._on_selection)
         self.session.columns_changed.connect(self._on_columns)
+        self.session.counted_only_changed.connect(self._on_counted_only)
         if self.session.layer_cells is None:
             self._load_pool()
         self._on_class_set(self.classes.class_set)
@@ -132,6 +144,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         llayout = QVBoxLayout(labeling)
         llayout.addLayout(row(self.assign_button, self.clear_button))
         llayout.addLayout(row(self.undo_button, self.redo_button))
+        llayout.addLayout(row(self.exclude_button, self.include_button))
         llayout.addWidget(self.click_to_label)
         llayout.addWidget(self.show_classes)
         llayout.addWidget(self.status)
@@ -152,8 +165,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for group in (classes, self.suggest_panel, labeling, spread, review, self.counts_panel,
-                      files_box):
+        for group in (self.counted, classes, self.annotate_panel, self.suggest_panel, labeling,
+                      spread, review, self.counts_panel, self.differential_panel, files_box):
             layout.addWidget(group)
         layout.addStretch(1)
         fill_with_scrolling(self, content, min_width=340)
@@ -191,6 +204,12 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         if layer_cells is not None:
             self.status.setText(f"{len(layer_cells)} cells in {len(layer_cells.layers)} smear(s)")
             self.update_class_view()
+
+    def _on_counted_only(self, _on: bool) -> None:
+        """The switch moved: the review restarts, numbers on show follow it."""
+        self.review_position, self.reviewed = -1, None
+        if self.counts_panel.frame is not None:
+            self.update_counts()
 
     def _on_selection(self, indices: np.ndarray) -> None:
         self.assign_button.setText(f"Label selection ({len(indices)})")
@@ -243,6 +262,10 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self._after_edit(change.description)
         return True
 
+    def exclude_selection(self, excluded: bool = True) -> None:
+        """Exclude the selected objects from every count by hand (or count them again)."""
+        self.status.setText(exclude_by_hand(self.session, self.session.selection, excluded))
+
     def _on_cell_clicked(self, index: int, add: bool) -> None:
         if self.click_to_label.isChecked():
             self._assign([index], self.classes.active_class)
@@ -277,46 +300,21 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     def update_class_view(self) -> None:
         """One overlay per smear coloring each labeled cell with its class color."""
-        layer_cells = self.layer_cells
-        if layer_cells is None or not self.show_classes.isChecked():
-            for layer in [] if layer_cells is None else layer_cells.layers:
-                overlay = _linking.overlay_layer(self.viewer, layer, "classes", create=False)
-                if overlay is not None:
-                    overlay.metadata["enabled"] = False
-                    overlay.visible = False
-                if CONTOUR_KEY in layer.metadata:  # the user's own look comes back
-                    layer.contour = layer.metadata.pop(CONTOUR_KEY)
-            return
-        colors = self.classes.class_set.color_map
-        classes = self.book.classes()
-        layer_of = layer_cells.table["_layer"].to_numpy()
-        labels = layer_cells.table["label"].to_numpy()
-        for layer_index, layer in enumerate(layer_cells.layers):
-            mine = (layer_of == layer_index) & np.isin(classes, list(colors))
-            overlay = _linking.overlay_layer(self.viewer, layer, "classes")
-            if CONTOUR_KEY not in layer.metadata:  # outlines, so class colors read clean
-                layer.metadata[CONTOUR_KEY] = layer.contour
-                layer.contour = max(1, layer.contour)
-            overlay.metadata["enabled"] = True
-            overlay.visible = layer.visible
-            overlay.colormap = _linking.label_colormap(
-                {int(lab): colors[c] for lab, c in zip(labels[mine], classes[mine])}
-            )
+        on = self.layer_cells is not None and self.show_classes.isChecked()
+        _linking.show_classes(self.viewer, self.layer_cells, self.book.classes() if on else None,
+                              self.classes.class_set.color_map)
 
     # --- propagation and review ----------------------------------------------------------
     def run_propagation(self) -> None:
-        """k-NN propagation of the manual labels to every pooled cell, in a worker."""
+        """Propagate the manual labels of the used cells (the counted ones by default) to the
+        other used cells, in a worker; labels on the other objects stay as they are."""
         if self.layer_cells is None:
             self._load_pool()
         layer_cells = self.layer_cells
         if layer_cells is None:
             show_warning("no embedded cells to propagate over")
             return
-        classes = self.book.classes()
-        table = layer_cells.table
-        source = (table[nm.CLASS_SOURCE].astype(str).to_numpy()
-                  if nm.CLASS_SOURCE in table.columns else np.full(len(layer_cells), ""))
-        manual = np.where(source == propagate.MANUAL, classes, None)
+        manual, used = self.book.manual_classes(), self.session.used_mask()
         try:
             vectors = self.suggest_panel.matrix()
         except ValueError as err:
@@ -329,7 +327,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         def job(cancel):  # the core's defaults are the dock's initial values (defaults.py)
             return (yield from propagate.iter_propagate(
                 vectors, manual, k=k, spreading=spreading, center=center, class_names=names,
-                method=method, cancel=cancel))
+                method=method, counted=used, cancel=cancel))
 
         def on_result(result) -> None:
             if self.layer_cells is not layer_cells:
@@ -338,9 +336,11 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             self.review_position, self.reviewed = -1, None
             self._after_edit(
                 f"propagated {int((~propagate.unlabeled_mask(manual)).sum())} "
-                f"manual labels to {len(layer_cells)} cells ({self.suggest_panel.space_name()} "
-                f"space, {result.method})"
+                f"manual labels to {int(used.sum())} of {len(layer_cells)} objects "
+                f"({self.suggest_panel.space_name()} space, {result.method})"
             )
+            if result.warning:
+                show_warning(result.warning)
             self.update_counts()
 
         self.propagate_runner.start(job, on_result, task="propagation")
@@ -349,7 +349,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         """Select and go to the next propagated cell, lowest confidence first."""
         if self.layer_cells is None:
             return None
-        queue = self.book.review_queue()
+        queue = self.book.review_queue(self.session.counted_only)
         if queue.size == 0:
             show_info("no propagated cells to review: run Propagate first")
             return None
@@ -378,8 +378,9 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         return True
 
     def update_counts(self) -> None:
-        if self.layer_cells is not None:
-            self.counts_panel.show_frame(class_counts(self.layer_cells.table))
+        """Cells per class and the differential, over the used cells."""
+        self.counts_panel.update_counts()
+        self.differential_panel.update_differential()
 
     def showEvent(self, event: Any) -> None:
         """A tab shows its dock's window title with '&' as a shortcut mark ("Label _propagate"):

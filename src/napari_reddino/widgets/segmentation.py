@@ -3,13 +3,16 @@
 Thin over :func:`napari_reddino.segment.dispatch.iter_segment`: the dock collects the method
 and its parameters, runs the core generator in a worker (:mod:`._workers`) and adds
 (or refreshes) a Labels layer ``"<image> labels"`` whose ``features`` is the core's
-cell table and whose ``metadata`` says which image, subject and method made it.
+cell table and whose ``metadata`` says which image, subject and method made it. Objects that do
+not count (border cells, white cells, platelets, marks, clumps) are greyed at once, and the dock
+says how many count.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -21,11 +24,15 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
-from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
 from napari_reddino import names as nm
 from napari_reddino.defaults import DEFAULTS
 from napari_reddino.plugin import layers
+from napari_reddino.plugin.session import session_for
+from napari_reddino.segment.counted import counted_summary
+from napari_reddino.widgets._corrections import CorrectionPanel, follow
+from napari_reddino.widgets._counted import grey_not_counted
 from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 
 TASK = "Segmentation"
@@ -94,16 +101,26 @@ class SegmentationWidget(QWidget):
             labels=True,
         )
         self.runner = TaskRunner("Segment")
+        self.counted_label = QLabel("")  # "N of M objects counted" after a run
+        self.counted_label.setWordWrap(True)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addWidget(self.runner)
+        layout.addWidget(self.counted_label)
+        self.corrections = CorrectionPanel(napari_viewer)  # merge / split; rows follow paint
+        self.epochs = SpinBox(label="training epochs", min=1, max=2000, value=100)
+        self.train_runner = TaskRunner("Train Cellpose from corrected smears")
+        layout.addWidget(self.corrections)
+        layout.addWidget(Container(widgets=[self.epochs], labels=True).native)
+        layout.addWidget(self.train_runner)
         layout.addStretch(1)
 
         self.method.changed.connect(self._show_method_params)
         self.image_combo.changed.connect(self._subject_from_layer)
         self.cp_browse.changed.connect(self._browse_model)
         self.runner.run_button.clicked.connect(self.run)
+        self.train_runner.run_button.clicked.connect(self.train_from_corrections)
         self._show_method_params()
         self._subject_from_layer()
 
@@ -196,8 +213,56 @@ class SegmentationWidget(QWidget):
         name = kwargs.pop("name")
         if name in self.viewer.layers and isinstance(self.viewer.layers[name], Labels):
             out = self.viewer.layers[name]
+            grey_not_counted(out, False)  # its own colors back before its metadata goes
             out.metadata = kwargs["metadata"]  # a new segmentation invalidates old embeddings
             out.data = labels
             out.features = kwargs["features"]
-            return out
-        return self.viewer.add_labels(labels, name=name, **kwargs)
+        else:
+            out = self.viewer.add_labels(labels, name=name, **kwargs)
+        follower = follow(self.viewer, out)
+        if follower is not None:  # these pixels and rows are where hand corrections start
+            follower.reset()
+        self.counted_label.setText(f"{image_layer.name}: {counted_summary(out.features)} "
+                                   "(the others are greyed; hover one for the reason)")
+        grey_not_counted(out, session_for(self.viewer).counted_only)
+        return out
+
+    # -- teaching cellpose -----------------------------------------------------------
+    def train_from_corrections(self, *_: Any) -> None:
+        """Fine-tune the model in the model field on every corrected Labels layer; the new
+        weights file becomes the model field's value (segment.finetune)."""
+        smears = [(image, np.asarray(layer.data)) for layer, image in self._corrected_layers()]
+        if len(smears) < 2:
+            notify_error("Training", ValueError(
+                f"{len(smears)} smear(s) corrected by hand: training needs at least 2 (one is "
+                "held back to score the model); correct cells of more smears first"))
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the trained model")
+        if not folder:
+            return
+        from napari_reddino.segment.finetune import iter_finetune_cellpose
+
+        base, epochs, gpu = self.cp_model.value, self.epochs.value, GPU_CHOICES[self.gpu.value]
+
+        def job(cancel: Any) -> Any:
+            return (yield from iter_finetune_cellpose(
+                [image for image, _l in smears], [labels for _i, labels in smears], folder,
+                base_model=base, n_epochs=epochs, gpu=gpu, cancel=cancel))
+
+        def on_result(result: Any) -> None:
+            self.cp_model.value = str(result.model_path)
+            self.method.value = "cellpose"
+            self.corrections.status.setText(result.summary())  # the runner says "done"
+
+        self.train_runner.start(job, on_result, task="Training")
+
+    def _corrected_layers(self) -> list:
+        out = []
+        for layer in self.viewer.layers:
+            if not isinstance(layer, Labels) or not layer.metadata.get(nm.META_CORRECTED):
+                continue
+            name = layer.metadata.get(nm.META_IMAGE_LAYER)
+            image = next((other for other in self.viewer.layers if other.name == name), None)
+            if image is not None:
+                out.append((layer, np.asarray(layer_image(image))))
+        return out

@@ -75,10 +75,6 @@ def test_param_groups_decay_sets_and_layer_decay():
     assert sorted(names) == sorted(trainable)
     no_decay = {n for g in groups if g["wd_multiplier"] == 0.0 for n in g["names"]}
     for name in (
-        "backbone.pos_embed",
-        "backbone.cls_token",
-        "backbone.reg_token",
-        "backbone.mask_token",
         "backbone.blocks.0.norm1.weight",
         "backbone.blocks.1.ls1.gamma",
         "backbone.blocks.2.attn.qkv.bias",
@@ -86,7 +82,11 @@ def test_param_groups_decay_sets_and_layer_decay():
         "dino_head.mlp.0.bias",
     ):
         assert name in no_decay, name
-    for name in (
+    for name in (  # DINOv2 decays the position embedding and the learnt tokens too
+        "backbone.pos_embed",
+        "backbone.cls_token",
+        "backbone.reg_token",
+        "backbone.mask_token",
         "backbone.blocks.0.attn.qkv.weight",
         "backbone.patch_embed.proj.weight",
         "dino_head.mlp.0.weight",
