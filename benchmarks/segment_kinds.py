@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -44,23 +43,26 @@ from napari_reddino.segment import kind as kind_now
 from napari_reddino.segment.metrics import instance_score
 from napari_reddino.synthetic.smear import RBC_CLASSES, synthetic_dataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from segmentation_real import _box_object, _boxes
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 if not DATA.is_dir():
     DATA = Path("/work/shared/data")
 ARROW_SMEARS = {*range(64, 93), *range(217, 222)}
 BCCD_KIND = {"RBC": "rbc", "WBC": "wbc", "Platelets": "platelet"}
-SEGMENT_FILES = ("__init__", "cellpose_backend", "check", "classical", "counted", "dispatch",
-                 "kind", "metrics", "tiled")
+SEGMENT_FILES = ("__init__", "cellpose_backend", "check", "classical", "counted", "density",
+                 "dispatch", "kind", "marks", "metrics", "tiled")  # absent ones load empty
 
 
-def load_main(tmp: Path):
-    """The committed ``segment`` package as module ``_main_segment`` (imports rewritten)."""
+def load_main(tmp: Path, ref: str = "HEAD"):
+    """The ``segment`` package of commit ``ref`` as module ``_main_segment`` (imports rewritten)."""
     package = tmp / "_main_segment"
     package.mkdir()
     for name in SEGMENT_FILES:
         path = f"src/napari_reddino/segment/{name}.py"
-        text = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True,
+        text = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=ROOT, capture_output=True,
                               text=True, check=False).stdout
         (package / f"{name}.py").write_text(text.replace("napari_reddino.segment", "_main_segment"))
     sys.path.insert(0, str(tmp))
@@ -133,27 +135,6 @@ def chula(modules: dict, limit: int | None) -> pd.DataFrame:
                 "wbc": int((table["kind"] == "wbc").sum()),
                 "warning": result.warning is not None})
     return pd.DataFrame(rows)
-
-
-def _boxes(xml_path: Path):
-    for obj in ET.parse(xml_path).getroot().iter("object"):
-        box = obj.find("bndbox")
-        yield obj.findtext("name"), [int(float(box.findtext(k)))
-                                     for k in ("xmin", "ymin", "xmax", "ymax")]
-
-
-def _box_object(labels: np.ndarray, box) -> int:
-    """The object at the box center, else the one covering most (>= 1/3) of its central half."""
-    x0, y0, x1, y1 = box
-    cy, cx = min((y0 + y1) // 2, labels.shape[0] - 1), min((x0 + x1) // 2, labels.shape[1] - 1)
-    if labels[cy, cx]:
-        return int(labels[cy, cx])
-    qy, qx = max(1, (y1 - y0) // 4), max(1, (x1 - x0) // 4)
-    core = labels[max(0, cy - qy): cy + qy, max(0, cx - qx): cx + qx].ravel()
-    counts = np.bincount(core)
-    counts[0] = 0
-    best = int(counts.argmax())
-    return best if counts[best] * 3 >= core.size else 0
 
 
 def _box_iou(a, b) -> float:
@@ -279,12 +260,13 @@ def main(argv=None) -> None:
     parser.add_argument("--bccd-limit", type=int, default=None, help="N BCCD smears, spread")
     parser.add_argument("--seeds", type=int, nargs="*", default=[101, 102, 103])
     parser.add_argument("--no-main", action="store_true", help="the working tree only")
+    parser.add_argument("--main-ref", default="HEAD", help="the commit compared against")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         sys.exit(f"no real data at {DATA}")
     from napari_reddino.segment import dispatch
     with tempfile.TemporaryDirectory() as tmp:
-        modules = {} if args.no_main else {"main": load_main(Path(tmp))}
+        modules = {} if args.no_main else {"main": load_main(Path(tmp), args.main_ref)}
         modules["new"] = dispatch
         dev = chula(modules, args.limit)
         boxes = bccd(modules, args.bccd_limit)

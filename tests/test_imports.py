@@ -8,9 +8,12 @@ core, training/ on the public core) is import-linter's job: contracts in pyproje
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_reddino"
 NAME = "napari_reddino"
@@ -58,3 +61,20 @@ def test_the_triton_guard_runs_once_where_the_docks_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "True"
+
+
+def test_docks_imported_before_the_viewer_still_keep_triton_out():
+    """#27 item 9: a script that imports the docks and only then opens a viewer (Mesa's LLVM
+    loads with the canvas) segfaulted at the first Embed, in Triton's import."""
+    llvm = sorted(Path("/usr/lib/x86_64-linux-gnu").glob("libLLVM*.so*"))
+    if not llvm:
+        pytest.skip("no system libLLVM to stand in for Mesa's")
+    code = (
+        f"import sys, ctypes; import {NAME}.widgets; assert 'triton' not in sys.modules; "
+        f"ctypes.CDLL({str(llvm[0])!r})\n"
+        "try:\n    import triton\nexcept ImportError as e:\n    print('refused', e.name)\n"
+        "print(sys.modules.get('triton', 'absent'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, check=True)
+    assert out.stdout.split() == ["refused", "triton", "None"], out.stdout + out.stderr

@@ -24,11 +24,29 @@ def keep_triton_away_from_mesa_llvm() -> bool:
     """
     if "triton" in sys.modules:
         return sys.modules["triton"] is None
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:  # not Linux: no Mesa libLLVM clash known there
-        return False
-    if "libLLVM" not in maps:
+    if not _mesa_llvm_loaded():
+        # a script may import the docks before it opens a viewer: decide when Triton is imported
+        if not any(isinstance(f, _LateTritonGuard) for f in sys.meta_path):
+            sys.meta_path.insert(0, _LateTritonGuard())
         return False
     sys.modules["triton"] = None  # type: ignore[assignment]
     return True
+
+
+def _mesa_llvm_loaded() -> bool:
+    try:
+        return "libLLVM" in Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: no Mesa libLLVM clash known there
+        return False
+
+
+class _LateTritonGuard:
+    """A meta-path finder that refuses ``import triton`` if Mesa's LLVM got loaded meanwhile
+    (the viewer opened after the docks were imported); otherwise it lets the import happen."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "triton" and _mesa_llvm_loaded():
+            sys.modules["triton"] = None  # type: ignore[assignment]
+            raise ModuleNotFoundError("triton is kept out of a process holding Mesa's LLVM "
+                                      "(napari_reddino._triton_guard)", name="triton")
+        return None

@@ -8,9 +8,6 @@ saved model on the other real smear: its classes are those of
 
 from __future__ import annotations
 
-import shutil
-from importlib import resources
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,11 +17,10 @@ from napari_reddino import names as nm
 from napari_reddino.cli.main import main
 from napari_reddino.io.cell_table import load_table
 from napari_reddino.label.reference import DEFAULT_REFERENCE, MODEL_FILE, ReferenceModel
-from napari_reddino.plugin.samples import real_smear_path
 from napari_reddino.widgets import _annotate_panel
 
 PLUGIN = "napari-reddino"
-PER_CLASS = 60  # reference cells per class in the test's small model
+PER_CLASS = 30  # reference cells per class in the test's small model
 
 
 def _small_reference(folder):
@@ -34,23 +30,25 @@ def _small_reference(folder):
     rng = np.random.default_rng(0)
     keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(full.train_codes == c))
                                    [:PER_CLASS] for c in range(len(full.classes))]))
+    params = {**full.params, "max_iter": 8, "max_leaf_nodes": 7, "n_folds": 2}
     small = ReferenceModel._from_arrays(
         full.train_x[keep].astype(np.float64), [full.classes[c] for c in full.train_codes[keep]],
-        full.train_groups[keep], full.train_manual[keep], full.classes, full.columns,
-        {**full.params, "max_iter": 20, "n_folds": 3}, "reference-small", full.floor)
+        full.train_groups[keep], full.train_manual[keep], full.classes, full.columns, params,
+        "reference-small", full.floor)
     small.cross_validate()
     return small.save(folder)
 
 
-def _run_of(image, root):
-    """A run folder of one smear photo made by the CLI (``embed`` + ``project``)."""
-    (root / "input").mkdir(parents=True)
-    shutil.copy(image, root / "input" / image.name)
-    run = root / "run"
-    assert main(["-q", "embed", str(root / "input"), "--out", str(run), "--device", "cpu",
-                 "--pooling", "patch_mean"]) == 0
-    assert main(["-q", "project", str(run), "--projection", "pca", "--clusters", "3"]) == 0
-    return run
+def _segment_and_embed(viewer, wait_idle) -> None:
+    """The smear of the viewer's one image layer, through the docks as a user runs them."""
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment cells")
+    segment.runner.run_button.click()
+    wait_idle(segment.runner)
+    _, embed = viewer.window.add_plugin_dock_widget(PLUGIN, "Embed smear (RedDino)")
+    embed.set_backbone_source("reddino-tiny")
+    embed.device.value, embed.pooling.value, embed.overlay.value = "cpu", "patch_mean", False
+    embed.runner.run_button.click()
+    wait_idle(embed.runner)
 
 
 def _by_cell(table: pd.DataFrame, column: str) -> pd.Series:
@@ -66,21 +64,12 @@ def _pick_folder(monkeypatch, folder) -> None:
 @pytest.mark.slow
 def test_annotate_correct_update_save_and_reload_on_another_smear(
         make_napari_viewer, wait_idle, tmp_path, monkeypatch):
-    with resources.as_file(real_smear_path("chula_thalassemia.jpg")) as photo:  # the second real sample
-        run = _run_of(photo, tmp_path / "thalassemia")
     small = _small_reference(tmp_path / "small")
 
     # viewer 1: the first real sample, segmented and embedded with the docks
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "real_smear")
-    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment cells")
-    segment.runner.run_button.click()
-    wait_idle(segment.runner)
-    _, embed = viewer.window.add_plugin_dock_widget(PLUGIN, "Embed smear (RedDino)")
-    embed.set_backbone_source("reddino-tiny")
-    embed.device.value, embed.pooling.value, embed.overlay.value = "cpu", "patch_mean", False
-    embed.runner.run_button.click()
-    wait_idle(embed.runner)
+    _segment_and_embed(viewer, wait_idle)
     _, labeling = viewer.window.add_plugin_dock_widget(PLUGIN, "Label & propagate")
     panel = labeling.annotate_panel
     assert panel.model_key() == DEFAULT_REFERENCE == "reference-rbc12"
@@ -132,12 +121,15 @@ def test_annotate_correct_update_save_and_reload_on_another_smear(
     assert (table[nm.CLASS_SOURCE].to_numpy()[wrong] == nm.MANUAL).all()
     assert (table[nm.CLASS].to_numpy()[wrong] == target).all()
 
-    # viewer 2: the other smear's run; the saved model gives the classes the CLI gives
-    cli_run = shutil.copytree(run, tmp_path / "cli")
-    assert main(["-q", "annotate", str(cli_run), "--model", str(saved)]) == 0
-    by_cli = load_table(cli_run / nm.CELLS_TABLE_FILE)
+    # viewer 2: the second real sample; the saved model gives the classes the CLI gives
     other = make_napari_viewer()
-    other.open(str(shutil.copytree(run, tmp_path / "dock")), plugin=PLUGIN)
+    other.open_sample(PLUGIN, "real_smears")
+    other.layers.remove("chula_elliptocytosis")
+    _segment_and_embed(other, wait_idle)
+    run = tmp_path / "thalassemia-run"
+    other.layers.save(str(run), plugin=PLUGIN)  # a run folder, as File > Save Layers does
+    assert main(["-q", "annotate", str(run), "--model", str(saved)]) == 0
+    by_cli = load_table(run / nm.CELLS_TABLE_FILE)
     _, labeling2 = other.window.add_plugin_dock_widget(PLUGIN, "Label & propagate")
     panel2 = labeling2.annotate_panel
     _pick_folder(monkeypatch, saved)
@@ -145,6 +137,7 @@ def test_annotate_correct_update_save_and_reload_on_another_smear(
     panel2.annotate_runner.run_button.click()
     wait_idle(panel2.annotate_runner)
     by_dock = labeling2.layer_cells.public_table()
+    assert set(by_dock[nm.IMAGE]) == {"chula_thalassemia.jpg"}
     assert len(by_dock) == len(by_cli)
     assert (by_dock[nm.CLASS_SOURCE].astype(str) == nm.PREDICTED).sum() > 20
     for column in (nm.CLASS, nm.CLASS_SOURCE, nm.PREDICTED_CLASS):

@@ -152,13 +152,21 @@ def add_cytoplasm(labels: np.ndarray, rgb: np.ndarray, white: np.ndarray, radius
         return labels
     density = stain_density(erase_marks(rgb, marks))
     stained = (density > robust_threshold(density)[2]) & ~marks
-    cells = np.isin(labels, white)
-    reach = ndimage.distance_transform_edt(~cells) <= radius
-    room = (labels == 0) & stained & reach
-    grown = watershed(np.zeros(labels.shape, np.uint8), np.where(cells, labels, 0),
-                      mask=room | cells)
+    del density
     out = labels.copy()
-    out[room & (grown > 0)] = grown[room & (grown > 0)]
+    boxes = ndimage.find_objects(labels)
+    pad = int(np.ceil(radius))
+    for cell in white:  # one window per white cell: a tile holds few, the smear may be large
+        rows, cols = boxes[cell - 1]
+        window = (slice(max(0, rows.start - pad), rows.stop + pad),
+                  slice(max(0, cols.start - pad), cols.stop + pad))
+        here = out[window]
+        body = here == cell
+        room = ((here == 0) & stained[window]
+                & (ndimage.distance_transform_edt(~body) <= radius))
+        grown = watershed(np.zeros(body.shape, np.uint8), body.astype(np.int32),
+                          mask=room | body)
+        here[room & (grown > 0)] = cell
     return out
 
 

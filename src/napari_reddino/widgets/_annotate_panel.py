@@ -113,13 +113,18 @@ class AnnotatePanel(QGroupBox):
         self.models: dict[str, ReferenceModel] = {}  # loaded models by model-line key
         self.unsaved: str | None = None  # key of an updated model not saved yet
         self.model_line = QComboBox()
+        self.model_line.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_line.setMinimumContentsLength(12)  # long folder names must not widen the dock
         for name in bundled_models():
             self.model_line.addItem(f"{name} (bundled)", name)
         self.model_line.setToolTip("The reference model that classifies the cells: a bundled "
                                    "one, or a folder saved by Save model or --update-model")
         self.browse_button = QPushButton("Browse folder...")
         self.browse_button.clicked.connect(lambda: self.browse())
-        self.vote = QCheckBox("Predicted cells take their cluster's majority class")
+        self.vote = QCheckBox("Vote by cluster")  # short: the dock must fit a laptop's width
+        self.vote.setToolTip("Predicted cells take their cluster's majority class "
+                             "(the CLI's --vote-clusters)")
         self.annotate_runner = TaskRunner("Annotate")
         self.annotate_runner.run_button.setToolTip(
             "Give every counted cell the model's class (class_source predicted); manual labels "

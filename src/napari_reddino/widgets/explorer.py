@@ -113,7 +113,8 @@ class ExplorerWidget(QWidget):
         )
 
         self.selection_label = QLabel("Selected: 0")
-        self.selection_label.setWordWrap(True)  # what marks the selection, in words
+        self.selection_words = QLabel("")  # what marks the selection, in words
+        self.selection_words.setWordWrap(True)
         self.goto_button = QPushButton("Go to cell")
         self.goto_button.clicked.connect(self.go_to_selected)
         self.to_layer_button = QPushButton("Selection → Labels")
@@ -168,7 +169,8 @@ class ExplorerWidget(QWidget):
             (layout.addLayout if isinstance(part, QHBoxLayout | QFormLayout)
              else layout.addWidget)(part)
         layout.addWidget(self.scatter.native, 1)
-        for part in (self.group_click, actions, self.hover_panel, self.batch_panel):
+        for part in (self.group_click, actions, self.selection_words, self.hover_panel,
+                     self.batch_panel):
             (layout.addLayout if isinstance(part, QHBoxLayout) else layout.addWidget)(part)
         fill_with_scrolling(self, content, min_width=380)
 
@@ -289,8 +291,9 @@ class ExplorerWidget(QWidget):
         if not np.array_equal(self.scatter.selection, indices) and len(self.scatter.points):
             self.scatter.select(indices, emit=False)
         self.highlighter.show(layer_cells, indices)
-        words = selection_words(layer_cells.table, indices, self.session.used_mask())
-        self.selection_label.setText(f"Selected: {len(indices)}" + (f". {words}" if words else ""))
+        self.selection_label.setText(f"Selected: {len(indices)}")
+        self.selection_words.setText(selection_words(layer_cells.table, indices,
+                                                     self.session.used_mask()))
 
     def _on_selected_label(self, event: Any) -> None:
         """Image -> plot: the label picked in a layer's controls selects its point (napari
