@@ -44,7 +44,7 @@ from napari_reddino.segment.metrics import instance_score
 from napari_reddino.synthetic.smear import RBC_CLASSES, synthetic_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from segmentation_real import _box_object, _boxes
+from segmentation_real import _box_object, bccd_images
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -146,14 +146,8 @@ def _box_iou(a, b) -> float:
 
 
 def bccd(modules: dict, limit: int | None) -> pd.DataFrame:
-    root = DATA / "bccd"
     rows = []
-    for xml_path in _spread(sorted((root / "Annotations").glob("*.xml")), limit):
-        path = root / "JPEGImages" / f"{xml_path.stem}.jpg"
-        if not path.is_file():
-            continue
-        rgb = io.imread(path)[..., :3]
-        boxes = list(_boxes(xml_path))
+    for _xml_path, rgb, boxes in bccd_images(limit, DATA):
         for name, dispatch in modules.items():
             result = dispatch.segment(rgb)
             kinds = _kinds(result)

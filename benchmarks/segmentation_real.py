@@ -104,15 +104,18 @@ def _box_object(labels: np.ndarray, box) -> int:
     return best if counts[best] * 3 >= core.size else 0
 
 
-def bccd(methods, limit):
-    root = DATA / "bccd"
-    rows = []
+def bccd_images(limit: int | None, data: Path = DATA):
+    """``(annotation file, RGB image, [(class, box)...])`` of ``limit`` spread BCCD smears."""
+    root = data / "bccd"
     for xml_path in _spread(sorted((root / "Annotations").glob("*.xml")), limit):
         path = root / "JPEGImages" / f"{xml_path.stem}.jpg"
-        if not path.is_file():
-            continue
-        rgb = io.imread(path)[..., :3]
-        boxes = list(_boxes(xml_path))
+        if path.is_file():
+            yield xml_path, io.imread(path)[..., :3], list(_boxes(xml_path))
+
+
+def bccd(methods, limit):
+    rows = []
+    for _xml_path, rgb, boxes in bccd_images(limit):
         for name in methods:
             labels, kinds, seconds = run_method(name, rgb)
             for cls, box in boxes:
