@@ -340,10 +340,7 @@ def run_pipeline(images: list[Path], out_dir: Path, config: PipelineConfig, subj
                                   n_clusters=clusters, features=features,
                                   counted_only=counted_only), "combine", quiet=quiet)
     _warn(combined.warnings)
-    _say(_counted_line(combined.table, counted_only))
-    from napari_reddino.runs.anndata_io import write_run_h5ad
-
-    write_run_h5ad(out_dir)  # cells.h5ad beside cells.parquet, for scanpy
+    _say(_counted_line(combined.table, counted_only))  # cells.h5ad: written by combine
     if report:
         index = drive(iter_write_report(out_dir, counted_only=counted_only), "report",
                       quiet=quiet)

@@ -26,6 +26,7 @@ import pandas as pd
 from napari_reddino import names as nm
 from napari_reddino.plugin.layers import image_layer_data, labels_layer_data, overlay_layer_data
 from napari_reddino.runs.pipeline import DONE_MARKER, GRID_FILE, IMAGE_SUFFIXES, read_image
+from napari_reddino.runs.run_files import smear_source
 
 SMEARS = "smears"  # pipeline.smear_dir puts each smear's folder here
 
@@ -69,12 +70,6 @@ def _marker(folder: Path) -> dict:
     return json.loads((folder / DONE_MARKER).read_text())
 
 
-def _image_file(folder: Path, marker: dict) -> Path | None:
-    from napari_reddino.runs.run_files import smear_source
-
-    return smear_source(folder, marker)
-
-
 def _smear_layers(folder: Path, table: pd.DataFrame | None = None, embeddings=None) -> list:
     """Image (when found), PCA overlay (when the grid was kept) and cells of one smear folder."""
     import zarr
@@ -92,7 +87,7 @@ def _smear_layers(folder: Path, table: pd.DataFrame | None = None, embeddings=No
         npz = folder / nm.EMBEDDINGS_FILE
         embeddings = CellEmbeddings.load(npz) if npz.is_file() else None
     out = []
-    image_path = _image_file(folder, marker)
+    image_path = smear_source(folder, marker)
     if image_path is not None:
         out.append(image_layer_data(read_image(image_path), name=layer_name,
                                     image_name=image_name, subject=subject,

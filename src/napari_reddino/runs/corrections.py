@@ -113,14 +113,26 @@ def apply_correction(table: pd.DataFrame, before: np.ndarray, after: np.ndarray,
     if not len(ids):
         result.embeddings = embeddings
         return result
-    if not result.measured:  # only erased cells: their rows go, nothing to measure
-        kept = table[~table[nm.LABEL].astype(int).isin(ids)].reset_index(drop=True)
-        result.table = add_counted(kept.drop(columns=[nm.COUNTED, nm.NOT_COUNTED_REASON],
-                                             errors="ignore"))
-        if embeddings is not None:
-            result.embeddings, result.table = _follow_embeddings(
-                result.table, table, embeddings, after, image, [], None, image_name)
-        return result
+    kept = table[~table[nm.LABEL].astype(int).isin(ids)].copy()
+    if result.measured:  # erased cells only lose their rows; the others are measured again
+        measured = _measured_rows(table, before, after, image, result, image_name=image_name,
+                                  subject=subject, pixel_size=pixel_size, original=original)
+        for column in (nm.EDITED, nm.NEEDS_REVIEW):
+            kept[column] = kept[column].fillna(False).astype(bool) if column in kept else False
+        kept = pd.concat([kept, measured.reindex(
+            columns=kept.columns.union(measured.columns, sort=False))], ignore_index=True)
+    new = kept.sort_values(nm.LABEL, kind="stable").reset_index(drop=True)
+    result.table = add_counted(new.drop(columns=[nm.COUNTED, nm.NOT_COUNTED_REASON],
+                                        errors="ignore"))
+    if embeddings is not None:
+        result.embeddings, result.table = _follow_embeddings(
+            result.table, table, embeddings, after, image, result.measured, backbone, image_name)
+    return result
+
+
+def _measured_rows(table, before, after, image, result: Correction, *, image_name: str,
+                   subject: str, pixel_size, original) -> pd.DataFrame:
+    """The new and reshaped cells' rows, with what a user gave them carried over."""
     measured = measure_cells(after, image, result.measured, image_name=image_name,
                              subject=subject, pixel_size=pixel_size)
     old = table.set_index(table[nm.LABEL].astype(int))
@@ -129,23 +141,11 @@ def apply_correction(table: pd.DataFrame, before: np.ndarray, after: np.ndarray,
             measured[column] = measured[nm.LABEL].map(old[column]).to_numpy()
     measured[nm.EDITED] = [original is None or not np.array_equal(original == i, after == i)
                            for i in measured[nm.LABEL]]
-    flag = [i in reshaped and _iou(before, after, i) < KEEP_CLASS_IOU for i in measured[nm.LABEL]]
+    flag = [i in result.reshaped and _iou(before, after, i) < KEEP_CLASS_IOU
+            for i in measured[nm.LABEL]]
     has_class = measured[nm.CLASS].notna().to_numpy() if nm.CLASS in measured else False
     measured[nm.NEEDS_REVIEW] = np.asarray(flag, dtype=bool) & has_class
-    kept = table[~table[nm.LABEL].astype(int).isin(ids)].copy()
-    for column in (nm.EDITED, nm.NEEDS_REVIEW):
-        kept[column] = kept[column].fillna(False).astype(bool) if column in kept else False
-    new = pd.concat([kept, measured.reindex(columns=kept.columns.union(measured.columns,
-                                                                       sort=False))],
-                    ignore_index=True)
-    new = new.sort_values(nm.LABEL, kind="stable").reset_index(drop=True)
-    new = add_counted(new.drop(columns=[nm.COUNTED, nm.NOT_COUNTED_REASON], errors="ignore"))
-    result.table = new
-    if embeddings is not None:
-        result.embeddings, result.table = _follow_embeddings(new, table, embeddings, after, image,
-                                                             result.measured, backbone,
-                                                             image_name)
-    return result
+    return measured
 
 
 def _follow_embeddings(new: pd.DataFrame, old: pd.DataFrame, embeddings, labels, image,

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from napari_reddino import names as nm
 from napari_reddino.defaults import DEFAULTS
 from napari_reddino.io.atomic import write_csv, write_text
+from napari_reddino.label.counting import counted_rows
 from napari_reddino.progress import Progress, ProgressGen, check_cancel, run_to_completion
 from napari_reddino.runs.combine import METRICS_TABLE, finished_smears, read_summary
 from napari_reddino.runs.distributed import FAILURES_TABLE, RUNS_TABLE
@@ -191,7 +192,7 @@ def iter_write_report(
     table = load_table(pooled)
     folders = finished_smears(run_dir, sorted(table[nm.IMAGE].astype(str).unique()))
     differential = differential_section(table, report_dir, counted_only)
-    table = table[_counted_rows(table, counted_only)]
+    table = table[counted_rows(table, counted_only)]
     n_overlays = min(max_overlays, len(folders))
     total = 2 + n_overlays
     column = class_column(table)
@@ -327,12 +328,6 @@ def _page(run_dir, table, column, summary, by_subject, by_image, metrics, failur
         more=n_images - len(overlays), n_failed=len(failures), notes=list(notes),
         failures=Markup(_html_table(failures[[nm.IMAGE, "error"]])) if len(failures) else "",
     )
-
-
-def _counted_rows(table: pd.DataFrame, counted_only: bool) -> np.ndarray:
-    from napari_reddino.label.counting import counted_rows
-
-    return counted_rows(table, counted_only)
 
 
 def differential_section(table: pd.DataFrame, report_dir: Path,
