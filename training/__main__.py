@@ -5,8 +5,8 @@ Run in the root of a checkout (``training`` is not installed with the plugin). E
     torchrun --nproc_per_node 8 -m training train --config vits14_reddino data.patch_dirs=[/data]
     python -m training train --config tiny_cpu run.output_dir=runs/tiny
     python -m training export runs/tiny --out exported/tiny
-    python -m training patches /smears --out patches/ --size 224
-    python -m training patches /smears --out crops/ --size 112 --cells
+    python -m training patches /smears --out patches/ --size 224   (shards + manifest.json)
+    python -m training patches /smears --out crops/ --size 112 --cells   (one PNG per cell)
     python -m training eval ...          (the harness, as python -m training.eval)
 """
 
@@ -39,7 +39,20 @@ def _export(args: argparse.Namespace) -> int:
 
 def _patches(args: argparse.Namespace) -> int:
     from training.data.patches import extract_cell_crops, extract_patches
+    from training.data.shards import write_cell_shards, write_patch_shards
 
+    form = args.format or ("png" if args.cells else "shards")
+    if form == "shards":
+        if args.cells:
+            manifest = write_cell_shards(args.sources, args.out, size=args.size, scale=args.scale,
+                                         margin=args.margin, shard_size=args.shard_size)
+        else:
+            manifest = write_patch_shards(args.sources, args.out, size=args.size,
+                                          min_foreground=args.min_foreground, scale=args.scale,
+                                          shard_size=args.shard_size)  # fmt: skip
+        print(f"wrote {manifest['count']} {manifest['kind']} in {len(manifest['shards'])} shards "
+              f"to {args.out} (train with data.shards=[{args.out}])")
+        return 0
     if args.cells:
         count = extract_cell_crops(args.sources, args.out, size=args.size, scale=args.scale,
                                    margin=args.margin)
@@ -66,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     export = sub.add_parser("export", help="teacher backbone -> timm/napari-reddino model folder")
-    export.add_argument("checkpoint", help="checkpoint file or run folder (newest checkpoint)")
+    export.add_argument("checkpoint", help="checkpoint file (.pt, or a dcp_to_torch file), "
+                        "sharded .dcp folder, or run folder (newest checkpoint)")
     export.add_argument("--out", required=True, help="folder to write")
     export.add_argument("--img-size", type=int, default=224)
     export.add_argument("--state-dict", default=None, help="also write a plain timm state dict")
@@ -84,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "cell instead of tiles")
     patches.add_argument("--margin", type=float, default=2.0,
                          help="with --cells: crop side / the cell's longest box side")
+    patches.add_argument("--format", choices=("shards", "png"), default=None,
+                         help="shards: .npy shards + manifest.json, for data.shards (the default "
+                              "for tiles); png: one PNG per patch, for data.patch_dirs (the "
+                              "default with --cells)")
+    patches.add_argument("--shard-size", type=int, default=1024, help="patches per shard")
     patches.set_defaults(func=_patches)
 
     sub.add_parser("eval", help="evaluation harness (see python -m training eval -h)",

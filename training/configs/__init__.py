@@ -133,6 +133,7 @@ RESUME_MAY_CHANGE = frozenset({
     "run.output_dir", "run.stop_after", "run.max_minutes", "run.checkpoint_every",
     "run.checkpoint_every_minutes", "run.keep_checkpoints", "run.log_every", "run.threads",
     "run.nan_abort_after", "run.tensorboard", "run.compile", "data.num_workers",
+    "data.verify_shards",
 })  # fmt: skip
 
 

@@ -106,6 +106,8 @@ class DataConfig:
     """Where images come from and how they are augmented into DINO crops."""
 
     patch_dirs: list[str] = field(default_factory=list)
+    shards: list[str] = field(default_factory=list)  # patch-shard manifests (training/data/shards)
+    verify_shards: bool = True  # sha256 of each shard on its first read in a process
     synthetic: bool = False
     synthetic_fraction: float = 0.5  # share of samples from the generator when both sources exist
     synthetic_shape: int = 512

@@ -196,7 +196,7 @@ class CellBankStream(IterableDataset):
 
 def bank_stream_from_config(data_cfg, mask_cfg, **kwargs) -> CellBankStream:
     """The stream ``data.cell_bank`` asks for (augmentation and masks as the config says)."""
-    base_cfg = dataclasses.replace(data_cfg, patch_dirs=[], synthetic=True)
+    base_cfg = dataclasses.replace(data_cfg, patch_dirs=[], shards=[], synthetic=True)
     return CellBankStream(data_cfg.cell_bank, stream_from_config(base_cfg, mask_cfg, **kwargs),
                           exclude=data_cfg.morph_exclude)
 

@@ -7,7 +7,10 @@ position is just the step), N ranks see together the same global batch one proce
 workers can run ahead in parallel.
 Rank r of w takes samples ``[r*B, (r+1)*B)`` of each global batch of ``w*B``; worker k of n
 builds steps ``start + k, start + k + n, ...`` (PyTorch hands worker outputs back round-robin,
-so the order is preserved).
+so the order is preserved). Patch folders are drawn from whole on every rank; patch shards
+(``data.shards``, :mod:`training.data.shards`) are read rank by rank: rank r's ``j``-th sample
+is position ``j`` of its epoch share, so a rank reads only its share and batches stay a pure
+function of ``(seed, rank, world size, step)``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from training.data.augment import CropSpec, PixelSpec, RedDinoAugmentation
 from training.data.masking import sample_mask_rows
 from training.data.patches import as_rgb_uint8, list_images
+from training.data.shards import PatchShards, epoch_share
 
 SAMPLES_PER_SYNTHETIC_SMEAR = 8
 
@@ -84,12 +88,14 @@ class SmearCropStream(IterableDataset):
         n_pixel_transforms: int = 4,
         pixel: PixelSpec | None = None,
         cache_decoded: bool = True,
+        shards: PatchShards | None = None,
     ):
         super().__init__()
-        if not files and not synthetic:
-            raise ValueError(
-                "no training images: give data.patch_dirs with image files or set data.synthetic"
-            )
+        if not files and shards is None and not synthetic:
+            raise ValueError("no training images: give data.patch_dirs with image files, "
+                             "data.shards or set data.synthetic")  # fmt: skip
+        if files and shards is not None:
+            raise ValueError("give data.patch_dirs or data.shards, not both")
         if synthetic_mode not in SYNTHETIC_MODES:
             raise ValueError(f"data.synthetic_mode must be one of {SYNTHETIC_MODES}, "
                              f"got {synthetic_mode!r}")
@@ -104,7 +110,11 @@ class SmearCropStream(IterableDataset):
         self.world_size = world_size
         self.start_step = start_step
         self.synthetic = synthetic
-        self.synthetic_fraction = synthetic_fraction if files else 1.0
+        self.synthetic_fraction = synthetic_fraction if files or shards is not None else 1.0
+        self.shards = shards
+        self._shares: dict[int, np.ndarray] = {}  # epoch -> this rank's share (the last two)
+        if shards is not None and len(shards) < world_size:
+            raise ValueError(f"{len(shards)} shard samples cannot be shared by {world_size} ranks")
         self.synthetic_shape = synthetic_shape
         self.synthetic_mode = synthetic_mode
         self.tile_size = tile_size
@@ -118,6 +128,8 @@ class SmearCropStream(IterableDataset):
 
     def _image(self, sample_index: int, rng: np.random.Generator) -> np.ndarray:
         use_synthetic = self.synthetic and rng.random() < self.synthetic_fraction
+        if not use_synthetic and self.shards is not None:
+            return self.shards[self.shard_index(sample_index)]
         if not use_synthetic:
             return self.read(str(self.files[int(rng.integers(len(self.files)))]))
         smear_seed = self.seed * 1_000_003 + sample_index // SAMPLES_PER_SYNTHETIC_SMEAR
@@ -132,8 +144,20 @@ class SmearCropStream(IterableDataset):
         x = int(rng.integers(smear.shape[1] - tile + 1))
         return smear[y : y + tile, x : x + tile]
 
+    def shard_index(self, sample_index: int) -> int:
+        """The shard sample behind a global sample index of this rank: its place in the share."""
+        step, slot = divmod(sample_index, self.global_batch)
+        local = step * self.batch_size + slot - self.rank * self.batch_size
+        epoch, position = divmod(local, len(self.shards) // self.world_size)
+        if epoch not in self._shares:
+            if len(self._shares) >= 2:
+                self._shares.pop(min(self._shares))
+            self._shares[epoch] = epoch_share(self.shards.counts, seed=self.seed, epoch=epoch,
+                                              rank=self.rank, world_size=self.world_size)
+        return int(self._shares[epoch][position])
+
     def sample(self, sample_index: int) -> dict[str, torch.Tensor]:
-        """The augmented crops of one global sample index (identical on every rank and run)."""
+        """The augmented crops of one global sample index (the same in every run)."""
         rng = np.random.default_rng([self.seed, sample_index])
         image = self._image(sample_index, rng)
         return self.augment(image, seed=int(rng.integers(2**31)))
@@ -203,7 +227,11 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
     """Build the stream a :class:`training.configs.TrainConfig` describes."""
     files = list_images(data_cfg.patch_dirs) if data_cfg.patch_dirs else []
     if data_cfg.patch_dirs and not files:
-        raise ValueError(f"no image files found under data.patch_dirs={data_cfg.patch_dirs}")
+        sharded = [d for d in data_cfg.patch_dirs if (Path(d) / "manifest.json").is_file()]
+        hint = f" ({sharded[0]} holds patch shards: give data.shards=[...])" if sharded else ""
+        raise ValueError(f"no image files found under data.patch_dirs={data_cfg.patch_dirs}{hint}")
+    shards = (PatchShards(data_cfg.shards, verify=data_cfg.verify_shards)
+              if data_cfg.shards else None)  # fmt: skip
     crops = CropSpec(
         global_size=data_cfg.global_crop_size,
         global_scale=tuple(data_cfg.global_crop_scale),
@@ -242,4 +270,5 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
         synthetic_mode=data_cfg.synthetic_mode,
         tile_size=data_cfg.synthetic_tile,
         pixel=pixel,
+        shards=shards,
     )

@@ -107,6 +107,51 @@ def _smear_files(sources: list[str | Path]) -> list[Path]:
     return files
 
 
+def iter_cell_crops(
+    sources: list[str | Path], *, size: int = 112, scale: float = 1.0, margin: float = 2.0
+) -> Iterator[tuple[int, Path, int, np.ndarray]]:
+    """``(smear index, smear path, cell label, crop)`` for every segmented cell (lazily).
+
+    Each crop is a square of ``margin`` x the cell's longest box side, centered on the cell and
+    resized to ``size``: the view of a cell the plugin's ``cls_crop`` pooling embeds (there with
+    margin 1.5; a wider margin here leaves room for the random resized crops of training).
+    The arguments are checked now, before any file is written.
+    """
+    if margin < 1.0:
+        raise ValueError(f"margin must be >= 1 (the crop holds the whole cell), got {margin}")
+    return _cell_crops(_smear_files(sources), size, scale, margin)
+
+
+def _cell_crops(files: list[Path], size: int, scale: float, margin: float):
+    from scipy import ndimage
+
+    from napari_reddino.embed.per_cell import crop_square
+    from napari_reddino.segment.dispatch import classical_segment
+
+    for index, path in enumerate(files):
+        image = _read_smear(path, scale)
+        labels = classical_segment(image)
+        for label, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is not None:
+                yield index, path, label, crop_square(image, box, margin, size)
+
+
+def iter_tiles(
+    sources: list[str | Path], *, size: int = 224, min_foreground: float = 0.1, scale: float = 1.0
+) -> Iterator[tuple[int, Path, tuple[int, int], np.ndarray]]:
+    """``(smear index, smear path, (y, x), tile)`` for every kept tile of every smear (lazily)."""
+    if size < 1:
+        raise ValueError(f"patch size must be positive, got {size}")
+    return _tiles(_smear_files(sources), size, min_foreground, scale)
+
+
+def _tiles(files: list[Path], size: int, min_foreground: float, scale: float):
+    for index, path in enumerate(files):
+        image = _read_smear(path, scale)
+        for y, x, tile in tile_patches(image, size, min_foreground=min_foreground):
+            yield index, path, (y, x), tile
+
+
 def extract_cell_crops(
     sources: list[str | Path],
     out_dir: str | Path,
@@ -115,30 +160,14 @@ def extract_cell_crops(
     scale: float = 1.0,
     margin: float = 2.0,
 ) -> int:
-    """Segment every smear (classical backend), write one PNG per cell; return how many.
-
-    Each crop is a square of ``margin`` x the cell's longest box side, centered on the cell and
-    resized to ``size``: the view of a cell the plugin's ``cls_crop`` pooling embeds (there with
-    margin 1.5; a wider margin here leaves room for the random resized crops of training).
-    """
-    from scipy import ndimage
-
-    from napari_reddino.embed.per_cell import crop_square
-    from napari_reddino.segment.dispatch import classical_segment
-
-    if margin < 1.0:
-        raise ValueError(f"margin must be >= 1 (the crop holds the whole cell), got {margin}")
+    """Segment every smear (classical backend), write one PNG per cell; return how many."""
+    crops = iter_cell_crops(sources, size=size, scale=scale, margin=margin)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
-    for index, path in enumerate(_smear_files(sources)):
-        image = _read_smear(path, scale)
-        labels = classical_segment(image)
-        for label, box in enumerate(ndimage.find_objects(labels), start=1):
-            if box is not None:
-                crop = crop_square(image, box, margin, size)
-                iio.imwrite(out / f"{index:05d}_{path.stem}_cell{label:04d}.png", crop)
-                count += 1
+    for index, path, label, crop in crops:
+        iio.imwrite(out / f"{index:05d}_{path.stem}_cell{label:04d}.png", crop)
+        count += 1
     return count
 
 
@@ -152,14 +181,14 @@ def extract_patches(
 ) -> int:
     """Tile every smear under ``sources`` into PNG patches in ``out_dir``; return how many.
 
-    ``scale`` resizes smears first (e.g. 0.5 to match a lower-magnification target).
+    ``scale`` resizes smears first (e.g. 0.5 to match a lower-magnification target). The same
+    tiles as shards (:func:`training.data.shards.write_shards`) load several times faster.
     """
+    tiles = iter_tiles(sources, size=size, min_foreground=min_foreground, scale=scale)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     count = 0
-    for index, path in enumerate(_smear_files(sources)):
-        image = _read_smear(path, scale)
-        for y, x, tile in tile_patches(image, size, min_foreground=min_foreground):
-            iio.imwrite(out / f"{index:05d}_{path.stem}_{y}_{x}.png", tile)
-            count += 1
+    for index, path, (y, x), tile in tiles:
+        iio.imwrite(out / f"{index:05d}_{path.stem}_{y}_{x}.png", tile)
+        count += 1
     return count

@@ -8,7 +8,9 @@ position embedding, so :meth:`DinoModel.tokens` runs timm's own stages with that
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,12 +93,35 @@ def _token_in(path: Path, dim: int) -> torch.Tensor | None:
     return token.detach().float().reshape(1, dim)
 
 
+@contextlib.contextmanager
+def _local_rank_zero_first():
+    """In a process group, each node's local rank 0 runs the block first (the download) while
+    the node's other ranks wait, then they run it from the cache: one download per node, not
+    one per GPU racing into the same cache. Every rank must enter it (all build the model)."""
+    import torch.distributed as dist
+
+    joined = dist.is_available() and dist.is_initialized()
+    first = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if joined and not first:
+        dist.barrier()  # released by the barrier the first ranks reach after the block
+    try:
+        yield
+    finally:
+        if joined and first:
+            dist.barrier()
+
+
 def pretrained_mask_token(source: str, dim: int) -> torch.Tensor | None:
     """The trained iBOT mask token of ``source``'s checkpoint, or None if it has none.
 
     timm drops it when loading, so it is read from the weight file itself; for the ``dinov2-*``
-    names from DINOv2's torch.hub checkpoint (downloaded once into torch.hub's cache).
+    names from DINOv2's torch.hub checkpoint (downloaded once per node into torch.hub's cache).
     """
+    with _local_rank_zero_first():
+        return _mask_token(source, dim)
+
+
+def _mask_token(source: str, dim: int) -> torch.Tensor | None:
     for path in _weight_files(source):
         if (token := _token_in(path, dim)) is not None:
             return token

@@ -8,6 +8,7 @@ also the data-loader position, see ``training.data.loader``) and every rank's RN
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -28,6 +29,9 @@ _SAFE_GLOBALS = [
 ]
 _NAME = re.compile(r"^checkpoint_(\d{7})\.(pt|dcp)$")  # .dcp: a sharded (DCP) folder
 META = "meta.pt"  # a sharded checkpoint's small, rank-0 part (everything but model / optimizer)
+# Inside the shards too (step + config as JSON text), so that the single file torch's
+# ``format_utils dcp_to_torch`` makes of a sharded checkpoint still says what it is
+DCP_META_KEY = "training_meta"
 
 
 def checkpoint_path(folder: str | Path, step: int) -> Path:
@@ -127,8 +131,19 @@ def finish_sharded(tmp: Path, step: int, meta: dict[str, Any], *, keep: int = 2)
     return final
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (onto the CPU)."""
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    """A DCP folder (ours or any ``dcp.save`` output), not a run folder that holds checkpoints."""
+    path = Path(path)
+    return path.is_dir() and ((path / META).is_file() or (path / ".metadata").is_file())
+
+
+def load_checkpoint(path: str | Path, *, weights_only_ok: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (onto the CPU).
+
+    Also reads the file ``format_utils dcp_to_torch`` makes of a sharded checkpoint (its step and
+    config come from :data:`DCP_META_KEY`). ``weights_only_ok``: a file with ``models`` but no
+    step is accepted too (export needs only the weights; a resume needs everything).
+    """
     path = Path(path)
     sharded = path.is_dir()
     if sharded:
@@ -154,6 +169,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "`python -m training train`") from err
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(f"{path} is not a readable training checkpoint: {err}") from err
-    if not isinstance(state, dict) or "step" not in state or not (sharded or "models" in state):
-        raise ValueError(f"{path} is not a training checkpoint (no 'step'/'models')")
+    if isinstance(state, dict) and isinstance(state.get(DCP_META_KEY), str) and "step" not in state:
+        state = {**state, **json.loads(state.pop(DCP_META_KEY))}  # a converted sharded one
+    if not isinstance(state, dict) or not (sharded or "models" in state):
+        raise ValueError(f"{path} is not a training checkpoint (no 'models')")
+    if "step" not in state and not weights_only_ok:
+        raise ValueError(f"{path} is not a training checkpoint (no 'step'); a file made by "
+                         "format_utils dcp_to_torch can be exported, not resumed from")
     return state

@@ -131,7 +131,14 @@ def wrap_student(module: nn.Module, env: DistEnv, strategy: str = "ddp", run=Non
         return module
     if strategy == "ddp":
         device_ids = [env.local_rank] if env.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+        # Bit-exact resumes over 3+ ranks: DDP rebuilds its gradient buckets after a process's
+        # first step, so a resumed process's first step would sum the ranks' gradients in another
+        # order than the unbroken run did (two ranks' sum commutes). find_unused_parameters keeps
+        # the buckets as built here, at the cost of one autograd-graph walk per step (and one
+        # C++ warning per rank that no parameter was unused).
+        return nn.parallel.DistributedDataParallel(
+            module, device_ids=device_ids, find_unused_parameters=env.world_size > 2
+        )
     from torch.distributed.fsdp import fully_shard
 
     warn_view_outputs_once(env)
@@ -238,16 +245,26 @@ def load_full_state(models: nn.Module, optimizer, state: dict, *, sharded: bool)
     set_optimizer_state_dict(models.student, optimizer, state["optimizer"], options=options)
 
 
-def save_sharded(folder, models: nn.Module, optimizer) -> None:
-    """Every rank writes its own shards (torch.distributed.checkpoint): nothing is gathered."""
+def save_sharded(folder, models: nn.Module, optimizer, meta: dict | None = None) -> None:
+    """Every rank writes its own shards (torch.distributed.checkpoint): nothing is gathered.
+
+    ``meta`` (step, config) goes in as JSON text: torch's ``format_utils dcp_to_torch`` file of
+    the folder then still holds what export needs (rank 0's ``meta.pt`` is not converted).
+    """
+    import json
+
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,
         get_optimizer_state_dict,
     )
 
+    from training.train.checkpoint import DCP_META_KEY
+
     state = {"models": get_model_state_dict(models),
              "optimizer": get_optimizer_state_dict(models.student, optimizer)}  # fmt: skip
+    if meta is not None:  # the same keys on every rank, as dcp.save requires
+        state[DCP_META_KEY] = json.dumps(meta)
     dcp.save(state, checkpoint_id=str(folder))
 
 

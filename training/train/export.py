@@ -4,6 +4,11 @@ DINOv2 evaluates and ships the EMA teacher, not the student. The folder is writt
 ``napari_reddino.embed.backbones.export_backbone`` (timm's ``save_for_hf`` format), so it loads as
 ``local-dir:<folder>`` in the plugin and can be pushed to the Hugging Face hub unchanged. Training
 may use small crops; the position embedding is resampled to the exported input size.
+
+Every checkpoint format exports: a ``checkpoint_*.pt`` file, a run folder (its newest checkpoint),
+a sharded ``checkpoint_*.dcp`` folder (FSDP's per-rank shards, read here by one process without
+a process group), and the single file ``python -m torch.distributed.checkpoint.format_utils
+dcp_to_torch`` makes of such a folder.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import yaml
 from timm.layers import resample_abs_pos_embed
 
 from training.configs import ModelConfig, config_from_dict
-from training.train.checkpoint import latest_checkpoint, load_checkpoint
+from training.train.checkpoint import is_sharded_checkpoint, latest_checkpoint, load_checkpoint
 
 TEACHER_PREFIX = "teacher.backbone."
 
@@ -56,13 +61,53 @@ def teacher_backbone(state: dict, img_size: int) -> tuple[torch.nn.Module, dict]
     return model.eval(), args
 
 
+def sharded_teacher(folder: Path) -> dict[str, torch.Tensor]:
+    """The teacher backbone's full tensors from a DCP folder, whatever the sharding it was saved
+    with: only those keys are read (not the student, nor the optimizer's moments)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(str(folder))
+    stored = reader.read_metadata().state_dict_metadata
+    prefix = "models." + TEACHER_PREFIX
+    state = {key: torch.empty(meta.size, dtype=meta.properties.dtype)
+             for key, meta in stored.items()
+             if key.startswith(prefix) and isinstance(meta, TensorStorageMetadata)}  # fmt: skip
+    if not state:
+        raise ValueError(f"the sharded checkpoint {folder} holds no teacher backbone "
+                         f"('{prefix}*' keys)")  # fmt: skip
+    dcp.load(state, storage_reader=reader, no_dist=True)  # this one process reads every shard
+    return {key[len("models.") :]: value for key, value in state.items()}
+
+
+def read_for_export(path: Path) -> dict:
+    """``{"models", "config", "step"}`` of any checkpoint format (``models``: the teacher at least).
+
+    A ``dcp_to_torch`` file of a sharded checkpoint from before its shards carried the config
+    takes it from the run's ``config.yaml`` beside it.
+    """
+    if is_sharded_checkpoint(path):
+        meta = load_checkpoint(path)  # rank 0's meta.pt: step, config
+        return {"models": sharded_teacher(path), "config": meta["config"], "step": meta["step"]}
+    state = load_checkpoint(path, weights_only_ok=True)
+    if "config" not in state:
+        beside = path.parent / "config.yaml"
+        if not beside.is_file():
+            raise ValueError(f"{path} holds weights but not the run's config; put it in its run "
+                             "folder (beside config.yaml) and export again")  # fmt: skip
+        state["config"] = yaml.safe_load(beside.read_text())
+    return {"models": state["models"], "config": state["config"], "step": state.get("step")}
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the newest checkpoint in a run folder."""
+    """A checkpoint file or sharded folder, or the newest checkpoint in a run folder."""
     path = Path(path)
+    if is_sharded_checkpoint(path):
+        return path
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
-            raise FileNotFoundError(f"no checkpoint_*.pt in run folder {path}")
+            raise FileNotFoundError(f"no checkpoint_*.pt or checkpoint_*.dcp in run folder {path}")
         return found
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or run folder at {path}")
@@ -78,7 +123,7 @@ def export_teacher(
     tag: str | None = None,
     readme: str | None = None,
 ) -> Path:
-    """Export the teacher backbone of ``checkpoint`` (file or run folder) to ``folder``.
+    """Export the teacher backbone of ``checkpoint`` (any format, or a run folder) to ``folder``.
 
     Writes ``config.json`` + ``model.safetensors`` (loadable by ``load_backbone("local-dir:...")``),
     ``training_config.yaml`` (the run's resolved config, for provenance) and, when
@@ -96,15 +141,16 @@ def export_teacher(
         raise ValueError(f"--state-dict {state_dict_path} is a folder; give a file name "
                          "such as teacher.pth")
     path = resolve_checkpoint(checkpoint)
-    state = load_checkpoint(path)
+    state = read_for_export(path)
     model, args = teacher_backbone(state, img_size)
+    step = state["step"]
     export_backbone(
         model, folder, img_size=img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        tag=tag or f"step{state['step']}", model_args=args,
+        tag=tag or (f"step{step}" if step is not None else path.stem), model_args=args,
     )
     (folder / "model.safetensors").chmod(0o644)  # package data must be world-readable
     (folder / "training_config.yaml").write_text(
-        yaml.safe_dump({"checkpoint_step": state["step"], **state["config"]}, sort_keys=False)
+        yaml.safe_dump({"checkpoint_step": step, **state["config"]}, sort_keys=False)
     )
     if readme is not None:
         (folder / "README.md").write_text(readme)

@@ -207,7 +207,8 @@ class Trainer:
                              f"{self.cfg.run.checkpoint_format!r}")  # fmt: skip
         if self.cfg.run.checkpoint_format == "sharded":
             tmp = self.out / f".checkpoint_{step:07d}.dcp.tmp"  # the same name on every rank
-            save_sharded(tmp, self.models, self.optimizer)
+            save_sharded(tmp, self.models, self.optimizer,
+                         meta={"step": step, "config": self.cfg.to_dict()})
             models_state = optimizer_state = None
         else:
             models_state, optimizer_state = full_state(self.models, self.optimizer,

@@ -95,6 +95,15 @@ def test_cell_crops_of_a_segmented_smear_match_the_plugins_cls_crop(tmp_path):
     assert len(written) == len(boxes) >= 10
     first = iio.imread(written[0])
     np.testing.assert_array_equal(first, crop_square(smear.image, boxes[0], 1.5, 64))
+    assert main(["patches", str(tmp_path / "smear.png"), "--out", str(tmp_path / "shards"),
+                 "--cells", "--size", "64", "--margin", "1.5", "--format", "shards"]) == 0
+    from training.data.shards import PatchShards, load_manifest
+
+    manifest, shards = load_manifest(tmp_path / "shards"), PatchShards([tmp_path / "shards"])
+    assert manifest["kind"] == "cells" and len(shards) == len(written)
+    assert manifest["sources"][0]["keys"] == [int(p.stem[-4:]) for p in written]  # cell labels
+    for index, path in enumerate(written):
+        np.testing.assert_array_equal(shards[index], iio.imread(path))
     with pytest.raises(ValueError, match="margin must be >= 1"):
         extract_cell_crops([tmp_path / "smear.png"], tmp_path / "bad", margin=0.5)
 
