@@ -50,3 +50,16 @@ def test_bccd_white_cells_are_kind_wbc():
             boxed += 1
             hits += kind[largest] == "wbc"
     assert boxed >= 4 and hits == boxed
+
+
+@pytest.mark.parametrize("image, x, y", [("661.jpg", 480, 387), ("696.jpg", 323, 430),
+                                         ("701.jpg", 593, 259)])
+def test_thin_schistocyte_fragments_become_counted_cells(image, x, y):
+    """Labelled schistocytes of chula_rbc12_dev too thin for a distance peak were dropped."""
+    from napari_reddino.segment.counted import add_counted
+
+    result = segment(_image(f"chula_rbc12_dev/images/{image}"))
+    label = int(result.labels[y, x])
+    assert label > 0, "the labelled fragment has no object"
+    row = add_counted(result.features).set_index("label").loc[label]
+    assert row["kind"] == "rbc" and bool(row["counted"]), row

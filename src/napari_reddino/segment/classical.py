@@ -107,13 +107,25 @@ def _complete_fragments(mask: np.ndarray, density: np.ndarray, glass: float,
 
 
 def _split_markers(dist: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
-    """One marker per distance peak deeper than SPLIT_DEPTH x radius (found at reduced scale)."""
+    """One marker per distance peak deeper than SPLIT_DEPTH x radius (found at reduced scale).
+
+    A blob of the mask with no such peak (a thin schistocyte fragment: its distance map is too
+    shallow for h-maxima) still gets one marker at its deepest pixel, so it becomes an object
+    instead of being dropped by the watershed.
+    """
     step = max(1, int(radius // 8))  # the smoothed distance map is flat at this scale
     small = np.ascontiguousarray(dist[::step, ::step])
     peaks, _ = ndimage.label(h_maxima(small, SPLIT_DEPTH * radius))
     markers = np.zeros(dist.shape, np.int32)
     markers[::step, ::step] = peaks
     markers[~mask] = 0
+    blobs, n = ndimage.label(mask)
+    if n:
+        marked = np.bincount(blobs[markers > 0], minlength=n + 1).astype(bool)
+        unmarked = np.flatnonzero(~marked[1:]) + 1
+        if len(unmarked):
+            where = np.array(ndimage.maximum_position(dist, blobs, unmarked)).reshape(-1, 2)
+            markers[where[:, 0], where[:, 1]] = int(markers.max()) + np.arange(1, len(where) + 1)
     return markers
 
 
