@@ -1,4 +1,4 @@
-"""Regenerate the user-guide screenshots of the four docks.
+"""Regenerate the user-guide screenshots of the working docks.
 
 Run under a display (or Xvfb), from the repository root::
 

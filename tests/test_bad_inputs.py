@@ -355,7 +355,7 @@ def _world_box(layer_data) -> np.ndarray:
 
 
 def test_the_smears_of_a_run_folder_open_side_by_side_not_stacked(run_dir):
-    from napari_reddino.plugin.reader import read_run_layers
+    from napari_reddino.plugin.reader import patch_overlay_data, read_run_layers
 
     layers = read_run_layers(run_dir)
     labels = [layer for layer in layers if layer[2] == "labels"]
@@ -363,9 +363,10 @@ def test_the_smears_of_a_run_folder_open_side_by_side_not_stacked(run_dir):
     for i, a in enumerate(boxes):  # no two smears overlap
         for b in boxes[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
-    for labels_layer in labels:  # each overlay lies on its own smear
-        name = labels_layer[1]["metadata"]["image_layer"]
-        overlay = next(la for la in layers if la[1]["name"] == f"{name} RedDino PCA")
+    for labels_layer in labels:  # each overlay, made when asked, lies on its own smear
+        _, kwargs, _ = labels_layer
+        overlay = patch_overlay_data(kwargs["metadata"], kwargs.get("scale"),
+                                     kwargs.get("translate"))
         box, over = _world_box(labels_layer), _world_box(overlay)
         assert np.all(over[:2] >= box[:2] - 21) and np.all(over[2:] <= box[2:] + 21)  # 1.5 patch
 

@@ -31,13 +31,13 @@ def test_get_reader_claims_only_our_folders_and_files(small_run, tmp_path):
         assert _reader.get_reader(other if isinstance(other, list) else str(other)) is None
 
 
-def test_run_layers_hold_each_smears_image_overlay_and_cells(small_run):
+def test_run_layers_hold_each_smears_image_and_cells_overlay_on_demand(small_run):
     table = load_table(small_run / nm.CELLS_TABLE_FILE)
     pooled = CellEmbeddings.load(small_run / nm.EMBEDDINGS_FILE)
     layers = _reader.read_run_layers(str(small_run))
     images, labels = _by_type(layers, "image"), _by_type(layers, "labels")
     assert len(labels) == table[nm.IMAGE].nunique() == 2
-    assert len(images) == 4  # photo + PCA overlay per smear
+    assert len(images) == 2  # the photo of each smear: no overlay made while opening
     for data, kwargs, _ in labels:
         meta, features = kwargs["metadata"], kwargs["features"]
         own = table[table[nm.IMAGE] == meta[nm.META_IMAGE]].reset_index(drop=True)
@@ -48,10 +48,15 @@ def test_run_layers_hold_each_smears_image_overlay_and_cells(small_run):
         np.testing.assert_array_equal(vectors, pooled.vectors[own[nm.EMBEDDING_ROW]])
         photo = next(d for d, k, _ in images if k["name"] == meta[nm.META_IMAGE_LAYER])
         assert photo.shape[:2] == data.shape and photo.dtype == np.uint8
-        overlay = next(k for _, k, _ in images if k["name"].endswith("RedDino PCA")
-                       and k["metadata"][nm.META_IMAGE_LAYER] == meta[nm.META_IMAGE_LAYER])
+        # the patch-token overlay, made when asked from the grid the run kept, on its smear
+        rgb, overlay, kind = _reader.patch_overlay_data(meta, kwargs.get("scale"),
+                                                        kwargs.get("translate"))
+        assert kind == "image" and overlay["name"] == f"{meta[nm.META_IMAGE_LAYER]} RedDino PCA"
+        assert overlay["metadata"][nm.META_IMAGE_LAYER] == meta[nm.META_IMAGE_LAYER]
         shift = np.subtract(overlay["translate"], kwargs.get("translate", (0.0, 0.0)))
         assert overlay["scale"] == (14.0, 14.0) and tuple(shift) == (6.5, 6.5)  # on its smear
+        assert rgb.shape[:2] == tuple(-(-np.array(data.shape) // 14)) and rgb.shape[2] == 3
+    assert _reader.patch_overlay_data({nm.META_IMAGE: "x.png"}) is None  # not from a run
 
 
 def test_moved_images_still_open_the_cells(small_run, tmp_path):
@@ -62,7 +67,7 @@ def test_moved_images_still_open_the_cells(small_run, tmp_path):
         marker.write_text(marker.read_text().replace(str(small_run.parent), str(tmp_path / "x")))
     layers = _reader.read_run_layers(str(run))
     assert len(_by_type(layers, "labels")) == 2
-    assert all(k["name"].endswith("RedDino PCA") for _, k, _ in _by_type(layers, "image"))
+    assert not _by_type(layers, "image")  # no photos, and no overlay until asked
 
 
 def test_smear_folder_and_its_npz_open_the_same_cells(small_run):

@@ -70,7 +70,7 @@ def test_round_trip_keeps_table_classes_and_vectors(tmp_path):
     vectors = rng.random((6, 4)).astype(np.float32)
     adata = anndata_io.to_anndata(table, vectors, backbone="bb", pooling="cls_crop",
                                   projection="umap")
-    assert adata.uns[nm.UNS_CLASS_COLORS] == ["#ff7f0e", "#1f77b4"]  # chula set: macrocyte, normal
+    assert adata.uns[nm.UNS_CLASS_COLORS] == ["#f0e442", "#332288"]  # chula set: macrocyte, normal
     path = anndata_io.write_h5ad(adata, tmp_path / "cells.h5ad")
     back, embeddings = anndata_io.from_anndata(anndata_io.read_h5ad(path))
     for column in ("label", "image", "subject", "area"):

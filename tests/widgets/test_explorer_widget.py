@@ -283,3 +283,55 @@ def test_docks_opened_from_the_plugins_menu_share_one_session(make_napari_viewer
         assert _linking.cell_at(viewer, layer_cells, world) == index
     private = [str(w.message) for w in caught if "Private attribute" in str(w.message)]
     assert not private, private
+
+
+def test_the_projection_status_ends_done_even_when_the_map_is_cached(make_napari_viewer,
+                                                                      wait_idle):
+    """#27 item 4: napari's progress bar runs the Qt loop, so the result arrived while the first
+    progress line was being shown, and that line ("preparing N cells (0/3)") stayed."""
+    viewer = make_napari_viewer(show=True)  # the activity dock's bars are on screen
+    add_smears(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
+    widget.method.setCurrentText("PCA")
+    for _ in range(2):  # the second map comes from the cache
+        widget.project_runner.run_button.click()
+        wait_idle(widget.project_runner)
+        assert widget.project_runner.status.text() == "PCA projection: done"
+
+
+def test_compare_cells_in_follows_cells_embedded_again_with_morphology(
+        make_napari_viewer, qtbot, wait_idle, tiny_backbone_dir, monkeypatch):
+    """#27 item 4: cells gathered before their morphology was measured showed "embedding" and
+    the map was made from the old table; the embedding dock's new vectors and morphology now
+    reach the explorer, which shows and uses the default space (morphology)."""
+    from napari_reddino import names as nm
+    from napari_reddino.defaults import DEFAULTS
+    from napari_reddino.explore import analysis
+    from napari_reddino.explore.spaces import space_matrix
+    from napari_reddino.progress import run_to_completion
+    from napari_reddino.widgets import embedding
+
+    viewer = make_napari_viewer(show=True)
+    (_, layer, _), = add_smears(viewer, n_subjects=1)  # known vectors, no morphology yet
+    _, explorer = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
+    assert explorer.space.currentText() == nm.EMBEDDING  # all these cells have
+    _, emb = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
+    monkeypatch.setattr(embedding.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: str(tiny_backbone_dir))
+    emb.browse_folder.native.click()
+    emb.device.value = "cpu"
+    assert emb.labels_combo.value is layer
+    emb.runner.run_button.click()
+    wait_idle(emb.runner)
+
+    cells = explorer.layer_cells
+    assert cells is not None and cells.vectors.shape[1] == 192  # the tiny backbone's vectors
+    assert explorer.space.currentText() == DEFAULTS.space == nm.MORPHOLOGY
+    explorer.method.setCurrentText("PCA")
+    explorer.project_runner.run_button.click()
+    wait_idle(explorer.project_runner)
+    used = explorer.session.used_mask()
+    matrix = space_matrix(cells.table, cells.vectors, nm.MORPHOLOGY, row_column=None)[used]
+    expected = run_to_completion(analysis.iter_map(matrix, "pca", explorer.settings()))
+    np.testing.assert_allclose(explorer.scatter.points[used], expected, rtol=1e-5, atol=1e-5)
+    assert explorer.space.currentText() == nm.MORPHOLOGY

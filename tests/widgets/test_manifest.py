@@ -33,6 +33,7 @@ def test_plugin_discovered_through_entry_point():
         "Embed smear (RedDino)",
         "Cell explorer (UMAP)",
         "Label & propagate",
+        "Smears (show / hide)",
     }
     samples = {s.key: s.display_name for s in manifest.contributions.sample_data}
     assert samples == {

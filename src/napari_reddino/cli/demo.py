@@ -1,7 +1,8 @@
 """``napari-reddino demo``: the README's main job.
 
 With a display it opens napari on the bundled real sample smear (Chula RBC-12, see
-``napari_reddino/data``) with the plugin's four docks and segmentation + embedding already run,
+``napari_reddino/data``) with the plugin's four working docks (the Smears dock is one click
+away) and segmentation + embedding already run,
 so the first thing a user sees is a result on real cells. Headless (or
 ``--headless``) it writes synthetic smears of three subjects to a folder and runs the whole batch
 pipeline on them, ending with the HTML report.

@@ -213,13 +213,16 @@ def _hub_repo_and_file(source: str) -> tuple[str, str] | None:
 
 def _missing_weights(name: str, repo: str, cache_dir, why: str) -> WeightsNotFoundError:
     folder = cache_dir or hf_constants.HF_HUB_CACHE
-    return WeightsNotFoundError(
+    error = WeightsNotFoundError(
         f"weights for backbone {name!r} (Hugging Face model id {repo!r}) are not available "
         f"({why}) and not cached. "
         f"Looked in the Hugging Face cache folder {folder}. Download them once while online "
         f"(e.g. `hf download {repo}`) or pass a local folder in timm format instead: "
         f"load_backbone('local-dir:/path/to/folder') with config.json + model.safetensors "
         f"(see napari_reddino.embed.backbones.export_backbone).")
+    # what a dock needs to say it in its own words (a button, not Python)
+    error.backbone, error.repo, error.cache_folder, error.why = name, repo, str(folder), why
+    return error
 
 
 def _create_model(name: str, spec: BackboneSpec, cache_dir) -> torch.nn.Module:

@@ -9,6 +9,7 @@ architecture (refined from the hub's file list when online).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ from pathlib import Path
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 
-from napari_reddino.embed.backbones import BACKBONES, DEFAULT_BACKBONE, _hub_reachable, _offline
+from napari_reddino.embed.backbones import (
+    BACKBONES,
+    BUNDLED_WEIGHTS_DIR,
+    DEFAULT_BACKBONE,
+    _hub_reachable,
+    _offline,
+)
 from napari_reddino.progress import Progress, ProgressGen, check_cancel
 
 # Best first: RedDino (red cells) before DinoBloom (all blood cells); S before B/L on speed.
@@ -106,6 +113,60 @@ def describe_default(cache_dir: str | Path | None = None) -> str:
             "`hf download Snarcy/RedDino-small`")
     return (f"using the bundled {DEFAULT_BACKBONE} (a small CPU-trained model; see its README); "
             f"{hint}")
+
+
+def _parameters(weights: Path) -> int | None:
+    """Parameter count from a safetensors header (shapes only; the tensors are not read)."""
+    import json
+    import struct
+
+    try:
+        with open(weights, "rb") as handle:
+            header = json.loads(handle.read(struct.unpack("<Q", handle.read(8))[0]))
+    except (OSError, ValueError, struct.error):
+        return None
+    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+
+
+def _dev_scores(readme: Path) -> tuple[str, str] | None:
+    """(linear probe, 20-NN) weighted F1 of the README's row marked "bundled now"."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if "bundled now" in line:
+            cells = [c.strip(" *") for c in line.split("|")[2:-1]]
+            scores = [c.split("/")[0].strip(" *") for c in cells]
+            if len(scores) == 3 and all(s.replace(".", "").isdigit() for s in scores):
+                return scores[0], scores[2]
+    return None
+
+
+def bundled_summary(folder: str | Path | None = None) -> str:
+    """What the bundled model is and how good, read from its own files (config.json, the
+    weights' header, the README's measured row): architecture, size, training data, dev score."""
+    import json
+
+    folder = Path(folder) if folder is not None else BUNDLED_WEIGHTS_DIR / DEFAULT_BACKBONE
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"bundled {DEFAULT_BACKBONE} (its files are missing in this installation)"
+    args = config.get("model_args", {})
+    size = args.get("img_size", [None])[0] if isinstance(args.get("img_size"), list) else None
+    shape = (f"ViT, {args.get('embed_dim')}-d, {args.get('depth')} blocks, "
+             f"{args.get('patch_size')} px patches" + (f", {size} px input" if size else ""))
+    params = _parameters(folder / "model.safetensors")
+    text = f"{DEFAULT_BACKBONE} (bundled): a small DINOv2 {shape}"
+    text += f", {params / 1e6:.1f} M parameters" if params else ""
+    text += ("; self-supervised, without labels, on ~23k cells of the Chula RBC-12, Chula "
+             "diagnosis and BCCD smears")
+    scores = _dev_scores(folder / "README.md")
+    if scores:
+        text += (f"; on the Chula RBC-12 dev split (12 classes; its images were among those "
+                 f"unlabeled cells) weighted F1 {scores[0]} % linear probe, {scores[1]} % 20-NN")
+    return text + ". Works offline; RedDino S/B/L are better (see its README)."
 
 
 def hub_size_mb(name: str) -> float | None:

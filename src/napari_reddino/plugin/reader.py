@@ -2,8 +2,11 @@
 
 - a **run folder** (``RUN/smears/<image>/_SUCCESS`` ...; the combined ``cells.parquet`` and
   ``embeddings.npz`` when present): per smear the image (when its file is still where the run
-  read it), the PCA overlay (hidden) and a Labels layer whose ``features`` are the combined rows of
-  that smear (map, clusters, classes) with the embeddings attached: where the docks left off.
+  read it) and a Labels layer whose ``features`` are the combined rows of that smear (map,
+  clusters, classes) with the embeddings attached: where the docks left off. No overlay is
+  made while opening (20 smears stay 40 layers): the cell colours come from the embedding
+  dock's "Colour cells of all open smears", and the patch-token PCA stays on disk
+  (``grid.zarr``) for :func:`patch_overlay_data` to make when asked.
 - a **smear folder** (``RUN/smears/<image>``): the same for one smear, from its own table.
 - **embeddings** ``.npz``: inside a run/smear folder, that folder; ``<stem>.reddino.npz``
   beside ``<stem>_labels.tif`` + ``<stem>_cells.csv`` (``napari-reddino segment``): those.
@@ -25,7 +28,13 @@ import pandas as pd
 
 from napari_reddino import names as nm
 from napari_reddino.plugin.layers import image_layer_data, labels_layer_data, overlay_layer_data
-from napari_reddino.runs.pipeline import DONE_MARKER, GRID_FILE, IMAGE_SUFFIXES, read_image
+from napari_reddino.runs.pipeline import (
+    DONE_MARKER,
+    GRID_FILE,
+    IMAGE_SUFFIXES,
+    read_image,
+    smear_dir,
+)
 from napari_reddino.runs.run_files import smear_source
 
 SMEARS = "smears"  # pipeline.smear_dir puts each smear's folder here
@@ -71,7 +80,7 @@ def _marker(folder: Path) -> dict:
 
 
 def _smear_layers(folder: Path, table: pd.DataFrame | None = None, embeddings=None) -> list:
-    """Image (when found), PCA overlay (when the grid was kept) and cells of one smear folder."""
+    """Image (when found) and cells of one smear folder; the overlay is made on demand."""
     import zarr
 
     from napari_reddino.io.cell_table import CellEmbeddings, load_table
@@ -92,16 +101,35 @@ def _smear_layers(folder: Path, table: pd.DataFrame | None = None, embeddings=No
         out.append(image_layer_data(read_image(image_path), name=layer_name,
                                     image_name=image_name, subject=subject,
                                     metadata={"source": str(image_path)}))
-    if "grid" in group:
-        patch = int(marker.get("patch_size") or group.attrs.get("patch_size"))
-        backbone = str(marker.get("config", {}).get("backbone", ""))
-        out.append(overlay_layer_data(np.asarray(group["grid"][:]), patch, labels=labels,
-                                      image_layer=layer_name, backbone=backbone))
     meta = {nm.META_RUN: str(folder.parent.parent), nm.META_METHOD:
             marker.get("config", {}).get("method", "")}
     out.append(labels_layer_data(labels, table, embeddings, image_name=image_name,
                                  image_layer=layer_name, subject=subject, metadata=meta))
     return out
+
+
+def patch_overlay_data(metadata: dict, scale=None, translate=None):
+    """The patch-token PCA overlay of a smear read from a run or smear folder, made on demand
+    from the grid its folder kept (``metadata`` of its Labels layer, placed with that layer's
+    ``scale`` / ``translate``); None when the layer has no folder or the grid was not kept."""
+    import zarr
+
+    run, image = metadata.get(nm.META_RUN), metadata.get(nm.META_IMAGE)
+    if not run or image is None:
+        return None
+    folder = smear_dir(run, str(image))
+    if not is_smear_folder(folder):
+        return None
+    group = zarr.open_group(str(folder / GRID_FILE), mode="r")
+    if "grid" not in group:
+        return None
+    marker = _marker(folder)
+    patch = int(marker.get("patch_size") or group.attrs.get("patch_size"))
+    layer_name = str(metadata.get(nm.META_IMAGE_LAYER) or Path(str(image)).stem)
+    return overlay_layer_data(np.asarray(group["grid"][:]), patch,
+                              labels=np.asarray(group["labels"][:]), image_layer=layer_name,
+                              scale=scale, translate=translate, visible=True,
+                              backbone=str(marker.get("config", {}).get("backbone", "")))
 
 
 def _extent(layer_data) -> np.ndarray:
@@ -117,8 +145,9 @@ def _extent(layer_data) -> np.ndarray:
 def side_by_side(groups: list[list], gap: float = 0.05) -> list:
     """The layers of several smears laid out on a grid instead of stacked at the origin.
 
-    Each group (one smear's image, overlay and labels) moves as one by its world extent, so
-    the overlay stays on its image and a pixel size set as ``scale`` is respected.
+    Each group (one smear's image and labels) moves as one by its world extent, so the labels
+    stay on their image (an overlay made later follows its Labels layer's ``translate``) and a
+    pixel size set as ``scale`` is respected.
     """
     if len(groups) < 2:
         return [layer for group in groups for layer in group]

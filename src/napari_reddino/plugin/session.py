@@ -96,6 +96,7 @@ class LayerCells:
     table: pd.DataFrame
     vectors: np.ndarray
     skipped: int = 0  # cells without an embedding, left out
+    sources: list[Any] = field(default_factory=list, repr=False)  # embeddings' fingerprints
     _key_index: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -129,7 +130,8 @@ class LayerCells:
         for name in ("image", "subject"):
             if name in table.columns:
                 table[name] = table[name].astype(str)
-        cells = cls(chosen, table, np.concatenate(blocks).astype(np.float32), skipped)
+        cells = cls(chosen, table, np.concatenate(blocks).astype(np.float32), skipped,
+                    [_fingerprint(layer.metadata[EMBEDDINGS_KEY]) for layer in chosen])
         cells._key_index = {
             (img, int(lab)): i
             for i, (img, lab) in enumerate(zip(table["image"], table["label"], strict=True))
@@ -218,6 +220,13 @@ class LayerCells:
                 return False
         return True
 
+    def outdated(self) -> bool:
+        """True once a gathered layer holds columns or embeddings this table lacks."""
+        columns = set(self.table.columns)
+        return any(not set(layer.features.columns) <= columns
+                   or _fingerprint(layer.metadata.get(EMBEDDINGS_KEY)) != self.sources[i]
+                   for i, layer in enumerate(self.layers))
+
     def update_counted(self) -> bool:
         """Recompute ``counted`` / ``not_counted_reason`` (a kind, an area or an ``excluded``
         flag may have changed); writes them to the layers only when they differ."""
@@ -232,6 +241,15 @@ class LayerCells:
     def public_table(self) -> pd.DataFrame:
         """The combined table without the bookkeeping columns."""
         return self.table.drop(columns=list(ORIGIN_COLUMNS))
+
+
+def _fingerprint(embeddings: Any) -> tuple | None:
+    """What tells one embedding matrix from the next: napari hands plugins a new proxy on every
+    metadata read, so identity cannot; shape, dtype and a checksum of the first rows can."""
+    if embeddings is None:
+        return None
+    vectors = np.asarray(_embedding_vectors(embeddings))
+    return vectors.shape, vectors.dtype.str, float(np.asarray(vectors[:64], np.float64).sum())
 
 
 def _set_rows(table: pd.DataFrame, rows: Any, name: str, values: np.ndarray) -> None:
@@ -292,11 +310,20 @@ class SharedSession:
                 event.connect(self._check_layer_cells)
         self.layer_cells_changed.emit(layer_cells)
 
-    def _check_layer_cells(self, _event: Any = None) -> None:
+    def _check_layer_cells(self, event: Any = None) -> None:
         """A gathered layer changed under it (segmented again): drop the stale cells, so
-        no dock indexes cells that are gone; the explorer's Refresh gathers the new cells."""
-        if self.layer_cells is not None and not self.layer_cells.is_current():
+        no dock indexes cells that are gone; the explorer's Refresh gathers the new cells.
+        A layer that got new columns or embeddings (embedded again, morphology measured) is
+        gathered again, so the docks offer and use what the cells now have."""
+        if self.layer_cells is None:
+            return
+        if not self.layer_cells.is_current():
             self.set_layer_cells(None)
+        elif getattr(event, "type", "") == "features" and self.layer_cells.outdated():
+            try:
+                self.set_layer_cells(LayerCells.from_layers(self.layer_cells.layers))
+            except SessionError:
+                self.set_layer_cells(None)
 
     def select(self, indices: Sequence[int] | np.ndarray) -> None:
         indices = np.unique(np.asarray(indices, dtype=np.int64))

@@ -1,4 +1,5 @@
-"""The class-set editor of the labeling dock: list with colors, add/rename/remove, JSON."""
+"""The class-set editor of the labeling dock: list with colors (the legend of the class colors
+on the smears), add/rename/remove, JSON."""
 
 from __future__ import annotations
 
@@ -49,7 +50,6 @@ class ClassListEditor(QWidget):
         self._in_use = in_use
         self._on_rename = on_rename
         self.list = QListWidget()
-        self.list.setMinimumHeight(150)
         buttons = QGridLayout()
         actions = {
             "Add...": self._ask_add,
@@ -85,7 +85,12 @@ class ClassListEditor(QWidget):
         for name, color in zip(class_set.names, class_set.colors):
             key = class_set.shortcut_of(name)
             text = f"{key}  {name}" if key else f"    {name}"
-            self.list.addItem(QListWidgetItem(_swatch(color), text))
+            item = QListWidgetItem(_swatch(color), text)
+            item.setToolTip(f"{name}: color {color}" + (f", key {key}" if key else ""))
+            self.list.addItem(item)
+        rows = min(max(len(class_set), 6), 13)  # the legend: up to 13 classes without scrolling
+        row_height = max(self.list.sizeHintForRow(0), self.list.fontMetrics().height() + 2)
+        self.list.setMinimumHeight(rows * row_height + 2 * self.list.frameWidth() + 4)
         if active in class_set:
             self.set_active(active)
         elif len(class_set):

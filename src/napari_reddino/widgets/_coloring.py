@@ -15,29 +15,11 @@ import pandas as pd
 from napari.utils.colormaps import ensure_colormap
 from napari.utils.colormaps.standardize_color import transform_color
 
-# matplotlib's tab10 + tab20 light shades: distinct on napari's dark background
-PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-    "#c5b0d5",
-    "#c49c94",
-    "#f7b6d2",
-    "#c7c7c7",
-    "#dbdb8d",
-    "#9edae5",
-)
+from napari_reddino.label.classes import default_colors
+
+# categories (clusters, classes without a pinned color): the colour-blind-safe class colors
+# first (label.classes.CVD_SAFE_COLORS), then tab10 / tab20 shades for more than 13 values
+PALETTE = tuple(default_colors(20))
 MISSING = (0.45, 0.45, 0.45, 0.5)
 NOISE = (0.3, 0.3, 0.3, 0.6)
 MAX_CATEGORIES = 40

@@ -201,8 +201,12 @@ class FeatureSpaceChoice(QComboBox):
         self.activated.connect(lambda _i: setattr(self, "_kept", True))
 
     def on_pool(self, layer_cells) -> None:
-        """Show the space of the new cells' map (or the default they allow)."""
-        if layer_cells is None or self._kept:
+        """Show the space of the new cells' map (or the default they allow; the table's
+        default without cells)."""
+        if self._kept:
+            return
+        if layer_cells is None:
+            self.setCurrentText(DEFAULTS.space)
             return
         allowed = available_spaces(layer_cells.table, layer_cells.vectors)
         recorded = recorded_space(layer_cells)

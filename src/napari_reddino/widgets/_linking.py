@@ -3,7 +3,8 @@
 Highlighting a selection must not touch pixels: the selected cells get rings in a
 Points layer per smear (O(selected cells) whatever the image size). The class view
 (labeling dock) is a Labels overlay that *shares the source's data array* and colors
-each labeled cell through a ``DirectLabelColormap``.
+each labeled cell through a ``DirectLabelColormap``, made only for the smears that have
+labeled cells (20 smears with labels on 3: 3 overlays, not 20).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from napari.layers import Image, Labels, Points
 from napari.utils.colormaps import DirectLabelColormap
 from scipy import ndimage
 
+from napari_reddino.plugin.layers import OVERLAY_OF as OVERLAY_KEY  # (role, source layer)
 from napari_reddino.plugin.session import LayerCells
 
-OVERLAY_KEY = "reddino_overlay_of"  # metadata tag: (role, source layer name)
 HIGHLIGHT = (1.0, 0.85, 0.1, 0.9)
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 CONTOUR_KEY = "reddino_contour_before_class_view"  # the labels layer's own contour setting
@@ -75,21 +76,29 @@ def follow_visibility(overlay: Any, source: Labels) -> None:
 
 def show_classes(viewer: Any, layer_cells: LayerCells | None, classes: np.ndarray | None,
                  colors: Mapping[str, Any]) -> None:
-    """The class view: one overlay per smear coloring each labeled cell with its class color
-    (``classes`` None hides it and gives each layer its own contour setting back)."""
+    """The class view: an overlay on each smear that has labeled cells, coloring each with its
+    class color; a smear without any has none (its overlay is removed), so the layer list
+    grows only where cells are labeled. ``classes`` None hides the view and gives each layer
+    its own contour setting back."""
     if layer_cells is None or classes is None:
         for layer in [] if layer_cells is None else layer_cells.layers:
             overlay = overlay_layer(viewer, layer, "classes", create=False)
             if overlay is not None:
                 overlay.metadata["enabled"] = False
                 overlay.visible = False
-            if CONTOUR_KEY in layer.metadata:  # the user's own look comes back
-                layer.contour = layer.metadata.pop(CONTOUR_KEY)
+            _restore_contour(layer)
         return
     layer_of = layer_cells.table["_layer"].to_numpy()
     labels = layer_cells.table["label"].to_numpy()
+    labeled = np.isin(classes, list(colors))
     for layer_index, layer in enumerate(layer_cells.layers):
-        mine = (layer_of == layer_index) & np.isin(classes, list(colors))
+        mine = (layer_of == layer_index) & labeled
+        if not mine.any():  # nothing to color here: no layer for it
+            overlay = overlay_layer(viewer, layer, "classes", create=False)
+            if overlay is not None:
+                viewer.layers.remove(overlay)
+            _restore_contour(layer)
+            continue
         overlay = overlay_layer(viewer, layer, "classes")
         if CONTOUR_KEY not in layer.metadata:  # outlines, so class colors read clean
             layer.metadata[CONTOUR_KEY] = layer.contour
@@ -99,6 +108,11 @@ def show_classes(viewer: Any, layer_cells: LayerCells | None, classes: np.ndarra
         overlay.colormap = label_colormap(
             {int(lab): colors[c] for lab, c in zip(labels[mine], classes[mine])}
         )
+
+
+def _restore_contour(layer: Labels) -> None:
+    if CONTOUR_KEY in layer.metadata:  # the user's own look comes back
+        layer.contour = layer.metadata.pop(CONTOUR_KEY)
 
 
 def show_smear(viewer: Any, layer_cells: LayerCells, layer_index: int) -> None:

@@ -40,7 +40,9 @@ class TaskError(Exception):
 
 def error_message(task: str, exc: BaseException) -> str:
     """One line for the user: what failed and why (no traceback)."""
-    text = str(exc).strip() or type(exc).__name__
+    from napari_reddino.widgets._backbone_choice import weights_message  # buttons, not Python
+
+    text = weights_message(exc) or str(exc).strip() or type(exc).__name__
     return f"{task} failed: {text}"
 
 
@@ -83,6 +85,7 @@ class TaskRunner(QWidget):
         self.activity: napari_progress | None = None  # the task in napari's activity dock
         self._cancel_event: threading.Event | None = None
         self._outcome = "done"
+        self._ended = False  # the result or error is in: later progress must not overwrite it
 
     @property
     def is_running(self) -> bool:
@@ -95,7 +98,7 @@ class TaskRunner(QWidget):
             show_info(f"{task}: already running; cancel it first")
             return self.worker
         self._cancel_event = threading.Event()
-        self._outcome = "done"
+        self._outcome, self._ended = "done", False
         worker = create_worker(_drive, job, self._cancel_event, _ignore_errors=True)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_returned(task, on_result, result))
@@ -128,10 +131,11 @@ class TaskRunner(QWidget):
                 activity.set_description(item.message)
             if self.activity is activity:  # still the running task's
                 activity.update(round(item.fraction * _BAR_STEPS) - activity.n)
-        if item.message:
-            self.status.setText(f"{item.message} ({item.done}/{item.total})")
+        if item.message and not self._ended:  # napari's bar runs the Qt loop: the task may
+            self.status.setText(f"{item.message} ({item.done}/{item.total})")  # be over
 
     def _on_returned(self, task: str, on_result: Callable[[Any], None], result: Any) -> None:
+        self._ended = True
         try:
             on_result(result)
         except Exception as exc:  # a bad result must not escape into the Qt event loop
@@ -142,6 +146,7 @@ class TaskRunner(QWidget):
         self.status.setText(f"{task}: done")
 
     def _on_errored(self, task: str, exc: BaseException) -> None:
+        self._ended = True
         if isinstance(exc, Cancelled):
             self._on_aborted()
             return
@@ -150,6 +155,7 @@ class TaskRunner(QWidget):
         notify_error(task, exc)
 
     def _on_aborted(self) -> None:
+        self._ended = True
         self._outcome = "cancelled"
         self.status.setText("Cancelled")
         show_info("Cancelled by the user")

@@ -1,11 +1,13 @@
-"""The "Embed smear (RedDino)" dock: patch-token PCA overlay and per-cell embeddings.
+"""The "Embed smear (RedDino)" dock: per-cell embeddings and the overlay that colours cells.
 
 Thin over :func:`napari_reddino.runs.embed_smear.iter_embed_smear`, the core the pipeline
 calls too (same vectors, same morphology), run in one worker with the process's one backbone
-cache. The overlay is an RGB Image layer ``"<image> RedDino PCA"`` placed with
-``embed.overlay_transform``; the cell embeddings go to the Labels layer's
-``metadata["reddino_embeddings"]`` and an ``embedding_row`` column of its ``features``
-(the contract in docs/architecture.md).
+cache. The cell embeddings go to the Labels layer's ``metadata["reddino_embeddings"]`` and an
+``embedding_row`` column of its ``features`` (the contract in docs/architecture.md). The default
+overlay paints every cell of every open smear one colour from one PCA over them all, with a
+legend in words (``_overlay_legend.py``); the per-smear patch-token overlays stay as choices
+(an RGB layer ``"<image> RedDino PCA"`` placed with ``embed.overlay_transform``). The dock opens
+without torch: its backbone list is found in a thread (``_backbone_list.py``).
 """
 
 from __future__ import annotations
@@ -24,16 +26,23 @@ from napari_reddino.names import EMBEDDING_ROW, EMBEDDINGS_KEY
 from napari_reddino.plugin import layers
 from napari_reddino.progress import Progress
 from napari_reddino.runs.embed_smear import cached_backbone, checkpoint_source, iter_embed_smear
-from napari_reddino.widgets._backbone_choice import backbone_choices, describe, start_download
+from napari_reddino.widgets._backbone_choice import describe, start_download
+from napari_reddino.widgets._backbone_list import LOADING, OffersLoader
+from napari_reddino.widgets._overlay_legend import CELL_COLOURS_KEY, colour_cells_of, legend_label
 from napari_reddino.widgets._workers import TaskRunner, layer_choices, notify_error
 from napari_reddino.widgets.segmentation import image_key, layer_image
 
 TASK = "Embedding"
+COLOUR_SPACE = DEFAULTS.space  # what the cell colours are a PCA of (the explorer's default)
 DEVICES = nm.DEVICES
 POOLINGS = nm.POOLINGS
-# (label, subdivide): tilings shifted by patch/k averaged (fine_grid.py), k^2 times the cost
-OVERLAY_DETAILS = [("cell: patch/2 (4 tilings)", 2), ("finest: patch/7 (49 tilings)", 7),
-                   ("patch (1 tiling)", 1)]  # a split the patch does not allow uses the next
+# (label, subdivide): 0 paints each cell one colour, one PCA over the open smears' cells
+# (_overlay_legend.py); else the patch tokens' PCA of this smear, tilings shifted by patch/k
+# averaged (fine_grid.py), k^2 times the cost (a split the patch does not allow uses the next)
+CELLS = 0
+OVERLAY_DETAILS = [("cells: one colour each, one PCA over all open smears", CELLS),
+                   ("patch tokens: patch/2 (4 tilings)", 2),
+                   ("patch tokens: patch/7 (49 tilings)", 7), ("patch tokens: patch", 1)]
 
 
 def embeddings_path(image_layer: Image) -> Path:
@@ -87,13 +96,11 @@ class EmbeddingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._extra_sources: list[str] = []
-        from napari_reddino.embed import offers
-        self.backbone = ComboBox(
-            label="backbone",
-            choices=self._backbone_choices,
-            value=offers.recommended_backbone(),  # cached RedDino first, else bundled
-        )
-        self.backbone_info = Label(value="")
+        # the bundled model alone until the list is found (_backbone_list.py)
+        self._offers: dict[str, Any] = {}
+        self.backbone = ComboBox(label="backbone", choices=self._backbone_choices,
+                                 value=DEFAULTS.backbone)
+        self.backbone_info = Label(value=LOADING)
         self.download_button = PushButton(text="Download")
         self.browse_folder = PushButton(text="Browse folder...")
         self.browse_pth = PushButton(text="Browse .pth...")
@@ -107,7 +114,11 @@ class EmbeddingWidget(QWidget):
         self.overlay = CheckBox(text="PCA overlay", value=True)
         self.opacity = FloatSlider(label="overlay opacity", min=0.0, max=1.0, value=0.6)
         self.foreground_only = CheckBox(text="fit PCA on cells only", value=True)
-        self.overlay_detail = ComboBox(label="overlay detail", choices=OVERLAY_DETAILS, value=2)
+        self.overlay_detail = ComboBox(label="overlay", choices=OVERLAY_DETAILS, value=CELLS)
+        self.colour_by = ComboBox(label="colour cells by", choices=list(nm.FEATURE_SPACES),
+                                  value=COLOUR_SPACE)
+        self.colour_button = PushButton(text="Colour cells of all open smears")
+        self.legend = legend_label()
         self.backbone_form = Container(
             widgets=[self.backbone, self.backbone_info, self.download_button], labels=True
         )
@@ -120,6 +131,7 @@ class EmbeddingWidget(QWidget):
                 self.overlay,
                 self.opacity,
                 self.overlay_detail,
+                self.colour_by,
                 self.foreground_only,
             ],
             labels=True,
@@ -139,31 +151,58 @@ class EmbeddingWidget(QWidget):
         layout.addLayout(browse_row)  # right under the backbone list they add to
         layout.addWidget(self.form.native)
         layout.addWidget(self.runner)
+        layout.addWidget(self.colour_button.native)
+        layout.addWidget(self.legend)
         layout.addLayout(io_row)
         layout.addStretch(1)
 
         self.backbone.changed.connect(self._describe_backbone)
         self.download_button.changed.connect(lambda *_: self.download_backbone())
-        self._describe_backbone()
+        self.download_button.visible = False
+        self._list_loader = OffersLoader(self, self._on_offers)
         self.browse_folder.changed.connect(self._browse_folder)
         self.browse_pth.changed.connect(self._browse_pth)
         self.image_combo.changed.connect(self._labels_for_image)
         self.overlay.changed.connect(self._sync_overlay)
         self.opacity.changed.connect(self._sync_overlay)
+        self.colour_button.changed.connect(lambda *_: self.colour_cells())
         self.save_button.changed.connect(lambda *_: self.save_embeddings())
         self.load_button.changed.connect(lambda *_: self.load_embeddings())
         self.runner.run_button.clicked.connect(self.run)
         self._labels_for_image()
 
     # -- backbone choice -------------------------------------------------------------
+    @property
+    def backbones_loading(self) -> bool:
+        """True while the backbone list is being found (it holds the bundled model alone)."""
+        return self._list_loader.running
+
+    def _on_offers(self, offers: dict[str, Any], recommended: str | None,
+                   error: BaseException | None) -> None:
+        """Fill the list; select the best cached model unless the user picked one meanwhile."""
+        if error is not None:
+            self.backbone_info.value = f"could not list backbones: {error}"
+            return
+        self._offers = offers
+        chosen = self.backbone.value
+        self.backbone.native.clear()  # magicgui keeps old items first: the list is new
+        self.backbone.reset_choices()
+        self.backbone.value = recommended if chosen == DEFAULTS.backbone else chosen
+        self._describe_backbone()
+
     def _backbone_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        """(label, name): weights in the HF cache first, then the bundled model, then downloads."""
-        choices, self._offers = backbone_choices(self._extra_sources)
-        return choices
+        """(label, name): weights in the HF cache first, then the bundled model, then downloads
+        (the bundled model alone while the list is being found)."""
+        choices = [(o.label, o.name) for o in self._offers.values()] or [
+            (f"{DEFAULTS.backbone} (bundled, offline)", DEFAULTS.backbone)]
+        return choices + [(source, source) for source in self._extra_sources]
 
     def _describe_backbone(self, *_: Any) -> None:
         """Say what the chosen backbone is; offer its download when it is not cached."""
-        info, download = describe(getattr(self, "_offers", {}).get(self.backbone.value))
+        if self.backbones_loading:
+            self.backbone_info.value = LOADING
+            return
+        info, download = describe(self._offers.get(self.backbone.value))
         self.backbone_info.value = info
         self.download_button.visible = download is not None
         if download is not None:
@@ -209,17 +248,22 @@ class EmbeddingWidget(QWidget):
         if self.labels_combo.value is None:
             self._labels_for_image()
 
-    def _overlay_layer(self) -> Image | None:
+    def _overlay_layers(self) -> list[Image]:
+        """The chosen image's overlay and every cell-colour overlay (they go together)."""
         image = self.image_combo.value
-        if image is None or layers.overlay_name(image.name) not in self.viewer.layers:
-            return None
-        return self.viewer.layers[layers.overlay_name(image.name)]
+        chosen = None if image is None else layers.overlay_name(image.name)
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and (
+            layer.name == chosen or CELL_COLOURS_KEY in layer.metadata)]
 
     def _sync_overlay(self, *_: Any) -> None:
-        layer = self._overlay_layer()
-        if layer is not None:
+        for layer in self._overlay_layers():
             layer.visible = self.overlay.value
             layer.opacity = self.opacity.value
+
+    def colour_cells(self) -> list[Image]:
+        """Paint every embedded smear's cells, one PCA over them all, and show the legend
+        (the "Colour cells of all open smears" button; after Run in the cells overlay)."""
+        return colour_cells_of(self)
 
     # -- running -----------------------------------------------------------------------
     def run(self, *_: Any) -> None:
@@ -233,27 +277,21 @@ class EmbeddingWidget(QWidget):
         labels = None
         if labels_layer is not None:
             labels = np.asarray(labels_layer.data)
+            problem = None
             if labels.shape != tuple(pixels.shape[:2]):
-                notify_error(
-                    TASK,
-                    ValueError(
-                        f"labels {labels_layer.name!r} {labels.shape} do not match image "
-                        f"{image_layer.name!r} {tuple(pixels.shape[:2])}"
-                    ),
-                )
-                return
-            if "label" not in labels_layer.features.columns:
-                notify_error(
-                    TASK,
-                    ValueError(
-                        f"labels {labels_layer.name!r} have no cell table (no 'label' feature); "
-                        "segment the image with the 'Segment cells' dock first"
-                    ),
-                )
+                problem = (f"labels {labels_layer.name!r} {labels.shape} do not match image "
+                           f"{image_layer.name!r} {tuple(pixels.shape[:2])}")
+            elif "label" not in labels_layer.features.columns:
+                problem = (f"labels {labels_layer.name!r} have no cell table (no 'label' "
+                           "feature); segment the image with the 'Segment cells' dock first")
+            if problem:
+                notify_error(TASK, ValueError(problem))
                 return
         source, device = self.backbone.value, self.device.value
         pooling, want_overlay = self.pooling.value, self.overlay.value
         cells_only, subdivide = self.foreground_only.value, self.overlay_detail.value
+        colour_cells = want_overlay and subdivide == CELLS and labels is not None
+        subdivide = subdivide or 2  # no cells to colour: this smear's patch tokens
         image_name = image_key(image_layer)
         # a layer scale other than 1 is the pixel size in µm: morphology then reads in µm
         pixel_size = float(image_layer.scale[-1]) if image_layer.scale[-1] != 1 else None
@@ -263,7 +301,8 @@ class EmbeddingWidget(QWidget):
             backbone = cached_backbone(checkpoint_source(source), device)
             return (yield from iter_embed_smear(
                 np.asarray(pixels), labels, backbone, pooling=pooling, pixel_size=pixel_size,
-                method=None, keep_grid=False, overlay_subdivide=subdivide if want_overlay else None,
+                method=None, keep_grid=False,
+                overlay_subdivide=subdivide if want_overlay and not colour_cells else None,
                 overlay_cells_only=cells_only, image_name=image_name, cancel=cancel))
 
         def on_result(smear: Any) -> None:
@@ -275,6 +314,8 @@ class EmbeddingWidget(QWidget):
                 from napari_reddino.morphology.features import merge_morphology
 
                 labels_layer.features = merge_morphology(labels_layer.features, smear.morphology)
+            if colour_cells:
+                self.colour_cells()
 
         self.runner.start(job, on_result, task=TASK)
 
@@ -284,6 +325,9 @@ class EmbeddingWidget(QWidget):
             *smear.overlay, image_layer=image_layer.name,
             scale=image_layer.scale, translate=image_layer.translate,
             backbone=smear.backbone, opacity=self.opacity.value, visible=self.overlay.value)
+        if kwargs["name"] in self.viewer.layers and CELL_COLOURS_KEY in self.viewer.layers[
+                kwargs["name"]].metadata:
+            self.viewer.layers.remove(kwargs["name"])  # cell colours: another kind of overlay
         if kwargs["name"] in self.viewer.layers:
             layer = self.viewer.layers[kwargs["name"]]
             layer.data = rgb

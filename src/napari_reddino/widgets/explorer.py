@@ -22,13 +22,10 @@ from qtpy.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -39,11 +36,12 @@ from napari_reddino.explore.neighbors import EXACT_MAX
 from napari_reddino.names import COUNTED, EMBEDDING_ROW, EMBEDDINGS_KEY, NAPARI_INDEX, UMAP
 from napari_reddino.plugin.session import ORIGIN_COLUMNS, LayerCells, SessionError, session_for
 from napari_reddino.widgets import _explorer_panels as panels
-from napari_reddino.widgets import _linking, fill_with_scrolling
+from napari_reddino.widgets import _linking
 from napari_reddino.widgets._batch_panel import BatchPanel
 from napari_reddino.widgets._coloring import color_by
 from napari_reddino.widgets._corrections import follow_plugin_layers
 from napari_reddino.widgets._counted import CountedSwitch, write_used
+from napari_reddino.widgets._explorer_layout import build_layout
 from napari_reddino.widgets._explorer_panels import HoverPanel, legend_html, selection_words
 from napari_reddino.widgets._scatter import MODES, ScatterCanvas
 from napari_reddino.widgets._workers import TaskRunner
@@ -126,7 +124,7 @@ class ExplorerWidget(QWidget):
         self.batch_panel = BatchPanel(self._used_inputs)
         self.batch_runner = self.batch_panel.runner
 
-        self._build_layout(mode_row)
+        self.splitter = build_layout(self, mode_row)  # settings / plot / details
         self.session.layer_cells_changed.connect(self._on_pool)
         self.session.selection_changed.connect(self._on_selection)
         self.session.columns_changed.connect(self._on_columns)
@@ -140,39 +138,6 @@ class ExplorerWidget(QWidget):
             self._on_pool(self.session.layer_cells)
         else:
             self.refresh(quiet=True)
-
-    def _build_layout(self, mode_row: QHBoxLayout) -> None:
-        top = QHBoxLayout()
-        top.addWidget(self.cells_label, 1)
-        top.addWidget(self.refresh_button)
-        projection_box = QGroupBox("Projection")
-        form = QFormLayout(projection_box)
-        form.addRow("Method", self.method)
-        form.addRow("Compare cells in", self.space)
-        form.addRow("Neighbors (k)", self.n_neighbors)
-        form.addRow(self.project_runner)
-        clusters = QGroupBox("Clusters")
-        cform = QFormLayout(clusters)
-        cform.addRow("Method", self.cluster_method)
-        cform.addRow("Clusters (k-means)", self.n_clusters)
-        cform.addRow(self.cluster_runner)
-        color_row = QFormLayout()
-        color_row.addRow("Color by", self.color_column)
-        actions = QHBoxLayout()
-        for widget in (self.selection_label, self.goto_button, self.to_layer_button,
-                       self.clear_button):
-            actions.addWidget(widget)
-
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        for part in (top, self.counted, projection_box, clusters, color_row, self.legend, mode_row):
-            (layout.addLayout if isinstance(part, QHBoxLayout | QFormLayout)
-             else layout.addWidget)(part)
-        layout.addWidget(self.scatter.native, 1)
-        for part in (self.group_click, actions, self.selection_words, self.hover_panel,
-                     self.batch_panel):
-            (layout.addLayout if isinstance(part, QHBoxLayout) else layout.addWidget)(part)
-        fill_with_scrolling(self, content, min_width=380)
 
     # --- layer_cells -------------------------------------------------------------------------
     @property
@@ -209,6 +174,7 @@ class ExplorerWidget(QWidget):
         self._picked = {layer.name: int(layer.selected_label) for layer in self._linked_layers}
         for layer in self._linked_layers:
             layer.events.selected_label.connect(self._on_selected_label)
+        self.space.on_pool(layer_cells)  # the space the shown map was made in, or the default
         if layer_cells is None:
             self.scatter.set_points(np.zeros((0, 2), np.float32))
             return
@@ -217,7 +183,6 @@ class ExplorerWidget(QWidget):
         if layer_cells.skipped:
             text += f" ({layer_cells.skipped} without embedding left out)"
         self.cells_label.setText(text)
-        self.space.on_pool(layer_cells)  # the space the shown map was made in
         self._update_color_choices()
         self._show_coordinates()
 

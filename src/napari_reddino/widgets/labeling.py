@@ -4,7 +4,9 @@ Labels live in each Labels layer's ``features`` (``class``, ``class_source``,
 ``confidence``) through the viewer's shared :class:`~napari_reddino.plugin.session.SharedSession`,
 so whatever the explorer selects (a lasso, a whole cluster with one click) can be labeled
 here. Edits go through :class:`~._review.LabelBook` (undo / redo); propagation runs
-``propagate.iter_propagate`` in a worker; ``label.files`` exports, imports and autosaves.
+``propagate.iter_propagate`` in a worker; ``label.files`` exports, imports and autosaves, and
+an earlier session's labels are offered back (``_label_files.py``, ``_label_restore.py``). Keys
+1-9 and what napari's status bar says about them: ``_class_hints.py``.
 Counts, the differential, propagation targets, the review queue and suggestions use the cells
 the shared "Counted cells only" switch says (intact red cells by default); a label put on any
 other object is kept, only not counted.
@@ -37,6 +39,7 @@ from napari_reddino.label.classes import recode
 from napari_reddino.plugin.session import LayerCells, SessionError, session_for
 from napari_reddino.widgets import _linking, fill_with_scrolling
 from napari_reddino.widgets._annotate_panel import AnnotatePanel
+from napari_reddino.widgets._class_hints import ClassKeys, class_columns_first
 from napari_reddino.widgets._class_list import ClassListEditor
 from napari_reddino.widgets._corrections import follow_plugin_layers
 from napari_reddino.widgets._counted import CountedSwitch, exclude_by_hand
@@ -59,7 +62,7 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         follow_plugin_layers(napari_viewer)  # painted cells keep their rows true (#29)
         self.book = LabelBook(self.session)
         self.autosaver: files.Autosaver | None = None
-        self._bound_keys: list[tuple[Any, str]] = []
+        self.keys = ClassKeys(napari_viewer, self._key_pressed)
         self.review_position = -1
         self.reviewed: int | None = None  # pooled index of the cell under review
 
@@ -111,13 +114,6 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
         self.counts_panel = CountsPanel(self.session)
         self.differential_panel = DifferentialPanel(self.session)
-        self.export_button = QPushButton("Export labels...")
-        self.export_button.clicked.connect(lambda: self.export_labels())
-        self.import_button = QPushButton("Import labels...")
-        self.import_button.clicked.connect(lambda: self.import_labels())
-        self.autosave_button = QPushButton("Autosave to...")
-        self.autosave_button.clicked.connect(lambda: self.set_autosave())
-
         self._build_layout()
         self._click = _linking.click_callback(lambda: self.session.layer_cells,
                                               self._on_cell_clicked)
@@ -158,15 +154,13 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         rlayout = QVBoxLayout(review)
         rlayout.addLayout(row(self.next_button, self.accept_button, self.change_button))
         rlayout.addWidget(self.review_label)
-        files_box = QGroupBox("Files")
-        QVBoxLayout(files_box).addLayout(
-            row(self.export_button, self.import_button, self.autosave_button)
-        )
+        files_box = self.files_box()  # export, import, restore, autosave (_label_files.py)
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for group in (self.counted, classes, self.annotate_panel, self.suggest_panel, labeling,
-                      spread, review, self.counts_panel, self.differential_panel, files_box):
+        for group in (self.restore_bar, self.counted, classes, self.annotate_panel,
+                      self.suggest_panel, labeling, spread, review, self.counts_panel,
+                      self.differential_panel, files_box):
             layout.addWidget(group)
         layout.addStretch(1)
         fill_with_scrolling(self, content, min_width=340)
@@ -202,8 +196,10 @@ class LabelingWidget(LabelFilesMixin, QWidget):
         self._bind_keys()
         self.suggest_panel.on_pool(layer_cells)
         if layer_cells is not None:
+            class_columns_first(layer_cells.layers)
             self.status.setText(f"{len(layer_cells)} cells in {len(layer_cells.layers)} smear(s)")
             self.update_class_view()
+        self.offer_restore()  # labels of an earlier session for these cells: one click back
 
     def _on_counted_only(self, _on: bool) -> None:
         """The switch moved: the review restarts, numbers on show follow it."""
@@ -216,36 +212,26 @@ class LabelingWidget(LabelFilesMixin, QWidget):
 
     def _on_columns(self, columns: list[str]) -> None:
         if nm.CLASS in columns:
+            if self.layer_cells is not None:  # the class first in napari's hover status
+                class_columns_first(self.layer_cells.layers)
             self.update_class_view()
 
     def _bind_keys(self) -> None:
-        """Keys 1-9: make that class active and label the current selection with it.
+        """Keys 1-9: make that class active and label the current selection with it, bound on
+        the viewer and on each pooled Labels layer (whose own number keys would win otherwise)."""
+        self.keys.bind(self.classes.class_set.shortcuts,
+                       [] if self.layer_cells is None else self.layer_cells.layers)
 
-        Bound on the viewer and on each pooled Labels layer (a layer's own number keys,
-        its paint/fill modes, would win otherwise while it is the active layer).
-        """
-        names = self.classes.class_set.shortcuts
-        targets = [self.viewer, *(self.layer_cells.layers if self.layer_cells is not None else [])]
-        for target, key in self._bound_keys:  # layers that left the layer_cells get their keys back
-            if key not in names or not any(target is t for t in targets):
-                target.bind_key(key, None)
-        self._bound_keys = []
-        for target in targets:
-            for key, name in names.items():
-                target.bind_key(key, self._shortcut(name), overwrite=True)
-                self._bound_keys.append((target, key))
-
-    def _shortcut(self, name: str):
-        def label_with(_viewer_or_layer: Any = None) -> None:
-            active = self.viewer.layers.selection.active
-            pooled = [] if self.layer_cells is None else self.layer_cells.layers
-            if active.__class__.__name__ == "Labels" and not any(active == p for p in pooled):
-                return  # another Labels layer (one being painted): its number keys are not ours
-            self.classes.set_active(name)
-            if self.session.selection.size:
-                self.assign_selection(name)
-
-        return label_with
+    def _key_pressed(self, name: str) -> str:
+        active = self.viewer.layers.selection.active
+        pooled = [] if self.layer_cells is None else self.layer_cells.layers
+        if active.__class__.__name__ == "Labels" and not any(active == p for p in pooled):
+            return ""  # another Labels layer (one being painted): its number keys are not ours
+        self.classes.set_active(name)
+        count = int(self.session.selection.size)
+        if count and self.assign_selection(name):
+            return f"labeled {count} selected cell(s)"
+        return "active class (select cells, or click them, to label them)"
 
     # --- labeling ------------------------------------------------------------------------
     def assign_selection(self, class_name: str | bool | None = False) -> bool:
@@ -291,8 +277,8 @@ class LabelingWidget(LabelFilesMixin, QWidget):
             except (ValueError, OSError) as err:
                 show_warning(f"manual labels are not autosaved: {err}")
                 return
-            show_info(f"manual labels are autosaved to {self.autosaver.path} "
-                      "(Autosave to... with that file restores them)")
+            show_info(f"manual labels are autosaved to {self.autosaver.path} (after a restart "
+                      "the dock offers them back; Restore labels... opens any autosave)")
         try:
             self.autosaver.sync(layer_cells.public_table())
         except OSError as err:
@@ -396,4 +382,5 @@ class LabelingWidget(LabelFilesMixin, QWidget):
     def closeEvent(self, event: Any) -> None:
         if self._click in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._click)
+        self.keys.release()
         super().closeEvent(event)
