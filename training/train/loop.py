@@ -247,12 +247,14 @@ class Trainer:
                               pin_memory=env.device.type == "cuda", seed=cfg.run.seed)
         self.models.train()
         started = time.monotonic()
+        # the handler stays through the final checkpoint: the launcher signals its workers one
+        # by one, so a rank can get its SIGTERM after another rank's signal already stopped all
         with StopSignal() as stop_signal:
             last_step = self._steps(loader, stop, started, stop_signal)
-        if last_step >= self.start_step:
-            self.save(last_step)
-        self.logger.log({"event": "end", "step": last_step, "signal": stop_signal.received,
-                         "minutes": (time.monotonic() - started) / 60})
+            if last_step >= self.start_step:
+                self.save(last_step)
+            self.logger.log({"event": "end", "step": last_step, "signal": stop_signal.received,
+                             "minutes": (time.monotonic() - started) / 60})
         return last_step
 
     def _steps(self, loader, stop: int, started: float, stop_signal: StopSignal) -> int:

@@ -53,3 +53,27 @@ def test_sigterm_checkpoints_and_the_run_resumes_bit_exact(tmp_path, monkeypatch
     assert broken["step"] == unbroken["step"] == 5
     for name, value in unbroken["models"].items():
         assert torch.equal(broken["models"][name], value), name
+
+
+def test_a_second_sigterm_during_the_final_checkpoint_does_not_kill_the_run(tmp_path, monkeypatch):
+    """torchrun signals its workers one by one: a rank can get its SIGTERM while another rank's
+    signal has already stopped all and the last checkpoint is being written (seen in CI with 2
+    nodes x 2 processes: the late rank died and took the checkpoint with it)."""
+    step_function, save = loop.train_step, Trainer.save
+
+    def step_then_sigterm(*args, step, **kw):
+        terms = step_function(*args, step=step, **kw)
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return terms
+
+    def save_with_a_late_sigterm(self, step):
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action would end the process here
+        save(self, step)
+
+    monkeypatch.setattr(loop, "train_step", step_then_sigterm)
+    monkeypatch.setattr(Trainer, "save", save_with_a_late_sigterm)
+    assert Trainer(_cfg(tmp_path), DistEnv()).fit() == 1
+    ends = [r for r in read_log(tmp_path / "log.jsonl") if r.get("event") == "end"]
+    assert ends[-1]["signal"] == "SIGTERM" and ends[-1]["step"] == 1
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 1
