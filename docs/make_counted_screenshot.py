@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from make_screenshots import IMAGES, settle, wait_for
+from make_screenshots import IMAGES, segment_and_embed, settle
 
 from napari_reddino import names as nm
 from napari_reddino._triton_guard import keep_triton_away_from_mesa_llvm
@@ -29,19 +29,7 @@ def main() -> None:
     for layer in viewer.layers:
         layer.visible = not layer.metadata.get("truth", False)
     image = next(layer for layer in viewer.layers if isinstance(layer, napari.layers.Image))
-    _d, seg = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
-    seg.image_combo.value = image
-    seg.runner.run_button.click()
-    wait_for(seg.runner)
-    labels = viewer.layers[f"{image.name} labels"]
-    _d, emb = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
-    emb.overlay.value = False
-    emb.image_combo.value = image
-    emb.labels_combo.value = labels
-    emb.runner.run_button.click()
-    wait_for(emb.runner)
-    for widget in (seg, emb):
-        viewer.window.remove_dock_widget(widget)
+    [labels] = segment_and_embed(viewer, [image])
     _d, labeling = viewer.window.add_plugin_dock_widget("napari-reddino", "Label & propagate")
     labeling.update_counts()
 

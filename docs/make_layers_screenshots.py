@@ -26,7 +26,7 @@ from napari_reddino.plugin.samples import smear_layers
 from napari_reddino.synthetic.smear import synthetic_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_screenshots import IMAGES, _segment_and_embed, settle, wait_for
+from make_screenshots import IMAGES, segment_and_embed, settle, wait_for
 
 PLUGIN = "napari-reddino"
 
@@ -43,7 +43,7 @@ def two_docks(args) -> None:
     viewer.window.resize(1280, 1024)
     keep_triton_away_from_mesa_llvm()
     _add_smears(viewer, 3, 1, (384, 384))
-    _segment_and_embed(viewer, args)
+    segment_and_embed(viewer, backbone=args.backbone, device=args.device)
     for layer in viewer.layers:
         layer.visible = not layer.metadata.get("truth", False)
     _d, explorer = viewer.window.add_plugin_dock_widget(PLUGIN, "Cell explorer (UMAP)")

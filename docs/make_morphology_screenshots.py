@@ -17,7 +17,7 @@ import napari
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_screenshots import IMAGES, settle, wait_for
+from make_screenshots import IMAGES, segment_and_embed, settle, wait_for
 
 SMEAR = Path(__file__).parents[1] / "src" / "napari_reddino" / "data" / "chula_thalassemia.jpg"
 
@@ -27,19 +27,7 @@ def main() -> None:
     viewer = napari.Viewer(title="napari-reddino")
     viewer.window.resize(1600, 1000)
     image = viewer.open(str(SMEAR), layer_type="image")[0]
-    _d, seg = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
-    _d, emb = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
-    emb.overlay.value = False
-    seg.image_combo.value = image
-    seg.runner.run_button.click()
-    wait_for(seg.runner)
-    labels = viewer.layers[f"{image.name} labels"]
-    emb.image_combo.value = image
-    emb.labels_combo.value = labels
-    emb.runner.run_button.click()
-    wait_for(emb.runner)
-    for widget in (seg, emb):
-        viewer.window.remove_dock_widget(widget)
+    segment_and_embed(viewer, [image])
     _d, explorer = viewer.window.add_plugin_dock_widget("napari-reddino", "Cell explorer (UMAP)")
     explorer.refresh()
     explorer.space.setCurrentText("both")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import napari
 import pandas as pd
-from make_screenshots import IMAGES, settle, wait_for
+from make_screenshots import IMAGES, segment_and_embed, settle
 from skimage.io import imread
 
 from napari_reddino._triton_guard import keep_triton_away_from_mesa_llvm
@@ -39,19 +39,7 @@ def _open_embedded(dev: Path):
     viewer.window.resize(1550, 1080)
     keep_triton_away_from_mesa_llvm()
     image = viewer.add_image(imread(dev / "images" / IMAGE), name=Path(IMAGE).stem, rgb=True)
-    _d, seg = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
-    seg.image_combo.value = image
-    seg.runner.run_button.click()
-    wait_for(seg.runner)
-    labels = viewer.layers[f"{image.name} labels"]
-    _d, emb = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
-    emb.overlay.value = False
-    emb.image_combo.value = image
-    emb.labels_combo.value = labels
-    emb.runner.run_button.click()
-    wait_for(emb.runner)
-    for widget in (seg, emb):
-        viewer.window.remove_dock_widget(widget)
+    [labels] = segment_and_embed(viewer, [image])
     _d, labeling = viewer.window.add_plugin_dock_widget("napari-reddino", "Label & propagate")
     labeling.classes.set_class_set(CHULA_CLASS_SET.add("uncategorised"))  # 13 classes
     return viewer, labels, labeling

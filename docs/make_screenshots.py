@@ -97,15 +97,17 @@ def main() -> None:
     explorer_and_labeling(args)
 
 
-def _segment_and_embed(viewer, args) -> list:
-    """Every sample smear through the segmentation and embedding docks; its labels layers."""
+def segment_and_embed(viewer, images=None, *, backbone=None, device="auto") -> list:
+    """Smears (default: every Image layer) through the segmentation and embedding docks, with
+    no overlay; the docks are closed after (the next dock needs the room). Its labels layers."""
     _d, seg = viewer.window.add_plugin_dock_widget("napari-reddino", "Segment cells")
     _d, emb = viewer.window.add_plugin_dock_widget("napari-reddino", "Embed smear (RedDino)")
-    if args.backbone:
-        emb.set_backbone_source(args.backbone)
-    emb.device.value = args.device
+    if backbone:
+        emb.set_backbone_source(backbone)
+    emb.device.value = device
     emb.overlay.value = False
-    images = [layer for layer in viewer.layers if isinstance(layer, napari.layers.Image)]
+    if images is None:
+        images = [layer for layer in viewer.layers if isinstance(layer, napari.layers.Image)]
     labels = []
     for image in images:
         seg.image_combo.value = image
@@ -117,7 +119,7 @@ def _segment_and_embed(viewer, args) -> list:
         emb.runner.run_button.click()
         wait_for(emb.runner)
         labels.append(layer)
-    for widget in (seg, emb):  # the explorer and labeling docks need the room
+    for widget in (seg, emb):
         viewer.window.remove_dock_widget(widget)
     return labels
 
@@ -137,7 +139,7 @@ def explorer_and_labeling(args) -> None:
     viewer.open_sample("napari-reddino", "synthetic_subjects")
     for layer in viewer.layers:
         layer.visible = not layer.metadata.get("truth", False)
-    labels = _segment_and_embed(viewer, args)
+    labels = segment_and_embed(viewer, backbone=args.backbone, device=args.device)
     explorer_dock, explorer = viewer.window.add_plugin_dock_widget("napari-reddino",
                                                                    "Cell explorer (UMAP)")
     explorer.method.setCurrentText("UMAP")
