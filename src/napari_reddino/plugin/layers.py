@@ -162,9 +162,8 @@ def smear_of(layer, by_name: dict) -> str | None:
     """The smear ``layer`` shows: the name of its smear's Image layer (None: not a smear's).
 
     Read from the contract above: an overlay follows its source layer, a Labels or overlay
-    layer names its ``image_layer``, an Image layer keyed by an ``image`` is its own smear, a
-    layer with only an ``image`` key (a selection made a layer) goes with that image's layer,
-    and ``"<image> RedDino PCA"`` goes with ``<image>``.
+    layer names its ``image_layer``, an Image layer keyed by an ``image`` is its own smear, and
+    a layer with only an ``image`` key (a selection made a layer) goes with that image's layer.
     """
     metadata = getattr(layer, "metadata", None) or {}
     tag = metadata.get(OVERLAY_OF)
@@ -174,8 +173,8 @@ def smear_of(layer, by_name: dict) -> str | None:
     if metadata.get(nm.META_IMAGE_LAYER):
         return str(metadata[nm.META_IMAGE_LAYER])
     image = metadata.get(nm.META_IMAGE)
-    if image is None:  # an overlay known by its name only (the cell colours): on its image
-        return _overlaid(getattr(layer, "name", ""), by_name)
+    if image is None:
+        return None
     if layer.__class__.__name__ == "Image":
         return layer.name
     for other in by_name.values():
@@ -183,13 +182,6 @@ def smear_of(layer, by_name: dict) -> str | None:
                 and str((other.metadata or {}).get(nm.META_IMAGE)) == str(image)):
             return other.name
     return str(image)
-
-
-def _overlaid(name: str, by_name: dict) -> str | None:
-    """The image layer an overlay named :func:`overlay_name` of it lies on (else None)."""
-    suffix = overlay_name("")
-    image = name[: -len(suffix)] if name.endswith(suffix) else None
-    return image if image in by_name else None
 
 
 def smear_groups(layers) -> dict[str, list]:
@@ -207,8 +199,8 @@ def smear_groups(layers) -> dict[str, list]:
 
 
 def is_overlay(layer) -> bool:
-    """An overlay drawn over a smear (selection rings, class colors, the PCA image), not the
-    smear's own image or cells: hidden until asked for."""
+    """An overlay drawn over a smear (selection rings, class colors, the PCA images: an Image
+    layer naming the ``image_layer`` it lies on), not the smear's own image or cells."""
     metadata = getattr(layer, "metadata", None) or {}
-    return OVERLAY_OF in metadata or (layer.__class__.__name__ == "Image" and (
-        nm.META_BACKBONE in metadata or str(layer.name).endswith(overlay_name(""))))
+    return OVERLAY_OF in metadata or (layer.__class__.__name__ == "Image"
+                                      and bool(metadata.get(nm.META_IMAGE_LAYER)))

@@ -55,8 +55,10 @@ def colour_open_smears(viewer: Any, space: str, opacity: float = 0.6,
 def _show(viewer: Any, labels_layer: Any, rgba: np.ndarray, result: Any, opacity: float,
           visible: bool) -> Any:
     """Add or refresh one smear's overlay, on its Labels layer's pixels (scale, translate)."""
-    name = layers.overlay_name(image_layer_name(labels_layer))
-    metadata = {CELL_COLOURS_KEY: {"legend": list(result.legend), "space": result.space}}
+    image_layer = image_layer_name(labels_layer)
+    name = layers.overlay_name(image_layer)
+    metadata = {nm.META_IMAGE_LAYER: image_layer,  # the layer contract: which smear it covers
+                CELL_COLOURS_KEY: {"legend": list(result.legend), "space": result.space}}
     if name in viewer.layers and CELL_COLOURS_KEY not in viewer.layers[name].metadata:
         viewer.layers.remove(name)  # a patch-token overlay: another grid, another kind
     if name in viewer.layers:
