@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from training.data.augment import CropSpec, PixelSpec, RedDinoAugmentation
 from training.data.masking import sample_mask_rows
 from training.data.patches import as_rgb_uint8, list_images
-from training.data.shards import PatchShards, epoch_share
+from training.data.shards import MANIFEST, PatchShards, epoch_share
 
 SAMPLES_PER_SYNTHETIC_SMEAR = 8
 
@@ -227,7 +227,7 @@ def stream_from_config(data_cfg, mask_cfg, *, patch_size: int, seed: int, rank: 
     """Build the stream a :class:`training.configs.TrainConfig` describes."""
     files = list_images(data_cfg.patch_dirs) if data_cfg.patch_dirs else []
     if data_cfg.patch_dirs and not files:
-        sharded = [d for d in data_cfg.patch_dirs if (Path(d) / "manifest.json").is_file()]
+        sharded = [d for d in data_cfg.patch_dirs if (Path(d) / MANIFEST).is_file()]
         hint = f" ({sharded[0]} holds patch shards: give data.shards=[...])" if sharded else ""
         raise ValueError(f"no image files found under data.patch_dirs={data_cfg.patch_dirs}{hint}")
     shards = (PatchShards(data_cfg.shards, verify=data_cfg.verify_shards)

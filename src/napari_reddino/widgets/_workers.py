@@ -24,6 +24,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from napari_reddino.progress import Cancelled, Progress
+from napari_reddino.widgets._backbone_choice import weights_message  # buttons, not Python
 
 Job = Callable[[threading.Event], Generator[Any, Any, Any]]
 
@@ -40,8 +41,6 @@ class TaskError(Exception):
 
 def error_message(task: str, exc: BaseException) -> str:
     """One line for the user: what failed and why (no traceback)."""
-    from napari_reddino.widgets._backbone_choice import weights_message  # buttons, not Python
-
     text = weights_message(exc) or str(exc).strip() or type(exc).__name__
     return f"{task} failed: {text}"
 
