@@ -37,6 +37,21 @@ def overlay_name(image_layer: str) -> str:
     return f"{image_layer} RedDino PCA"
 
 
+def cell_colours_data(
+    rgba: np.ndarray, *, image_layer: str, scale: Sequence[float] | None = None,
+    translate: Sequence[float] | None = None, opacity: float = 0.85, visible: bool = True,
+    metadata: dict | None = None,
+) -> LayerData:
+    """One flat colour per cell (uint8 RGBA on the Labels layer's pixels, glass transparent),
+    named and tagged like the patch overlay: it covers the smear ``image_layer`` names."""
+    kwargs = {
+        "name": overlay_name(image_layer), "rgb": True, "opacity": opacity, "visible": visible,
+        "contrast_limits": (0, 255), "scale": scale, "translate": translate,
+        "metadata": {nm.META_IMAGE_LAYER: image_layer, **(metadata or {})},
+    }
+    return np.asarray(rgba, dtype=np.uint8), kwargs, "image"
+
+
 def smear_cells(table: pd.DataFrame, embeddings=None, image_name: str | None = None):
     """One smear's rows of a (combined) table, and its own embeddings with ``embedding_row``
     renumbered to point into them; ``(table, None)`` without embeddings."""

@@ -55,22 +55,21 @@ def colour_open_smears(viewer: Any, space: str, opacity: float = 0.6,
 def _show(viewer: Any, labels_layer: Any, rgba: np.ndarray, result: Any, opacity: float,
           visible: bool) -> Any:
     """Add or refresh one smear's overlay, on its Labels layer's pixels (scale, translate)."""
-    image_layer = image_layer_name(labels_layer)
-    name = layers.overlay_name(image_layer)
-    metadata = {nm.META_IMAGE_LAYER: image_layer,  # the layer contract: which smear it covers
-                CELL_COLOURS_KEY: {"legend": list(result.legend), "space": result.space}}
+    data, kwargs, _kind = layers.cell_colours_data(
+        rgba, image_layer=image_layer_name(labels_layer), scale=labels_layer.scale,
+        translate=labels_layer.translate, opacity=opacity, visible=visible,
+        metadata={CELL_COLOURS_KEY: {"legend": list(result.legend), "space": result.space}})
+    name = kwargs["name"]
     if name in viewer.layers and CELL_COLOURS_KEY not in viewer.layers[name].metadata:
         viewer.layers.remove(name)  # a patch-token overlay: another grid, another kind
     if name in viewer.layers:
         layer = viewer.layers[name]
-        layer.data = rgba
-        layer.scale, layer.translate = labels_layer.scale, labels_layer.translate
-        layer.metadata = {**layer.metadata, **metadata}
+        layer.data = data
+        layer.scale, layer.translate = kwargs["scale"], kwargs["translate"]
+        layer.metadata = {**layer.metadata, **kwargs["metadata"]}
         layer.visible = visible
     else:
-        layer = viewer.add_image(rgba, name=name, rgb=True, opacity=opacity, visible=visible,
-                                 scale=labels_layer.scale, translate=labels_layer.translate,
-                                 metadata=metadata)
+        layer = viewer.add_image(data, **kwargs)
     layer.interpolation2d = "nearest"  # one flat colour per cell, sharp at its edge
     layer.contrast_limits = (0, 255)
     return layer
