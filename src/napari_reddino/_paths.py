@@ -13,11 +13,19 @@ def user_cache_dir() -> Path:
     return Path(base) / "napari-reddino"
 
 
+AUTOSAVE_GLOB = "labels-*.csv"  # what session_autosave_path names, for finding them again
+
+
+def autosave_dir() -> Path:
+    """Where every session's label autosaves go (the restore offer reads them back)."""
+    return user_cache_dir() / "autosave"
+
+
 def session_autosave_path() -> Path:
     """A new autosave file for this session's manual labels (one per session: a crash and a
     restart never overwrite the labels of the session that crashed)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return user_cache_dir() / "autosave" / f"labels-{stamp}-{os.getpid()}.csv"
+    return autosave_dir() / f"labels-{stamp}-{os.getpid()}.csv"
 
 
 def configure_numba_cache(folder: str | Path | None = None) -> Path:

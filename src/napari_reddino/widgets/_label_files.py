@@ -16,7 +16,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QPushButton, QVBoxLayout
 
 from napari_reddino import names as nm
-from napari_reddino._paths import user_cache_dir
+from napari_reddino._paths import autosave_dir
 from napari_reddino.label import files
 from napari_reddino.label.journal import is_journal
 from napari_reddino.widgets._label_restore import RestoreBar, class_set_for, offer_for
@@ -58,7 +58,7 @@ class LabelFilesMixin:
             return False
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
-                self, "Restore labels from", str(user_cache_dir() / "autosave"),
+                self, "Restore labels from", str(autosave_dir()),
                 "Label autosaves and tables (*.csv *.parquet)")
             if not path:
                 return False

@@ -21,7 +21,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QSizePolicy, QWidget
 
 from napari_reddino import names as nm
-from napari_reddino._paths import user_cache_dir
+from napari_reddino._paths import AUTOSAVE_GLOB, autosave_dir
 from napari_reddino.label import files
 from napari_reddino.label.classes import CLASS_SETS, ClassSet
 
@@ -41,9 +41,9 @@ class RestoreOffer:
 
 def autosaves(folder: Path | None = None) -> list[Path]:
     """Autosave journals of earlier sessions, newest first."""
-    folder = folder or user_cache_dir() / "autosave"
+    folder = folder or autosave_dir()
     try:
-        found = [p for p in folder.glob("labels-*.csv") if p.is_file()]
+        found = [p for p in folder.glob(AUTOSAVE_GLOB) if p.is_file()]
     except OSError:
         return []
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_AUTOSAVES]
@@ -54,7 +54,7 @@ def beside_smears(layers: Iterable[Any], viewer_layers: Any) -> list[Path]:
     folders: list[Path] = []
     for layer in layers:
         sources = [layer]
-        image = layer.metadata.get("image_layer") if hasattr(layer, "metadata") else None
+        image = layer.metadata.get(nm.META_IMAGE_LAYER) if hasattr(layer, "metadata") else None
         if image is not None and image in viewer_layers:
             sources.append(viewer_layers[image])
         for source in sources:
